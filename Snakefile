@@ -1,0 +1,27 @@
+# ChestX-ray14 multi-label classification pipeline.
+# Stages: NIH-format data -> 256x256 HDF5 store -> splits -> average image -> oversampling index.
+# Run: snakemake --cores 8 --resources gpu=1   (defaults in profiles/default/config.yaml)
+
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/splits.smk"
+include: "workflow/rules/stats.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_outputs(),

@@ -1,0 +1,145 @@
+"""Patient-wise train/val/test splits.
+
+No patient ever appears in two splits (images of one patient are near-duplicates; splitting by
+image leaks them into the test set). Within that constraint, per-class prevalence is kept close
+across splits by iterative stratification over patients (Sechidis et al., ECML-PKDD 2011,
+applied to groups): classes are visited from rarest to most common, and each patient who has
+the class and is not yet placed goes to the split that still lacks the most positives of it.
+Patients without findings then fill the splits up to their image quotas. Everything is
+deterministic given the seed and independent of the row order of the metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pandas as pd
+
+from cxr14.errors import DataError
+from cxr14.labels import LABELS
+from cxr14.metadata import read_image_list
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def stratified_group_split(
+    labels: np.ndarray, groups: np.ndarray, fractions: dict[str, float], seed: int
+) -> np.ndarray:
+    """Assign each row to a split name so that no group spans two splits.
+
+    ``labels``: (n, k) 0/1; ``groups``: (n,) group ids (patients); ``fractions``: split name ->
+    fraction of images (normalised to sum 1). Returns an (n,) array of split names.
+    """
+    names = list(fractions)
+    frac = np.array([fractions[s] for s in names], dtype=float)
+    if (frac < 0).any() or frac.sum() <= 0:
+        raise ValueError(f"split fractions must be >= 0 and not all 0: {fractions}")
+    frac = frac / frac.sum()
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    g_pos = np.zeros((len(uniq), labels.shape[1]), dtype=np.int64)
+    np.add.at(g_pos, inverse, labels.astype(np.int64))
+    g_n = np.bincount(inverse, minlength=len(uniq))
+
+    need_pos = frac[:, None] * g_pos.sum(0)[None, :]  # (splits, classes) still wanted
+    need_n = frac * g_n.sum()
+    assigned = np.full(len(uniq), -1)
+    rng = np.random.default_rng(seed)
+
+    def place(g: int, score: np.ndarray) -> None:
+        # Highest score wins; ties go to the split furthest below its image quota, then random.
+        key = np.lexsort((rng.random(len(names)), -need_n, -score))
+        s = key[0]
+        assigned[g] = s
+        need_pos[s] -= g_pos[g]
+        need_n[s] -= g_n[g]
+
+    for k in np.argsort(g_pos.sum(0), kind="stable"):  # rarest class first
+        for g in rng.permutation(np.flatnonzero((g_pos[:, k] > 0) & (assigned < 0))):
+            place(g, need_pos[:, k])
+    for g in rng.permutation(np.flatnonzero(assigned < 0)):
+        place(g, need_n)
+    # A split with a zero fraction never receives a group: its scores start at 0 and only fall.
+    return np.array(names, dtype=object)[assigned[inverse]]
+
+
+def make_splits(
+    labels_csv: str | os.PathLike,
+    out_splits: str | os.PathLike,
+    out_counts: str | os.PathLike,
+    method: str = "patient_random",
+    fractions: dict[str, float] | None = None,
+    seed: int = 42,
+    train_val_list: str | os.PathLike | None = None,
+    test_list: str | os.PathLike | None = None,
+    val_fraction: float = 0.1,
+) -> pd.DataFrame:
+    """Write ``splits.csv`` (image, patient, split) and the per-split, per-class count table.
+
+    ``method: patient_random`` splits all patients by ``fractions``; ``official`` uses NIH's
+    ``test_list.txt`` as the test split and carves ``val_fraction`` of the images of
+    ``train_val_list.txt`` out as validation, by patient.
+    """
+    table = pd.read_csv(labels_csv)
+    y = table[list(LABELS)].to_numpy()
+    split = np.empty(len(table), dtype=object)
+    if method == "patient_random":
+        fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
+        split[:] = stratified_group_split(y, table["patient"].to_numpy(), fractions, seed)
+    elif method == "official":
+        if train_val_list is None or test_list is None:
+            raise ValueError("method 'official' needs train_val_list and test_list")
+        test = set(read_image_list(test_list))
+        train_val = set(read_image_list(train_val_list))
+        both = test & train_val
+        if both:
+            raise DataError(f"{sorted(both)[0]!r} is in both {test_list} and {train_val_list}")
+        in_test = table["image"].isin(test).to_numpy()
+        in_tv = table["image"].isin(train_val).to_numpy()
+        neither = ~(in_test | in_tv)
+        if neither.any():
+            raise DataError(
+                f"{int(neither.sum())} image(s) in neither {train_val_list} nor {test_list}, "
+                f"first: {table['image'][np.argmax(neither)]!r}"
+            )
+        leaked = set(table.patient[in_test]) & set(table.patient[in_tv])
+        if leaked:
+            raise DataError(
+                f"patient {min(leaked)} has images in both {train_val_list} and {test_list} "
+                f"({len(leaked)} patients in both)"
+            )
+        split[in_test] = "test"
+        split[in_tv] = stratified_group_split(
+            y[in_tv],
+            table["patient"].to_numpy()[in_tv],
+            {"train": 1 - val_fraction, "val": val_fraction},
+            seed,
+        )
+    else:
+        raise ValueError(f"unknown split method {method!r}")
+    out = pd.DataFrame({"image": table["image"], "patient": table["patient"], "split": split})
+    out.to_csv(out_splits, index=False)
+    counts = split_counts(table, out["split"])
+    counts.to_csv(out_counts)
+    log.info("splits (%s):\n%s", method, counts.loc[["images", "patients"]].to_string())
+    return out
+
+
+def split_counts(table: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
+    """Rows: images, patients, each label; columns: per split count and prevalence (%)."""
+    cols = {}
+    for s in (*SPLITS, "all"):
+        sel = table if s == "all" else table[split.to_numpy() == s]
+        counts = {"images": len(sel), "patients": sel["patient"].nunique()}
+        counts.update(sel[list(LABELS)].sum().astype(int).to_dict())
+        cols[s] = pd.Series(counts)
+    counts = pd.DataFrame(cols)
+    for s in (*SPLITS, "all"):
+        pct = 100 * counts.loc[list(LABELS), s] / max(counts.loc["images", s], 1)
+        counts[f"{s}_%"] = pct.round(3)
+        counts.loc[["images", "patients"], f"{s}_%"] = np.nan
+    counts.index.name = "row"
+    return counts

@@ -1,0 +1,233 @@
+"""The HDF5 image store: downsample shards of the data set in parallel, then merge them.
+
+Layout of the merged store (``results/hdf5/images_<size>.h5``):
+
+- ``images``: (N, size, size) uint8, rows in the order of ``results/metadata/labels.csv``;
+- ``image_index``: (N,) file names, the same order;
+- attributes: source, data_dir, size, resize method, label order, creating package version.
+
+Each shard job streams its rows in blocks (memory stays flat however large the data set) and
+writes to a temporary file that is renamed only when complete, so an interrupted run leaves no
+half-written shard that could pass as finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from cxr14 import __version__
+from cxr14.errors import DataError
+from cxr14.imageio import BadImage, load_gray
+from cxr14.labels import LABELS
+from cxr14.metadata import LABEL_TABLE_COLUMNS
+
+log = logging.getLogger(__name__)
+
+BLOCK = 256  # images per HDF5 write; 16 MiB at 256x256
+STR = h5py.string_dtype()
+SKIPPED_FIELDS = ("image", "path", "reason")  # columns of results/tables/skipped_images.csv
+
+
+def shard_bounds(n_rows: int, shard: int, n_shards: int) -> tuple[int, int]:
+    """Contiguous [start, stop) rows of shard ``shard`` of ``n_shards`` (sizes differ by <= 1)."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} out of range for {n_shards} shards")
+    base, extra = divmod(n_rows, n_shards)
+    start = shard * base + min(shard, extra)
+    return start, start + base + (shard < extra)
+
+
+def _decode_all(
+    paths: Sequence[str], size: int, resample: str, threads: int
+) -> Iterator[tuple[np.ndarray | None, str | None]]:
+    """Yield (array, None) or (None, reason) per path, in order, decoding on ``threads`` threads.
+
+    PIL releases the GIL while decoding and resizing, so threads scale. At most
+    ``4 * threads`` images are in flight, which keeps memory flat.
+    """
+
+    def work(p: str) -> tuple[np.ndarray | None, str | None]:
+        try:
+            return load_gray(p, size, resample), None
+        except BadImage as exc:
+            return None, exc.reason
+
+    if threads <= 1:
+        yield from map(work, paths)
+        return
+    window = 4 * threads
+    with ThreadPoolExecutor(threads) as pool:
+        pending = [pool.submit(work, p) for p in paths[:window]]
+        nxt = len(pending)
+        for i in range(len(paths)):
+            yield pending[i].result()
+            pending[i] = None  # drop the finished result
+            if nxt < len(paths):
+                pending.append(pool.submit(work, paths[nxt]))
+                nxt += 1
+
+
+class _ShardWriter:
+    """Appends images to a resizable HDF5 dataset in blocks of BLOCK rows."""
+
+    def __init__(self, h5: h5py.File, size: int, chunk_rows: int):
+        self.ds = h5.create_dataset(
+            "images",
+            shape=(0, size, size),
+            maxshape=(None, size, size),
+            dtype=np.uint8,
+            chunks=(max(1, min(BLOCK, chunk_rows)), size, size),
+        )
+        self.buf = np.empty((BLOCK, size, size), np.uint8)
+        self.n = 0
+
+    def add(self, arr: np.ndarray) -> None:
+        self.buf[self.n] = arr
+        self.n += 1
+        if self.n == BLOCK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.n:
+            n0 = self.ds.shape[0]
+            self.ds.resize(n0 + self.n, axis=0)
+            self.ds[n0:] = self.buf[: self.n]
+            self.n = 0
+
+
+def downsample_shard(
+    entries_csv: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    shard: int,
+    n_shards: int,
+    out_h5: str | os.PathLike,
+    size: int = 256,
+    resample: str = "bilinear",
+    on_bad_image: str = "error",
+    threads: int = 1,
+) -> int:
+    """Downsample shard ``shard`` of the rows in ``entries_csv`` into ``out_h5``.
+
+    Returns the number of images written. Bad images stop the run (``on_bad_image: error``)
+    with a message naming the file, or are recorded in the shard's ``skipped_*`` datasets.
+    """
+    entries = pd.read_csv(entries_csv, usecols=["image", "path"], dtype=str)
+    start, stop = shard_bounds(len(entries), shard, n_shards)
+    part = entries.iloc[start:stop]
+    paths = [os.path.join(data_dir, p) for p in part["path"]]
+    out_h5 = Path(out_h5)
+    tmp = out_h5.with_name(out_h5.name + ".partial")
+    names: list[str] = []
+    skipped: list[tuple[str, str, str]] = []
+    try:
+        with h5py.File(tmp, "w") as h5:
+            writer = _ShardWriter(h5, size, len(part))
+            decoded = _decode_all(paths, size, resample, threads)
+            rows = zip(part["image"], part["path"], paths, decoded, strict=True)
+            desc = f"shard {shard + 1}/{n_shards}"
+            for name, rel, path, (arr, reason) in tqdm(
+                rows, total=len(paths), desc=desc, mininterval=5
+            ):
+                if arr is not None:
+                    writer.add(arr)
+                    names.append(name)
+                elif on_bad_image == "skip":
+                    log.warning("skipping %s: %s", path, reason)
+                    skipped.append((name, rel, reason))
+                else:
+                    raise DataError(
+                        f"{path}: {reason} (image {name}; set preprocess.on_bad_image: skip "
+                        "to drop bad images and list them in results/tables/skipped_images.csv)"
+                    )
+            writer.flush()
+            h5.create_dataset("image_index", data=np.array(names, dtype=object), dtype=STR)
+            for i, field in enumerate(SKIPPED_FIELDS):
+                column = np.array([s[i] for s in skipped], dtype=object)
+                h5.create_dataset(f"skipped_{field}", data=column, dtype=STR)
+            h5.attrs["rows"] = json.dumps([start, stop])
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out_h5)
+    log.info(
+        "shard %d/%d: %d images written, %d skipped", shard + 1, n_shards, len(names), len(skipped)
+    )
+    return len(names)
+
+
+def merge_shards(
+    shard_paths: Sequence[str | os.PathLike],
+    entries_csv: str | os.PathLike,
+    missing_csv: str | os.PathLike,
+    out_h5: str | os.PathLike,
+    out_labels: str | os.PathLike,
+    out_skipped: str | os.PathLike,
+    attrs: dict | None = None,
+) -> int:
+    """Concatenate shards (in order) into the final store and write the matching label table.
+
+    ``out_labels`` has exactly the stored images, in store order; ``out_skipped`` lists every
+    image left out (missing at parse time or bad at decode time) with its reason.
+    """
+    entries = pd.read_csv(entries_csv)
+    kept: list[str] = []
+    skipped = [pd.read_csv(missing_csv, dtype=str, keep_default_na=False)]
+    shapes = []
+    for p in shard_paths:
+        with h5py.File(p, "r") as h5:
+            kept.extend(h5["image_index"].asstr()[:])
+            skipped.append(pd.DataFrame({f: h5[f"skipped_{f}"].asstr()[:] for f in SKIPPED_FIELDS}))
+            shapes.append(h5["images"].shape)
+    if len(set(s[1:] for s in shapes)) > 1:
+        raise DataError(f"shards have different image sizes: {sorted(set(shapes))}")
+    size = shapes[0][1]
+    labels = entries.set_index("image").loc[kept].reset_index()
+    n = len(labels)
+    if n == 0:
+        raise DataError("no images left to store (every image was skipped)")
+
+    skipped_df = pd.concat(skipped, ignore_index=True)[list(SKIPPED_FIELDS)]
+
+    out_h5 = Path(out_h5)
+    tmp = out_h5.with_name(out_h5.name + ".partial")
+    # track_times=False: identical inputs give an identical store, byte for byte.
+    with h5py.File(tmp, "w", track_order=True) as out:
+        ds = out.create_dataset(
+            "images",
+            shape=(n, size, size),
+            dtype=np.uint8,
+            chunks=(min(64, n), size, size),
+            track_times=False,
+        )
+        row = 0
+        for p in shard_paths:
+            with h5py.File(p, "r") as h5:
+                src = h5["images"]
+                for i in range(0, src.shape[0], BLOCK):
+                    block = src[i : i + BLOCK]
+                    ds[row : row + len(block)] = block
+                    row += len(block)
+        out.create_dataset(
+            "image_index", data=np.array(kept, dtype=object), dtype=STR, track_times=False
+        )
+        out.attrs["labels"] = json.dumps(list(LABELS))
+        out.attrs["size"] = size
+        out.attrs["n_skipped"] = len(skipped_df)
+        out.attrs["cxr14_version"] = __version__
+        for k, v in (attrs or {}).items():
+            out.attrs[k] = v
+    os.replace(tmp, out_h5)
+    labels[LABEL_TABLE_COLUMNS].to_csv(out_labels, index=False)
+    skipped_df.to_csv(out_skipped, index=False)
+    log.info("store %s: %d images of %dx%d, %d skipped", out_h5, n, size, size, len(skipped_df))
+    return n

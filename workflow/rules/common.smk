@@ -1,0 +1,80 @@
+import os
+
+# Jobs import the project's library from this checkout's src/, also inside conda environments
+# (--sdm conda) and on cluster nodes, so a job always runs the code of the workflow it is part of.
+# (Set, not required, so `envvars:` does not apply.)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        p
+        for p in (os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH"))
+        if p
+    )
+)
+
+SIZE = config["preprocess"]["size"]
+STORE = f"results/hdf5/images_{SIZE}.h5"
+SYNTHETIC_DIR = "results/synthetic"
+
+
+wildcard_constraints:
+    shard=r"\d+",
+
+
+def get_data_dir():
+    """The folder in NIH layout that the workflow reads."""
+    if config["data"]["source"] == "synthetic":
+        return SYNTHETIC_DIR
+    return config["data"]["nih_dir"]
+
+
+def get_data_inputs(wildcards):
+    """Metadata table (and, for the synthetic set, the image folder) the parser reads."""
+    if config["data"]["source"] == "synthetic":
+        return {
+            "metadata": f"{SYNTHETIC_DIR}/Data_Entry_2017.csv",
+            "images": f"{SYNTHETIC_DIR}/images",
+        }
+    return {"metadata": os.path.join(get_data_dir(), config["data"]["metadata_csv"])}
+
+
+def get_split_lists(wildcards):
+    """NIH's official split lists, needed only by `split.method: official`."""
+    if config["split"]["method"] != "official":
+        return {}
+    return {
+        "train_val_list": os.path.join(get_data_dir(), "train_val_list.txt"),
+        "test_list": os.path.join(get_data_dir(), "test_list.txt"),
+    }
+
+
+def get_shards(wildcards):
+    return [
+        f"results/hdf5/shards/images_{SIZE}_{shard}.h5"
+        for shard in range(config["preprocess"]["shards"])
+    ]
+
+
+def get_average_image_inputs(wildcards):
+    """The store, plus the splits when averaging over the training split only."""
+    inputs = {"store": STORE}
+    if config["average_image"]["over"] == "train":
+        inputs["splits"] = "results/splits/splits.csv"
+    return inputs
+
+
+def get_final_outputs():
+    return [
+        STORE,
+        "results/metadata/labels.csv",
+        "results/tables/skipped_images.csv",
+        "results/tables/class_counts.csv",
+        "results/figures/class_counts.png",
+        "results/stats/average_image.npy",
+        "results/stats/pixel_stats.json",
+        "results/figures/average_image.png",
+        "results/splits/splits.csv",
+        "results/tables/split_counts.csv",
+        "results/splits/oversample_index.npy",
+        "results/tables/oversample_counts.csv",
+        "results/figures/oversample_counts.png",
+    ]

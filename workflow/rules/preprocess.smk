@@ -1,0 +1,59 @@
+rule downsample_images:
+    input:
+        entries="results/metadata/entries.csv",
+    output:
+        shard=f"results/hdf5/shards/images_{SIZE}_{{shard}}.h5",
+    log:
+        f"logs/downsample_images/{SIZE}_{{shard}}.log",
+    benchmark:
+        f"benchmarks/downsample_images/{SIZE}_{{shard}}.tsv"
+    conda:
+        "../../envs/cxr14.yaml"
+    threads: config["preprocess"]["threads"]
+    resources:
+        mem_mb=2000,
+    params:
+        data_dir=get_data_dir(),
+        n_shards=config["preprocess"]["shards"],
+        size=SIZE,
+        resample=config["preprocess"]["resample"],
+        on_bad_image=config["preprocess"]["on_bad_image"],
+    script:
+        "../scripts/downsample_images.py"
+
+
+rule merge_shards:
+    input:
+        shards=get_shards,
+        entries="results/metadata/entries.csv",
+        missing="results/metadata/missing_images.csv",
+    output:
+        store=STORE,
+        labels="results/metadata/labels.csv",
+        skipped="results/tables/skipped_images.csv",
+    log:
+        "logs/merge_shards.log",
+    benchmark:
+        "benchmarks/merge_shards.tsv"
+    conda:
+        "../../envs/cxr14.yaml"
+    params:
+        source=config["data"]["source"],
+        data_dir=get_data_dir(),
+        resample=config["preprocess"]["resample"],
+    script:
+        "../scripts/merge_shards.py"
+
+
+rule count_classes:
+    input:
+        labels="results/metadata/labels.csv",
+    output:
+        table="results/tables/class_counts.csv",
+        figure="results/figures/class_counts.png",
+    log:
+        "logs/count_classes.log",
+    conda:
+        "../../envs/cxr14.yaml"
+    script:
+        "../scripts/count_classes.py"

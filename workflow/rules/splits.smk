@@ -1,0 +1,54 @@
+rule make_splits:
+    input:
+        unpack(get_split_lists),
+        labels="results/metadata/labels.csv",
+    output:
+        splits="results/splits/splits.csv",
+        counts="results/tables/split_counts.csv",
+    log:
+        "logs/make_splits.log",
+    benchmark:
+        "benchmarks/make_splits.tsv"
+    conda:
+        "../../envs/cxr14.yaml"
+    params:
+        method=config["split"]["method"],
+        seed=config["split"]["seed"],
+        fractions=config["split"]["fractions"],
+        val_fraction=config["split"]["val_fraction"],
+    script:
+        "../scripts/make_splits.py"
+
+
+rule make_oversample_index:
+    input:
+        labels="results/metadata/labels.csv",
+        splits="results/splits/splits.csv",
+    output:
+        index="results/splits/oversample_index.npy",
+        table="results/tables/oversample_counts.csv",
+    log:
+        "logs/make_oversample_index.log",
+    conda:
+        "../../envs/cxr14.yaml"
+    params:
+        enabled=config["oversample"]["enabled"],
+        seed=config["oversample"]["seed"],
+        threshold=config["oversample"]["threshold"],
+        power=config["oversample"]["power"],
+        max_repeat=config["oversample"]["max_repeat"],
+    script:
+        "../scripts/make_oversample_index.py"
+
+
+rule plot_oversampling:
+    input:
+        table="results/tables/oversample_counts.csv",
+    output:
+        figure="results/figures/oversample_counts.png",
+    log:
+        "logs/plot_oversampling.log",
+    conda:
+        "../../envs/cxr14.yaml"
+    script:
+        "../scripts/plot_oversampling.py"

@@ -1,0 +1,30 @@
+rule compute_average_image:
+    input:
+        unpack(get_average_image_inputs),
+    output:
+        average="results/stats/average_image.npy",
+        stats="results/stats/pixel_stats.json",
+    log:
+        "logs/compute_average_image.log",
+    benchmark:
+        "benchmarks/compute_average_image.tsv"
+    conda:
+        "../../envs/cxr14.yaml"
+    params:
+        over=config["average_image"]["over"],
+    script:
+        "../scripts/compute_average_image.py"
+
+
+rule plot_average_image:
+    input:
+        average="results/stats/average_image.npy",
+        stats="results/stats/pixel_stats.json",
+    output:
+        figure="results/figures/average_image.png",
+    log:
+        "logs/plot_average_image.log",
+    conda:
+        "../../envs/cxr14.yaml"
+    script:
+        "../scripts/plot_average_image.py"

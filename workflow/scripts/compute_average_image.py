@@ -1,0 +1,13 @@
+"""Rule compute_average_image: see cxr14.stats.compute_average_image."""
+
+from cxr14.logs import log_to
+from cxr14.stats import compute_average_image
+
+with log_to(snakemake.log[0]):
+    compute_average_image(
+        store_h5=snakemake.input.store,
+        out_npy=snakemake.output.average,
+        out_json=snakemake.output.stats,
+        splits_csv=snakemake.input.get("splits"),
+        over=snakemake.params.over,
+    )

@@ -1,0 +1,13 @@
+"""Rule parse_metadata: see cxr14.metadata.build_entries."""
+
+from cxr14.logs import log_to
+from cxr14.metadata import build_entries
+
+with log_to(snakemake.log[0]):
+    build_entries(
+        data_dir=snakemake.params.data_dir,
+        metadata_csv=snakemake.input.metadata,
+        on_bad_image=snakemake.params.on_bad_image,
+        out_entries=snakemake.output.entries,
+        out_missing=snakemake.output.missing,
+    )
