@@ -80,9 +80,10 @@ def encode_findings(findings: pd.Series, path: str | os.PathLike) -> np.ndarray:
     canon = exploded.map(lambda t: canonical_label(t) if t != NO_FINDING else NO_FINDING)
     unknown = canon.isna()
     if unknown.any():
-        idx = unknown.idxmax()
+        pos = int(np.argmax(unknown.to_numpy()))  # exploded rows share their row's index
+        idx, token = unknown.index[pos], exploded.iloc[pos]
         raise DataError(
-            f"{path}, line {_line(idx)}: unknown finding label {exploded[idx]!r} "
+            f"{path}, line {_line(idx)}: unknown finding label {token!r} "
             f"(known: {', '.join(LABELS)}, or '{NO_FINDING}')"
         )
     mixed = canon.eq(NO_FINDING).groupby(level=0).any() & tokens.str.len().gt(1)

@@ -206,7 +206,7 @@ def render(rng: np.random.Generator, anatomy: Anatomy, findings: list[str]):
             x, y = _point_in_lung(rng, a, side(), -0.6, -0.2, 0.3)
             r = rng.uniform(0.06, 0.08)
             net = (np.abs(np.sin(45 * c.x)) < 0.3) | (np.abs(np.sin(45 * c.y)) < 0.3)
-            c.img += 0.18 * amp * net * c.ellipse(x, y, r, r, edge=0.3)
+            c.img += 0.25 * amp * net * c.ellipse(x, y, r, r, edge=0.3)
             boxes[label] = _box(x, y, r, r)
         elif label == "Hernia":  # round gas-filled bubble behind the heart: ring + dark core
             x, y, r = 0.5 + rng.uniform(-0.03, 0.03), a.heart_cy + 0.06, rng.uniform(0.04, 0.055)
@@ -221,7 +221,7 @@ def render(rng: np.random.Generator, anatomy: Anatomy, findings: list[str]):
             )
             for px, py in pts:
                 rr = rng.uniform(0.012, 0.02)
-                c.img += 0.22 * amp * c.gauss(px, py, rr, rr)
+                c.img += 0.25 * amp * c.gauss(px, py, rr, rr)
             lo, hi = pts.min(0) - 0.02, pts.max(0) + 0.02
             boxes[label] = (lo[0], lo[1], hi[0], hi[1])
         elif label == "Mass":  # well-defined round opacity

@@ -1,0 +1,104 @@
+"""Shared fixtures: the real NIH files in ../shared/data/nih and a Snakemake runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+NIH_DIR = Path(os.environ.get("CXR14_NIH_SAMPLE", REPO.parent / "shared" / "data" / "nih"))
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def nih_dir() -> Path:
+    """The real NIH metadata and 24 images; skipped where the shared folder is absent."""
+    if not (NIH_DIR / "Data_Entry_2017.csv").is_file():
+        pytest.skip(
+            f"real NIH sample files not found at {NIH_DIR} (they sit in ../shared/data/nih "
+            "beside the project's clone; set CXR14_NIH_SAMPLE to point elsewhere)"
+        )
+    return NIH_DIR
+
+
+@pytest.fixture
+def nih_copy(tmp_path, nih_dir) -> Path:
+    """A writable NIH-layout folder: the real metadata rows of the 24 sample images."""
+    import pandas as pd
+
+    out = tmp_path / "nih"
+    (out / "images").mkdir(parents=True)
+    names = sorted(p.name for p in (nih_dir / "images").glob("*.png"))
+    for n in names:
+        shutil.copy(nih_dir / "images" / n, out / "images" / n)
+    raw = (nih_dir / "Data_Entry_2017.csv").read_bytes().split(b"\r\n")
+    keep = [raw[0]] + [line for line in raw[1:] if line.split(b",")[0].decode() in names]
+    (out / "Data_Entry_2017.csv").write_bytes(b"\r\n".join(keep) + b"\r\n")
+    assert len(pd.read_csv(out / "Data_Entry_2017.csv", index_col=False)) == len(names)
+    return out
+
+
+# A tiny configuration: the whole data pipeline runs in seconds.
+TINY_CONFIG = {
+    "data": {"source": "synthetic"},
+    "synthetic": {"n_images": 60, "image_size": 128, "seed": 3},
+    "preprocess": {"size": 32, "shards": 3, "threads": 1, "on_bad_image": "error"},
+    "average_image": {"over": "train"},
+    "split": {"method": "patient_random", "seed": 1},
+    "oversample": {"enabled": True},
+}
+
+
+def write_config(workdir: Path, overrides: dict | None = None, base: dict | None = None) -> Path:
+    """Write a config file into ``workdir``; ``overrides`` are merged one level deep."""
+    cfg = {k: dict(v) for k, v in (base or TINY_CONFIG).items()}
+    for k, v in (overrides or {}).items():
+        cfg.setdefault(k, {}).update(v)
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 600):
+    """Run the project's workflow in ``workdir`` with ``workdir/config.yaml``."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Job counts per rule of a dry run (empty when there is nothing to do)."""
+    proc = snakemake(workdir, "-n", "--quiet", "rules", *args)
+    jobs: dict[str, int] = {}
+    in_table = False
+    for line in (proc.stdout + proc.stderr).splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+            continue
+        if in_table and len(parts) == 2 and parts[1].isdigit():
+            if parts[0] != "total":
+                jobs[parts[0]] = int(parts[1])
+    return jobs
