@@ -1,0 +1,56 @@
+"""The workflow and the code stay clean: snakemake --lint, snakefmt, ruff; pins agree."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import yaml
+from conftest import REPO
+
+
+def _run(*cmd):
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_snakemake_lint():
+    proc = _run(sys.executable, "-m", "snakemake", "--lint", "--cores", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_snakefmt():
+    proc = _run(sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff():
+    check = _run(sys.executable, "-m", "ruff", "check", ".")
+    assert check.returncode == 0, check.stdout + check.stderr
+    fmt = _run(sys.executable, "-m", "ruff", "format", "--check", ".")
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_conda_env_pins_match_requirements():
+    pins = {
+        line.strip()
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    env = yaml.safe_load((REPO / "envs/cxr14.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert set(pip) == pins
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][^ ]*", p) for p in pins)
+
+
+def test_every_rule_has_a_log_and_a_script_of_its_name():
+    rules = {}
+    for smk in (REPO / "workflow/rules").glob("*.smk"):
+        for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
+            rules[m.group(1)] = m.group(2)
+    assert len(rules) >= 10
+    for name, body in rules.items():
+        assert "log:" in body, name
+        assert f'script:\n        "../scripts/{name}.py"' in body, name
+        assert (REPO / "workflow/scripts" / f"{name}.py").is_file(), name

@@ -1,0 +1,204 @@
+"""End-to-end Snakemake runs of the data stages on a tiny synthetic set."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO, planned_jobs, snakemake, write_config
+
+from cxr14 import LABELS
+
+pytestmark = pytest.mark.slow
+
+OUTPUTS = [
+    "results/hdf5/images_32.h5",
+    "results/metadata/labels.csv",
+    "results/tables/skipped_images.csv",
+    "results/tables/class_counts.csv",
+    "results/figures/class_counts.png",
+    "results/stats/average_image.npy",
+    "results/stats/pixel_stats.json",
+    "results/figures/average_image.png",
+    "results/splits/splits.csv",
+    "results/tables/split_counts.csv",
+    "results/splits/oversample_index.npy",
+    "results/tables/oversample_counts.csv",
+    "results/figures/oversample_counts.png",
+]
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """One complete run of the default target."""
+    wd = tmp_path_factory.mktemp("wf")
+    write_config(wd)
+    snakemake(wd)
+    return wd
+
+
+def test_every_output_is_built_and_consistent(done):
+    for out in OUTPUTS:
+        assert (done / out).stat().st_size > 0, out
+    labels = pd.read_csv(done / "results/metadata/labels.csv")
+    splits = pd.read_csv(done / "results/splits/splits.csv")
+    with h5py.File(done / "results/hdf5/images_32.h5") as h5:
+        assert h5["images"].shape == (60, 32, 32)
+        assert h5["image_index"].asstr()[:].tolist() == labels["image"].tolist()
+        assert json.loads(h5.attrs["labels"]) == list(LABELS)
+        assert "bilinear" in h5.attrs["resize"] and h5.attrs["source"] == "synthetic"
+    assert splits["image"].tolist() == labels["image"].tolist()
+    assert splits.groupby("patient")["split"].nunique().max() == 1
+    index = np.load(done / "results/splits/oversample_index.npy")
+    assert set(splits.loc[index, "split"]) == {"train"}
+    avg = np.load(done / "results/stats/average_image.npy")
+    assert avg.shape == (32, 32) and avg.dtype == np.float32
+    for log in ("parse_metadata", "merge_shards", "make_splits", "compute_average_image"):
+        assert (done / "logs" / f"{log}.log").stat().st_size > 0
+
+
+def test_rerun_is_a_no_op(done):
+    assert planned_jobs(done) == {}
+
+
+def test_downstream_setting_reruns_only_downstream_jobs(done, tmp_path):
+    write_config(done, {"oversample": {"threshold": 0.3}})
+    try:
+        assert planned_jobs(done) == {"make_oversample_index": 1, "plot_oversampling": 1, "all": 1}
+        write_config(done, {"split": {"seed": 2}})
+        jobs = planned_jobs(done)
+        assert "make_splits" in jobs and "compute_average_image" in jobs
+        assert not {"generate_synthetic_data", "parse_metadata", "downsample_images",
+                    "merge_shards"} & set(jobs)  # fmt: skip
+    finally:
+        write_config(done)
+    assert planned_jobs(done) == {}
+
+
+def test_deleted_figure_rebuilds_only_its_job(done):
+    (done / "results/figures/average_image.png").unlink()
+    assert planned_jobs(done) == {"plot_average_image": 1, "all": 1}
+    snakemake(done)
+    assert planned_jobs(done) == {}
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"preprocess": {"on_bad_image": "ignore"}}, "on_bad_image"),
+        ({"preprocess": {"size": "big"}}, "size"),
+        ({"split": {"method": "random"}}, "method"),
+        ({"oversample": {"treshold": 0.1}}, "treshold"),
+        ({"data": {"source": "nih"}}, "nih_dir"),
+    ],
+)
+def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, overrides, key):
+    write_config(tmp_path, overrides)
+    proc = snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "validat" in out.lower() and key in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_image_stops_the_run_or_is_skipped_everywhere(tmp_path):
+    write_config(tmp_path)
+    snakemake(tmp_path, "results/synthetic/Data_Entry_2017.csv")
+    images = sorted((tmp_path / "results/synthetic/images").iterdir())
+    bad = {images[5].name: "zero-byte file", images[30].name: "truncated or corrupt PNG"}
+    images[5].write_bytes(b"")
+    images[30].write_bytes(images[30].read_bytes()[:300])
+
+    proc = snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    assert any(f"{name}: zero-byte file" in proc.stdout + proc.stderr for name in bad)
+    assert not (tmp_path / "results/hdf5/images_32.h5").exists()
+
+    write_config(tmp_path, {"preprocess": {"on_bad_image": "skip"}})
+    snakemake(tmp_path)
+    skipped = pd.read_csv(tmp_path / "results/tables/skipped_images.csv")
+    assert set(skipped["image"]) == set(bad)
+    for name, reason in bad.items():
+        assert skipped.set_index("image").loc[name, "reason"].startswith(reason)
+    labels = pd.read_csv(tmp_path / "results/metadata/labels.csv")
+    splits = pd.read_csv(tmp_path / "results/splits/splits.csv")
+    assert len(labels) == len(splits) == 58
+    assert not set(bad) & set(labels["image"]) and not set(bad) & set(splits["image"])
+    with h5py.File(tmp_path / "results/hdf5/images_32.h5") as h5:
+        assert h5["images"].shape[0] == 58
+
+
+def test_interrupted_shard_is_redone_and_the_store_is_identical(tmp_path):
+    """Kill the workflow while a shard is being written; the rerun redoes only the shards
+    that had not finished, and the final store equals that of an uninterrupted run."""
+    cfg = {"synthetic": {"n_images": 120, "image_size": 1024, "seed": 3},
+           "preprocess": {"shards": 4, "threads": 1}}  # fmt: skip
+    ref, wd = tmp_path / "ref", tmp_path / "wd"
+    for d in (ref, wd):
+        d.mkdir()
+        write_config(d, cfg)
+    snakemake(ref)
+    # Same input data in both folders, so only the interruption differs.
+    snakemake(wd, "results/metadata/entries.csv")
+
+    shards = wd / "results/hdf5/shards"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile",
+           str(wd / "config.yaml"), "--cores", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 300
+    try:
+        # Wait until one shard is finished and another one is being written, then kill all.
+        while time.time() < deadline:
+            done = list(shards.glob("*.h5")) if shards.exists() else []
+            if done and list(shards.glob("*.partial")):
+                break
+            assert proc.poll() is None, "workflow finished before it could be interrupted"
+            time.sleep(0.02)
+        else:
+            pytest.fail("no shard was in progress within 300 s")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.h5")}
+    assert 0 < len(finished) < 4
+
+    jobs = planned_jobs(wd)
+    assert jobs["downsample_images"] == 4 - len(finished)
+    snakemake(wd, "--unlock")  # a killed Snakemake leaves its lock behind
+    snakemake(wd)
+    for name, mtime in finished.items():
+        assert (shards / name).stat().st_mtime_ns == mtime, f"{name} was redone"
+    assert not list(shards.glob("*.partial"))
+    with (
+        h5py.File(ref / "results/hdf5/images_32.h5") as a,
+        h5py.File(wd / "results/hdf5/images_32.h5") as b,
+    ):
+        np.testing.assert_array_equal(a["images"][:], b["images"][:])
+        assert a["image_index"].asstr()[:].tolist() == b["image_index"].asstr()[:].tolist()
+    for out in ("results/metadata/labels.csv", "results/splits/splits.csv"):
+        assert (ref / out).read_bytes() == (wd / out).read_bytes()
+    np.testing.assert_array_equal(
+        np.load(ref / "results/stats/average_image.npy"),
+        np.load(wd / "results/stats/average_image.npy"),
+    )
+    shutil.rmtree(ref / "results/synthetic")  # 120 1024x1024 PNGs: free the space early
+
+
+def test_nih_source_and_official_split_dry_run(tmp_path, nih_dir):
+    """The real 112,120-row metadata plans the same jobs (images are read only when run)."""
+    nih = {"source": "nih", "nih_dir": str(nih_dir)}
+    write_config(tmp_path, {"data": nih, "split": {"method": "official"},
+                            "preprocess": {"shards": 32}})  # fmt: skip
+    jobs = planned_jobs(tmp_path)
+    assert jobs["downsample_images"] == 32 and "generate_synthetic_data" not in jobs
+    assert jobs["parse_metadata"] == 1 and jobs["make_splits"] == 1
