@@ -19,6 +19,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/stats.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

@@ -18,6 +18,7 @@ SYNTHETIC_DIR = "results/synthetic"
 
 wildcard_constraints:
     shard=r"\d+",
+    arch="simple_cnn|vgg_like|resnet18|densenet121",
 
 
 def get_data_dir():
@@ -77,4 +78,31 @@ def get_final_outputs():
         "results/splits/oversample_index.npy",
         "results/tables/oversample_counts.csv",
         "results/figures/oversample_counts.png",
+        *get_model_outputs(),
     ]
+
+
+# Keys of the `train` section that configure the jobs, not the training itself.
+TRAIN_JOB_KEYS = ("archs", "gpus", "threads")
+
+
+def get_train_settings(wildcards):
+    """The settings of one architecture's training: `train` defaults + `models.<arch>`.
+
+    Only these go into the job's params, so changing one architecture's hyperparameter reruns
+    only that architecture's training (and what depends on it).
+    """
+    shared = {k: v for k, v in config["train"].items() if k not in TRAIN_JOB_KEYS}
+    return {
+        "arch": wildcards.arch,
+        **shared,
+        **config["models"].get(wildcards.arch, {}),
+    }
+
+
+def get_model_outputs():
+    return expand(
+        "results/models/{arch}/{file}",
+        arch=config["train"]["archs"],
+        file=["best.pt", "last.pt", "history.csv"],
+    )

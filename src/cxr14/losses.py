@@ -1,0 +1,73 @@
+"""Losses for multi-label training.
+
+``wcel`` is the seed's equation (1), the weighted cross-entropy of Wang et al. (2017):
+
+    L = beta_P * sum_{y=1} -ln f(x) + beta_N * sum_{y=0} -ln(1 - f(x)),
+    beta_P = (|P| + |N|) / |P|,  beta_N = (|P| + |N|) / |N|,
+
+with |P| and |N| the numbers of 1s and 0s in the batch's label matrix. We divide it by
+|P| + |N| (the number of label entries), so it reads
+
+    L = mean over positive entries of -ln f  +  mean over negative entries of -ln(1 - f)
+
+and its scale does not depend on the batch size (at f = 0.5 it is 2 ln 2). A batch without
+positives (or negatives) drops that term instead of dividing by zero. Under DDP, |P| and |N|
+are summed over all ranks, so the loss is that of the global batch.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def wcel(logits: torch.Tensor, targets: torch.Tensor, sync: bool = False) -> torch.Tensor:
+    """Equation (1) over the batch; ``sync``: count |P| and |N| over all DDP ranks."""
+    logits = logits.float()
+    pos_sum = -(targets * F.logsigmoid(logits)).sum()
+    neg_sum = -((1 - targets) * F.logsigmoid(-logits)).sum()
+    counts = torch.stack([targets.sum(), (1 - targets).sum()]).detach()
+    scale = 1.0
+    if sync and dist.is_available() and dist.is_initialized():
+        dist.all_reduce(counts)
+        # DDP averages gradients over ranks; undo it so the sum over ranks is the global loss.
+        scale = dist.get_world_size()
+    n_pos, n_neg = counts.clamp(min=1).unbind()
+    return scale * (pos_sum / n_pos + neg_sum / n_neg)
+
+
+def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Plain (unweighted) binary cross-entropy, averaged over entries."""
+    return F.binary_cross_entropy_with_logits(logits.float(), targets)
+
+
+def make_weighted_bce(pos_weight: torch.Tensor):
+    """BCE with a fixed per-class positive weight (negatives / positives in the training set)."""
+
+    def weighted_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(
+            logits.float(), targets, pos_weight=pos_weight.to(logits.device)
+        )
+
+    return weighted_bce
+
+
+def build_loss(name: str, train_labels: torch.Tensor | None = None, sync: bool = False):
+    """Loss function by config name (``wcel`` | ``bce`` | ``weighted_bce``).
+
+    ``sync``: the loss of a DDP training step (W-CEL's counts over the global batch).
+    """
+    if name == "wcel":
+        return functools.partial(wcel, sync=sync)
+    if name == "bce":
+        return bce
+    if name == "weighted_bce":
+        if train_labels is None:
+            raise ValueError("weighted_bce needs the training labels")
+        pos = train_labels.sum(0)
+        neg = len(train_labels) - pos
+        return make_weighted_bce(neg / pos.clamp(min=1))
+    raise ValueError(f"unknown loss {name!r} (wcel, bce, weighted_bce)")
