@@ -52,7 +52,30 @@ TINY_CONFIG = {
     "average_image": {"over": "train"},
     "split": {"method": "patient_random", "seed": 1},
     "oversample": {"enabled": True},
-}
+    "train": {"archs": ["simple_cnn", "vgg_like", "resnet18", "densenet121"], "threads": 2,
+              "epochs": 2, "milestones": [1], "input_size": 32, "batch_size": 8, "device": "cpu"},
+    "models": {"vgg_like": {"widths": [4, 8], "fc": 16}, "resnet18": {"weights": "none"},
+               "densenet121": {"weights": "none", "epochs": 1}},
+}  # fmt: skip
+
+DATA_TARGETS = ("results/splits/oversample_index.npy", "results/stats/pixel_stats.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> dict[str, Path]:
+    """The data stages of the tiny configuration, run once: train()'s path arguments."""
+    wd = tmp_path_factory.mktemp("tiny")
+    write_config(wd, {"synthetic": {"n_images": 160}, "preprocess": {"size": 64}})
+    snakemake(wd, *DATA_TARGETS)
+    r = wd / "results"
+    return {
+        "store_h5": r / "hdf5/images_64.h5",
+        "labels_csv": r / "metadata/labels.csv",
+        "splits_csv": r / "splits/splits.csv",
+        "index_npy": r / "splits/oversample_index.npy",
+        "average_npy": r / "stats/average_image.npy",
+        "stats_json": r / "stats/pixel_stats.json",
+    }
 
 
 def write_config(workdir: Path, overrides: dict | None = None, base: dict | None = None) -> Path:

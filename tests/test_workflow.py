@@ -14,12 +14,14 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, planned_jobs, snakemake, write_config
+from conftest import REPO, TINY_CONFIG, planned_jobs, snakemake, write_config
 
 from cxr14 import LABELS
 
 pytestmark = pytest.mark.slow
 
+ARCHS = ("simple_cnn", "vgg_like", "resnet18", "densenet121")
+PREPROCESSING = {"generate_synthetic_data", "parse_metadata", "downsample_images", "merge_shards"}
 OUTPUTS = [
     "results/hdf5/images_32.h5",
     "results/metadata/labels.csv",
@@ -34,6 +36,7 @@ OUTPUTS = [
     "results/splits/oversample_index.npy",
     "results/tables/oversample_counts.csv",
     "results/figures/oversample_counts.png",
+    *[f"results/models/{a}/{f}" for a in ARCHS for f in ("best.pt", "last.pt", "history.csv")],
 ]
 
 
@@ -70,18 +73,46 @@ def test_rerun_is_a_no_op(done):
     assert planned_jobs(done) == {}
 
 
-def test_downstream_setting_reruns_only_downstream_jobs(done, tmp_path):
-    write_config(done, {"oversample": {"threshold": 0.3}})
+def test_downstream_setting_reruns_only_downstream_jobs(done):
     try:
-        assert planned_jobs(done) == {"make_oversample_index": 1, "plot_oversampling": 1, "all": 1}
+        write_config(done, {"oversample": {"threshold": 0.3}})
+        assert planned_jobs(done) == {"make_oversample_index": 1, "plot_oversampling": 1,
+                                      "train_model": 4, "all": 1}  # fmt: skip
         write_config(done, {"split": {"seed": 2}})
         jobs = planned_jobs(done)
         assert "make_splits" in jobs and "compute_average_image" in jobs
-        assert not {"generate_synthetic_data", "parse_metadata", "downsample_images",
-                    "merge_shards"} & set(jobs)  # fmt: skip
+        assert not PREPROCESSING & set(jobs)
     finally:
         write_config(done)
     assert planned_jobs(done) == {}
+
+
+def test_training_setting_reruns_no_preprocessing(done):
+    try:
+        write_config(done, {"train": {**TINY_CONFIG["train"], "lr": 5e-4}})
+        assert planned_jobs(done) == {"train_model": 4, "all": 1}
+        # densenet121 overrides `epochs`, so the shared value does not concern it.
+        write_config(done, {"train": {**TINY_CONFIG["train"], "epochs": 3}})
+        assert planned_jobs(done) == {"train_model": 3, "all": 1}
+        # One architecture's hyperparameter: only that architecture's training.
+        models = {**TINY_CONFIG["models"], "vgg_like": {"widths": [4, 8], "fc": 16, "lr": 3e-4}}
+        write_config(done, {"models": models})
+        assert planned_jobs(done) == {"train_model": 1, "all": 1}
+        out = snakemake(done, "-n").stdout
+        planned = {a for a in ARCHS if f"output: results/models/{a}/" in out}
+        assert planned == {"vgg_like"}
+    finally:
+        write_config(done)
+    assert planned_jobs(done) == {}
+
+
+def test_trained_models(done):
+    for arch in ARCHS:
+        hist = pd.read_csv(done / f"results/models/{arch}/history.csv")
+        assert len(hist) == (1 if arch == "densenet121" else 2), arch
+        log = (done / f"logs/train_model/{arch}.log").read_text()
+        assert "best val mean AUROC" in log and "epoch 1" in log
+    assert "random initialisation" in (done / "logs/train_model/resnet18.log").read_text()
 
 
 def test_deleted_figure_rebuilds_only_its_job(done):

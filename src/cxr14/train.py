@@ -353,10 +353,13 @@ def train(settings: dict, store_h5, labels_csv, splits_csv, index_npy, average_n
                 "samples_per_s": seen * world / train_seconds,
                 **{f"val_auroc_{c}": a for c, a in zip(LABELS, aucs, strict=True)},
             }
+            # Plain Python numbers: checkpoints must load with weights_only=True.
+            row = {k: int(v) if k == "epoch" else float(v) for k, v in row.items()}
             history.append(row)
-            improved = auroc > best_auroc
+            # The first epoch always counts (its AUROC may be NaN on a tiny validation split).
+            improved = best_epoch == 0 or row["val_mean_auroc"] > best_auroc
             if improved:
-                best_auroc, best_epoch = auroc, epoch + 1
+                best_auroc, best_epoch = row["val_mean_auroc"], epoch + 1
             ckpt = {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),

@@ -1,0 +1,132 @@
+"""Training runs on CPU: reproducibility, resume after a kill, DDP, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from cxr14.train import HISTORY_COLUMNS, RESUME_DIR, load_checkpoint, load_model, run, train
+
+pytestmark = pytest.mark.slow
+TIMING = ["seconds", "samples_per_s"]
+VGG = {"arch": "vgg_like", "widths": [8, 16], "fc": 32, "epochs": 3, "milestones": [2],
+       "input_size": 32, "batch_size": 16, "device": "cpu", "seed": 1}  # fmt: skip
+
+
+def _same_weights(a, b):
+    sa = torch.load(a, weights_only=True)["model"]
+    sb = torch.load(b, weights_only=True)["model"]
+    assert sa.keys() == sb.keys()
+    return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_outputs_and_reproducibility(tmp_path, tiny_data):
+    h1 = train(VGG, **tiny_data, out_dir=tmp_path / "a", threads=2)
+    h2 = train(VGG, **tiny_data, out_dir=tmp_path / "b", threads=2)
+    for d in ("a", "b"):
+        assert sorted(p.name for p in (tmp_path / d).iterdir()) == ["best.pt", "history.csv",
+                                                                   "last.pt"]  # fmt: skip
+    hist = pd.read_csv(tmp_path / "a" / "history.csv")
+    assert list(hist.columns[:7]) == HISTORY_COLUMNS and len(hist) == 3
+    assert hist["lr"].tolist() == pytest.approx([1e-3, 1e-3, 1e-4])
+    # Two CPU runs: identical history (timing columns aside) and identical weights.
+    pd.testing.assert_frame_equal(h1.drop(columns=TIMING), h2.drop(columns=TIMING))
+    a = pd.read_csv(tmp_path / "a/history.csv").drop(columns=TIMING)
+    assert a.equals(pd.read_csv(tmp_path / "b/history.csv").drop(columns=TIMING))
+    assert _same_weights(tmp_path / "a/last.pt", tmp_path / "b/last.pt")
+    ckpt = load_checkpoint(tmp_path / "a/best.pt", "vgg_like")
+    assert ckpt["epoch"] == ckpt["best_epoch"] == hist["val_mean_auroc"].idxmax() + 1
+    assert {"model", "optimizer", "scheduler", "epoch", "config", "rng"} <= set(ckpt)
+    assert ckpt["config"]["seed"] == 1 and ckpt["weights_used"].startswith("none")
+    model, _ = load_model(tmp_path / "a/best.pt")
+    assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 14)
+
+
+def test_mismatched_checkpoints_fail_clearly(tmp_path, tiny_data):
+    train({**VGG, "epochs": 1}, **tiny_data, out_dir=tmp_path, threads=2)
+    with pytest.raises(ValueError, match=r"checkpoint of architecture 'vgg_like', not 'resnet18'"):
+        load_checkpoint(tmp_path / "best.pt", "resnet18")
+    with pytest.raises(ValueError, match=r"other model settings \(widths: checkpoint \[8, 16\]"):
+        load_checkpoint(tmp_path / "best.pt", "vgg_like", {**VGG, "widths": [8, 32]})
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a cxr14 training checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_data, sig):
+    """Kill a real training process after its 2nd epoch; rerunning finishes with exactly the
+    weights and history of an uninterrupted run."""
+    settings = {**VGG, "epochs": 6, "input_size": 64, "milestones": [4]}
+    train(settings, **tiny_data, out_dir=tmp_path / "ref", threads=1)
+
+    out = tmp_path / "run"
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"settings": settings, "threads": 1, "out_dir": str(out),
+                               **{k: str(v) for k, v in tiny_data.items()}}))  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "cxr14.train", "--job", str(job)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    last = out / RESUME_DIR / "last.pt"
+    deadline = time.time() + 120
+    epoch = 0
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists():
+            try:
+                epoch = torch.load(last, weights_only=True)["epoch"]
+            except (RuntimeError, EOFError, FileNotFoundError):
+                epoch = 0  # replaced while reading
+            if epoch >= 2:
+                break
+        time.sleep(0.01)
+    assert proc.poll() is None, "training finished before it could be killed"
+    proc.send_signal(sig)
+    proc.wait()
+    assert not (out / "history.csv").exists()  # the run did not complete
+    resumed_from = torch.load(last, weights_only=True)["epoch"]
+    assert 2 <= resumed_from < 6
+
+    history = train(settings, **tiny_data, out_dir=out, threads=1)
+    assert _same_weights(out / "last.pt", tmp_path / "ref/last.pt")
+    assert _same_weights(out / "best.pt", tmp_path / "ref/best.pt")
+    ref = pd.read_csv(tmp_path / "ref/history.csv").drop(columns=TIMING)
+    assert pd.read_csv(out / "history.csv").drop(columns=TIMING).equals(ref)
+    assert len(history) == 6 and not (out / RESUME_DIR).exists()
+
+
+def test_changed_settings_do_not_resume_a_stale_run(tmp_path, tiny_data, caplog):
+    out = tmp_path / "m"
+    train({**VGG, "epochs": 1}, **tiny_data, out_dir=out, threads=1)
+    (out / RESUME_DIR).mkdir()
+    (out / "last.pt").rename(out / RESUME_DIR / "last.pt")  # as if interrupted after epoch 1
+    caplog.set_level("WARNING")
+    history = train({**VGG, "epochs": 2, "lr": 5e-4}, **tiny_data, out_dir=out, threads=1)
+    assert len(history) == 2 and "starting afresh" in caplog.text and "lr" in caplog.text
+
+
+def test_ddp_two_processes_match_one(tmp_path, tiny_data):
+    """torchrun with 2 gloo processes on the CPU = one process with the same global batch."""
+    settings = {"arch": "simple_cnn", "epochs": 2, "milestones": [10], "input_size": 32,
+                "batch_size": 16, "device": "cpu", "seed": 4}  # fmt: skip
+    run(settings, gpus=1, threads=2, **tiny_data, out_dir=tmp_path / "one")
+    env_before = dict(os.environ)
+    run(settings, gpus=2, threads=2, **tiny_data, out_dir=tmp_path / "two")
+    assert dict(os.environ) == env_before
+    one = torch.load(tmp_path / "one/last.pt", weights_only=True)
+    two = torch.load(tmp_path / "two/last.pt", weights_only=True)
+    for k in one["model"]:
+        torch.testing.assert_close(two["model"][k], one["model"][k], rtol=1e-4, atol=1e-5)
+    h1 = pd.read_csv(tmp_path / "one/history.csv")
+    h2 = pd.read_csv(tmp_path / "two/history.csv")
+    for c in ("train_loss", "val_loss", "val_mean_auroc"):
+        assert h2[c].tolist() == pytest.approx(h1[c].tolist(), rel=1e-4, abs=1e-5), c
