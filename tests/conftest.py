@@ -113,7 +113,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 60
 
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     """Job counts per rule of a dry run (empty when there is nothing to do)."""
-    proc = snakemake(workdir, "-n", "--quiet", "rules", *args)
+    proc = snakemake(workdir, *args, "-n", "--quiet", "rules")  # --quiet takes several words
     jobs: dict[str, int] = {}
     in_table = False
     for line in (proc.stdout + proc.stderr).splitlines():

@@ -105,39 +105,50 @@ class DeviceData:
         ``positions`` (indices into this object's rows)."""
         n = len(positions)
         stop = n - n % batch_size if drop_last else n
-        slices = [positions[i : min(i + batch_size, stop)] for i in range(0, stop, batch_size)]
+        bounds = [(i, min(i + batch_size, stop)) for i in range(0, stop, batch_size)]
         if self.on_device:
-            for s in slices:
-                idx = torch.as_tensor(s, device=self.device)
+            # One host-to-device copy of the epoch's indices: a per-batch copy from pageable
+            # memory would block the CPU until the GPU caught up, and stop it queueing ahead.
+            idx = torch.as_tensor(np.asarray(positions[:stop]), device=self.device)
+            for a, b in bounds:
+                yield self.images.index_select(0, idx[a:b]), self.labels.index_select(0, idx[a:b])
+            return
+        slices = [np.asarray(positions[a:b]) for a, b in bounds]
+        yield from self._prefetched(slices, batch_size)
+
+    def _prefetched(self, slices, batch_size):
+        if self.device.type != "cuda":
+            for sl in slices:  # on the CPU a thread would only compete with compute
+                idx = torch.as_tensor(sl)
                 yield self.images.index_select(0, idx), self.labels.index_select(0, idx)
             return
-        yield from self._prefetched(slices)
-
-    def _gather(self, s: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.as_tensor(s)
-        x = self.images.index_select(0, idx)
-        y = self.labels.index_select(0, idx)
-        if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
-            y = y.pin_memory().to(self.device, non_blocking=True)
-        return x, y
-
-    def _prefetched(self, slices):
-        if self.device.type != "cuda":
-            for s in slices:  # on the CPU a thread would only compete with compute
-                yield self._gather(s)
-            return
-        # Two batches in flight: the next is gathered and copied while the GPU computes.
-        q: queue.Queue = queue.Queue(maxsize=2)
+        # A background thread gathers each batch into one of a few reusable pinned buffers
+        # and copies it to the GPU on a side stream while the GPU computes on the previous one.
+        n_buf = 3
+        shape = (batch_size, *self.images.shape[1:])
+        bufs = [(torch.empty(shape, dtype=torch.uint8).pin_memory(),
+                 torch.empty((batch_size, self.labels.shape[1])).pin_memory())
+                for _ in range(n_buf)]  # fmt: skip
+        copied: list[torch.cuda.Event | None] = [None] * n_buf
+        q: queue.Queue = queue.Queue(maxsize=n_buf - 1)
         stream = torch.cuda.Stream(self.device)
 
         def worker():
-            with torch.cuda.stream(stream):
-                for s in slices:
-                    x, y = self._gather(s)
+            for k, sl in enumerate(slices):
+                b = k % n_buf
+                if copied[b] is not None:
+                    copied[b].synchronize()  # the buffer's previous copy has left it
+                hx, hy = bufs[b]
+                idx = torch.as_tensor(sl)
+                torch.index_select(self.images, 0, idx, out=hx[: len(sl)])
+                torch.index_select(self.labels, 0, idx, out=hy[: len(sl)])
+                with torch.cuda.stream(stream):
+                    x = hx[: len(sl)].to(self.device, non_blocking=True)
+                    y = hy[: len(sl)].to(self.device, non_blocking=True)
                     event = torch.cuda.Event()
                     event.record(stream)
-                    q.put((x, y, event))
+                copied[b] = event
+                q.put((x, y, event))
             q.put(None)
 
         t = threading.Thread(target=worker, daemon=True)
