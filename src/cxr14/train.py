@@ -234,7 +234,8 @@ def train(settings: dict, store_h5, labels_csv, splits_csv, index_npy, average_n
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
     if threads:
-        torch.set_num_threads(threads)
+        # Never more threads than CPUs this process may use: oversubscription slows torch down.
+        torch.set_num_threads(max(1, min(threads, len(os.sched_getaffinity(0)))))
     if settings["batch_size"] % world:
         raise ValueError(f"batch_size {settings['batch_size']} is not divisible by {world} GPUs")
     out_dir = Path(out_dir)
