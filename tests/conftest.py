@@ -56,6 +56,7 @@ TINY_CONFIG = {
               "epochs": 2, "milestones": [1], "input_size": 32, "batch_size": 8, "device": "cpu"},
     "models": {"vgg_like": {"widths": [4, 8], "fc": 16}, "resnet18": {"weights": "none"},
                "densenet121": {"weights": "none", "epochs": 1}},
+    "eval": {"bootstrap": 20, "cam_images": 2, "device": "cpu"},
 }  # fmt: skip
 
 DATA_TARGETS = ("results/splits/oversample_index.npy", "results/stats/pixel_stats.json")

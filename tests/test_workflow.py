@@ -21,7 +21,11 @@ from cxr14 import LABELS
 pytestmark = pytest.mark.slow
 
 ARCHS = ("simple_cnn", "vgg_like", "resnet18", "densenet121")
+EVAL_FILES = ("predictions.csv", "metrics.csv", "localization.csv", "history.png", "roc.png",
+              "filters.png", "cam.png")  # fmt: skip
 PREPROCESSING = {"generate_synthetic_data", "parse_metadata", "downsample_images", "merge_shards"}
+EVALUATION = {"evaluate_model", "localize_findings", "plot_history", "plot_roc", "plot_filters",
+              "plot_cams", "summarize_models"}  # fmt: skip
 OUTPUTS = [
     "results/hdf5/images_32.h5",
     "results/metadata/labels.csv",
@@ -37,7 +41,13 @@ OUTPUTS = [
     "results/tables/oversample_counts.csv",
     "results/figures/oversample_counts.png",
     *[f"results/models/{a}/{f}" for a in ARCHS for f in ("best.pt", "last.pt", "history.csv")],
+    *[f"results/eval/{a}/{f}" for a in ARCHS for f in EVAL_FILES],
+    "results/report/summary.csv",
+    "results/report/summary.md",
+    "results/report/auroc_comparison.png",
 ]
+DATA_OUTPUTS = [o for o in OUTPUTS if not o.startswith(("results/models/", "results/eval/",
+                                                           "results/report/"))]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +86,12 @@ def test_rerun_is_a_no_op(done):
 def test_downstream_setting_reruns_only_downstream_jobs(done):
     try:
         write_config(done, {"oversample": {"threshold": 0.3}})
-        assert planned_jobs(done) == {"make_oversample_index": 1, "plot_oversampling": 1,
-                                      "train_model": 4, "all": 1}  # fmt: skip
+        jobs = planned_jobs(done)
+        assert {k: jobs.pop(k) for k in ("make_oversample_index", "plot_oversampling",
+                                         "train_model")} == {"make_oversample_index": 1,
+                                                             "plot_oversampling": 1,
+                                                             "train_model": 4}  # fmt: skip
+        assert set(jobs) <= EVALUATION | {"all"}  # and what depends on the models
         write_config(done, {"split": {"seed": 2}})
         jobs = planned_jobs(done)
         assert "make_splits" in jobs and "compute_average_image" in jobs
@@ -90,14 +104,18 @@ def test_downstream_setting_reruns_only_downstream_jobs(done):
 def test_training_setting_reruns_no_preprocessing(done):
     try:
         write_config(done, {"train": {**TINY_CONFIG["train"], "lr": 5e-4}})
-        assert planned_jobs(done) == {"train_model": 4, "all": 1}
+        jobs = planned_jobs(done)
+        assert jobs.pop("train_model") == 4 and set(jobs) <= EVALUATION | {"all"}
         # densenet121 overrides `epochs`, so the shared value does not concern it.
         write_config(done, {"train": {**TINY_CONFIG["train"], "epochs": 3}})
-        assert planned_jobs(done) == {"train_model": 3, "all": 1}
+        jobs = planned_jobs(done)
+        assert jobs.pop("train_model") == 3 and set(jobs) <= EVALUATION | {"all"}
         # One architecture's hyperparameter: only that architecture's training.
         models = {**TINY_CONFIG["models"], "vgg_like": {"widths": [4, 8], "fc": 16, "lr": 3e-4}}
         write_config(done, {"models": models})
-        assert planned_jobs(done) == {"train_model": 1, "all": 1}
+        jobs = planned_jobs(done)
+        assert jobs.pop("train_model") == 1 and set(jobs) <= EVALUATION | {"all"}
+        assert jobs["evaluate_model"] == 1 and jobs["summarize_models"] == 1
         out = snakemake(done, "-n").stdout
         planned = {a for a in ARCHS if f"output: results/models/{a}/" in out}
         assert planned == {"vgg_like"}
@@ -149,13 +167,13 @@ def test_bad_image_stops_the_run_or_is_skipped_everywhere(tmp_path):
     images[5].write_bytes(b"")
     images[30].write_bytes(images[30].read_bytes()[:300])
 
-    proc = snakemake(tmp_path, check=False)
+    proc = snakemake(tmp_path, *DATA_OUTPUTS, check=False)
     assert proc.returncode != 0
     assert any(f"{name}: zero-byte file" in proc.stdout + proc.stderr for name in bad)
     assert not (tmp_path / "results/hdf5/images_32.h5").exists()
 
     write_config(tmp_path, {"preprocess": {"on_bad_image": "skip"}})
-    snakemake(tmp_path)
+    snakemake(tmp_path, *DATA_OUTPUTS)
     skipped = pd.read_csv(tmp_path / "results/tables/skipped_images.csv")
     assert set(skipped["image"]) == set(bad)
     for name, reason in bad.items():
@@ -177,8 +195,7 @@ def test_interrupted_shard_is_redone_and_the_store_is_identical(tmp_path):
     for d in (ref, wd):
         d.mkdir()
         write_config(d, cfg)
-    # The data stages only: training is not what this test is about.
-    targets = [o for o in OUTPUTS if not o.startswith("results/models/")]
+    targets = DATA_OUTPUTS  # training is not what this test is about
     snakemake(ref, *targets)
     # Same input data in both folders, so only the interruption differs.
     snakemake(wd, "results/metadata/entries.csv")
@@ -235,3 +252,98 @@ def test_nih_source_and_official_split_dry_run(tmp_path, nih_dir):
     jobs = planned_jobs(tmp_path)
     assert jobs["downsample_images"] == 32 and "generate_synthetic_data" not in jobs
     assert jobs["parse_metadata"] == 1 and jobs["make_splits"] == 1
+
+
+def test_evaluation_artifacts(done):
+    from PIL import Image
+
+    for arch in ARCHS:
+        for f in EVAL_FILES:
+            path = done / f"results/eval/{arch}/{f}"
+            if f.endswith(".png"):
+                with Image.open(path) as im:
+                    assert im.size[0] > 300 and im.size[1] > 200, path
+                    assert np.asarray(im.convert("L")).std() > 5, f"{path} is blank"
+        metrics = pd.read_csv(done / f"results/eval/{arch}/metrics.csv")
+        assert list(metrics["label"]) == [*LABELS, "mean"]
+        pred = pd.read_csv(done / f"results/eval/{arch}/predictions.csv")
+        splits = pd.read_csv(done / "results/splits/splits.csv")
+        assert set(pred["image"]) == set(splits.loc[splits["split"] == "test", "image"])
+        loc = pd.read_csv(done / f"results/eval/{arch}/localization.csv")
+        assert loc.iloc[-1]["label"] == "all" and loc.iloc[-1]["n_boxes"] > 0
+    md = (done / "results/report/summary.md").read_text()
+    assert "synthetic demo data (not NIH)" in md and "never NIH results" in md
+    summary = pd.read_csv(done / "results/report/summary.csv").set_index("model")
+    assert summary.loc["CheXNet (Rajpurkar et al. 2017)", "mean_auroc"] == pytest.approx(
+        0.841, abs=5e-4
+    )
+    assert summary.loc["vgg_like", "dataset"] == "synthetic demo data (not NIH)"
+    assert summary.loc["resnet18", "weights"].startswith("none")
+
+
+def test_evaluation_setting_reruns_only_evaluation(done):
+    try:
+        write_config(done, {"eval": {**TINY_CONFIG["eval"], "bootstrap": 30}})
+        jobs = planned_jobs(done)
+        assert jobs["evaluate_model"] == 4 and set(jobs) <= EVALUATION | {"all"}
+        write_config(done, {"eval": {**TINY_CONFIG["eval"], "cam_threshold": 0.6}})
+        jobs = planned_jobs(done)
+        assert jobs == {"localize_findings": 4, "plot_cams": 4, "summarize_models": 1, "all": 1}
+    finally:
+        write_config(done)
+    (done / "results/eval/vgg_like/roc.png").unlink()
+    assert planned_jobs(done) == {"plot_roc": 1, "all": 1}
+    snakemake(done)
+    assert planned_jobs(done) == {}
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--virtual-time-budget=15000"]  # fmt: skip
+
+
+def test_html_report_renders_in_chromium(done, tmp_path):
+    """snakemake --report gives one self-contained HTML file; a real headless browser renders
+    it (non-blank screenshot, the app's categories in the DOM) and decodes every figure."""
+    import base64
+    import re
+
+    from PIL import Image
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    report = done / "report.html"
+    snakemake(done, "--report", str(report))
+    html = report.read_text()
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'u1'}",
+                    "--window-size=1280,900", f"--screenshot={shot}", report.as_uri()],
+                   capture_output=True, timeout=120, check=True)  # fmt: skip
+    with Image.open(shot) as im:
+        assert im.size == (1280, 900) and np.asarray(im.convert("L")).std() > 10
+    dom = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'u2'}",
+                          "--dump-dom", report.as_uri()], capture_output=True, text=True,
+                         timeout=120, check=True).stdout  # fmt: skip
+    for category in ("1. Data", "2. Splits and sampling", "3. Training", "4. Evaluation",
+                     "5. Summary"):  # fmt: skip
+        assert category in dom, category
+    # Every embedded figure decodes in the browser (naturalWidth > 0).
+    uris = re.findall(r'"data_uri": "(data:image/png;[^"]+)"', html)
+    assert len(uris) == 4 * 4 + 4  # per model: history, roc, filters, cam; 4 overall figures
+    for uri in uris:
+        assert base64.b64decode(uri.split("base64,", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    page = tmp_path / "figures.html"
+    imgs = "".join(f'<img src="{u}">' for u in uris)
+    page.write_text(
+        f"<html><body>{imgs}<script>window.onload = () => {{ document.body.dataset.widths = "
+        "[...document.images].map(i => i.complete ? i.naturalWidth : 0).join(','); };"
+        "</script></body></html>"
+    )
+    dom = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'u3'}",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120, check=True).stdout  # fmt: skip
+    widths = [int(w) for w in re.search(r'data-widths="([^"]*)"', dom).group(1).split(",")]
+    assert len(widths) == len(uris) and min(widths) > 300

@@ -79,6 +79,7 @@ def get_final_outputs():
         "results/tables/oversample_counts.csv",
         "results/figures/oversample_counts.png",
         *get_model_outputs(),
+        *get_eval_outputs(),
     ]
 
 
@@ -106,3 +107,49 @@ def get_model_outputs():
         arch=config["train"]["archs"],
         file=["best.pt", "last.pt", "history.csv"],
     )
+
+
+def get_bbox_list():
+    """Expert boxes: NIH's BBox_List_2017.csv, or the synthetic set's planted boxes."""
+    return os.path.join(get_data_dir(), "BBox_List_2017.csv")
+
+
+def get_box_space():
+    """Pixel space of the boxes: NIH's are in 1024x1024; the synthetic set's in its PNGs'."""
+    if config["data"]["source"] == "synthetic":
+        return config["synthetic"]["image_size"]
+    return 1024
+
+
+def get_dataset_label():
+    """How every result of this run is labelled: synthetic results are never NIH results."""
+    if config["data"]["source"] == "synthetic":
+        return "synthetic demo data (not NIH)"
+    return f"NIH ChestX-ray14, {config['split']['method']} split"
+
+
+def get_eval_outputs():
+    per_arch = [
+        "eval/{arch}/predictions.csv",
+        "eval/{arch}/metrics.csv",
+        "eval/{arch}/localization.csv",
+        "eval/{arch}/history.png",
+        "eval/{arch}/roc.png",
+        "eval/{arch}/filters.png",
+        "eval/{arch}/cam.png",
+    ]
+    return expand([f"results/{p}" for p in per_arch], arch=config["train"]["archs"]) + [
+        "results/report/summary.csv",
+        "results/report/summary.md",
+        "results/report/auroc_comparison.png",
+    ]
+
+
+def get_summary_inputs(wildcards):
+    archs = config["train"]["archs"]
+    return {
+        "metrics": expand("results/eval/{arch}/metrics.csv", arch=archs),
+        "localization": expand("results/eval/{arch}/localization.csv", arch=archs),
+        "checkpoints": expand("results/models/{arch}/best.pt", arch=archs),
+        "histories": expand("results/models/{arch}/history.csv", arch=archs),
+    }

@@ -49,8 +49,16 @@ rule count_classes:
     input:
         labels="results/metadata/labels.csv",
     output:
-        table="results/tables/class_counts.csv",
-        figure="results/figures/class_counts.png",
+        table=report(
+            "results/tables/class_counts.csv",
+            category="1. Data",
+            labels={"table": "images per class"},
+        ),
+        figure=report(
+            "results/figures/class_counts.png",
+            category="1. Data",
+            labels={"figure": "images per class"},
+        ),
     log:
         "logs/count_classes.log",
     conda:

@@ -4,7 +4,11 @@ rule make_splits:
         labels="results/metadata/labels.csv",
     output:
         splits="results/splits/splits.csv",
-        counts="results/tables/split_counts.csv",
+        counts=report(
+            "results/tables/split_counts.csv",
+            category="2. Splits and sampling",
+            labels={"table": "per-split, per-class counts"},
+        ),
     log:
         "logs/make_splits.log",
     benchmark:
@@ -45,7 +49,11 @@ rule plot_oversampling:
     input:
         table="results/tables/oversample_counts.csv",
     output:
-        figure="results/figures/oversample_counts.png",
+        figure=report(
+            "results/figures/oversample_counts.png",
+            category="2. Splits and sampling",
+            labels={"figure": "class frequency before/after oversampling"},
+        ),
     log:
         "logs/plot_oversampling.log",
     conda:

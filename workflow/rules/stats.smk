@@ -21,7 +21,11 @@ rule plot_average_image:
         average="results/stats/average_image.npy",
         stats="results/stats/pixel_stats.json",
     output:
-        figure="results/figures/average_image.png",
+        figure=report(
+            "results/figures/average_image.png",
+            category="1. Data",
+            labels={"figure": "average image"},
+        ),
     log:
         "logs/plot_average_image.log",
     conda:

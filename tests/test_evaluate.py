@@ -1,0 +1,133 @@
+"""Evaluation metrics on hand-made cases, CAM boxes and IoU."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cxr14.evaluate import (
+    bootstrap_auroc,
+    cam_to_box,
+    grad_cam,
+    iou,
+    metrics_table,
+    operating_point,
+    youden_thresholds,
+)
+from cxr14.labels import LABELS
+
+
+def _case(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.zeros((n, 14), int)
+    y[: n // 4] = 1  # first quarter positive for every class ...
+    y[:, 13] = 0  # ... except Pneumothorax: no positives in this split
+    p = rng.random((n, 14)) * 0.4
+    p[:, 0] = y[:, 0] * 0.5 + 0.25  # Atelectasis: perfect, at 0.75 / 0.25
+    p[:, 1] = 0.0  # Cardiomegaly: constant all-zero predictor (the seed's ResNet18)
+    groups = np.repeat(np.arange(n // 2), 2)
+    return y, p, groups
+
+
+def test_metrics_by_hand():
+    y, p, groups = _case()
+    table = metrics_table(y, p, groups, thresholds=np.full(14, 0.5), n_boot=50).set_index("label")
+    assert list(table.index) == [*LABELS, "mean"]
+    perfect = table.loc["Atelectasis"]
+    assert perfect["auroc"] == 1.0 and perfect["auroc_ci_low"] == 1.0
+    assert (perfect["tp_at_0.5"], perfect["fn_at_0.5"], perfect["fp_at_0.5"]) == (10, 0, 0)
+    assert perfect["tn_at_0.5"] == 30 and perfect["f1_at_0.5"] == 1.0
+    # The all-zero predictor: AUROC 0.5, nothing predicted positive, recall 0, precision
+    # undefined, and a note - not a high accuracy.
+    zero = table.loc["Cardiomegaly"]
+    assert zero["auroc"] == 0.5 and zero["predicted_pos_at_0.5"] == 0
+    assert zero["recall_at_0.5"] == 0 and math.isnan(zero["precision_at_0.5"])
+    assert zero["specificity_at_0.5"] == 1.0 and zero["tn_at_0.5"] == 30
+    assert "predicts no positives at threshold 0.5" in zero["note"]
+    # No positives in the split: AUROC NaN with a note, no crash.
+    none = table.loc["Pneumothorax"]
+    assert math.isnan(none["auroc"]) and "AUROC undefined" in none["note"]
+    assert math.isnan(none["recall_at_0.5"])
+    mean = table.loc["mean"]
+    assert mean["auroc"] == pytest.approx(np.nanmean(table.loc[list(LABELS), "auroc"]))
+    assert "classes never predicted positive at 0.5" in mean["note"]
+
+
+def test_operating_point_and_youden():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.6, 0.4, 0.7, 0.9])
+    op = operating_point(y, p, 0.5)
+    assert (op["tp"], op["fp"], op["fn"], op["tn"]) == (2, 1, 1, 2)
+    assert op["precision"] == pytest.approx(2 / 3) and op["recall"] == pytest.approx(2 / 3)
+    assert op["specificity"] == pytest.approx(2 / 3) and op["f1"] == pytest.approx(2 / 3)
+    # Youden's J: at 0.4 sensitivity 1 and specificity 2/3 (J = 2/3) beats 0.7 (J = 2/3 - ...)
+    thr = youden_thresholds(np.tile(y[:, None], 14), np.tile(p[:, None], 14))
+    assert thr[0] == pytest.approx(0.4)
+    only_neg = youden_thresholds(np.zeros((6, 14), int), np.tile(p[:, None], 14))
+    assert (only_neg == 0.5).all()
+
+
+def test_bootstrap_is_seeded_and_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    y = (rng.random((300, 14)) < 0.3).astype(int)
+    p = np.clip(y * 0.3 + rng.random((300, 14)) * 0.7, 0, 1)
+    groups = np.repeat(np.arange(100), 3)
+    lo1, hi1 = bootstrap_auroc(y, p, groups, n_boot=100, seed=3)
+    lo2, hi2 = bootstrap_auroc(y, p, groups, n_boot=100, seed=3)
+    np.testing.assert_array_equal(lo1, lo2)
+    from cxr14.metrics import mean_auroc
+
+    assert lo1[-1] < mean_auroc(y, p) < hi1[-1]
+    assert (hi1 - lo1 > 0).all()
+
+
+def test_patient_bootstrap_is_wider_than_image_bootstrap():
+    """Images of a patient are near-duplicates; resampling patients must show that."""
+    rng = np.random.default_rng(0)
+    base_y = (rng.random((40, 14)) < 0.4).astype(int)
+    base_p = np.clip(base_y * 0.2 + rng.random((40, 14)) * 0.8, 0, 1)
+    y, p = np.repeat(base_y, 10, axis=0), np.repeat(base_p, 10, axis=0)  # 10 copies each
+    lo_pat, hi_pat = bootstrap_auroc(y, p, np.repeat(np.arange(40), 10), n_boot=200, seed=0)
+    lo_img, hi_img = bootstrap_auroc(y, p, np.arange(400), n_boot=200, seed=0)
+    assert (hi_pat[-1] - lo_pat[-1]) > 2 * (hi_img[-1] - lo_img[-1])
+
+
+def test_iou_and_cam_box():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+    assert iou((0, 0, 1, 1), (5, 5, 1, 1)) == 0.0
+    cam = np.zeros((20, 20))
+    cam[2:5, 3:9] = 1.0  # larger region
+    cam[15:17, 15:17] = 0.9  # smaller region
+    assert cam_to_box(cam, 0.5) == (3.0, 2.0, 6.0, 3.0)
+    assert cam_to_box(np.zeros((5, 5)), 0.5) == (0.0, 0.0, 0.0, 0.0)
+
+
+class _Spot(torch.nn.Module):
+    """Logit = mean brightness: its Grad-CAM is the image itself."""
+
+    def __init__(self):
+        super().__init__()
+        conv = torch.nn.Conv2d(1, 1, 1, bias=False)
+        torch.nn.init.ones_(conv.weight)
+        self.features = torch.nn.Sequential(conv, torch.nn.ReLU(inplace=True))
+        self.head = torch.nn.Linear(1, 14, bias=False)
+        torch.nn.init.ones_(self.head.weight)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+def test_grad_cam_finds_the_spot():
+    x = torch.zeros(2, 1, 32, 32)
+    x[0, 0, 4:8, 20:26] = 1.0
+    x[1, 0, 20:30, 2:6] = 1.0
+    model = _Spot()
+    cam = grad_cam(model, x, torch.tensor([0, 5])).numpy()
+    assert cam.shape == (2, 32, 32) and cam.max() == pytest.approx(1.0)
+    assert cam_to_box(cam[0], 0.5) == (20.0, 4.0, 6.0, 4.0)
+    assert cam_to_box(cam[1], 0.5) == (2.0, 20.0, 4.0, 10.0)
+    assert all(m.inplace for m in model.modules() if hasattr(m, "inplace"))  # restored

@@ -1,0 +1,177 @@
+rule evaluate_model:
+    input:
+        checkpoint="results/models/{arch}/best.pt",
+        store=STORE,
+        labels="results/metadata/labels.csv",
+        splits="results/splits/splits.csv",
+        average="results/stats/average_image.npy",
+        stats="results/stats/pixel_stats.json",
+    output:
+        predictions="results/eval/{arch}/predictions.csv",
+        metrics=report(
+            "results/eval/{arch}/metrics.csv",
+            category="4. Evaluation",
+            subcategory="{arch}",
+            labels={
+                "model": "{arch}",
+                "table": "metrics (AUROC with CI, operating points)",
+            },
+        ),
+    log:
+        "logs/evaluate_model/{arch}.log",
+    benchmark:
+        "benchmarks/evaluate_model/{arch}.tsv"
+    conda:
+        "../../envs/cxr14.yaml"
+    params:
+        bootstrap=config["eval"]["bootstrap"],
+        seed=config["eval"]["seed"],
+        device=config["eval"]["device"],
+        batch_size=config["eval"]["batch_size"],
+    script:
+        "../scripts/evaluate_model.py"
+
+
+rule localize_findings:
+    input:
+        checkpoint="results/models/{arch}/best.pt",
+        store=STORE,
+        labels="results/metadata/labels.csv",
+        splits="results/splits/splits.csv",
+        average="results/stats/average_image.npy",
+        stats="results/stats/pixel_stats.json",
+        bbox=get_bbox_list(),
+    output:
+        table=report(
+            "results/eval/{arch}/localization.csv",
+            category="4. Evaluation",
+            subcategory="{arch}",
+            labels={"model": "{arch}", "table": "localisation accuracy by IoU"},
+        ),
+    log:
+        "logs/localize_findings/{arch}.log",
+    benchmark:
+        "benchmarks/localize_findings/{arch}.tsv"
+    conda:
+        "../../envs/cxr14.yaml"
+    params:
+        box_space=get_box_space(),
+        cam_threshold=config["eval"]["cam_threshold"],
+        iou_thresholds=config["eval"]["iou_thresholds"],
+        device=config["eval"]["device"],
+    script:
+        "../scripts/localize_findings.py"
+
+
+rule plot_history:
+    input:
+        history="results/models/{arch}/history.csv",
+    output:
+        figure=report(
+            "results/eval/{arch}/history.png",
+            category="3. Training",
+            subcategory="{arch}",
+            labels={
+                "model": "{arch}",
+                "figure": "loss and validation AUROC per epoch",
+            },
+        ),
+    log:
+        "logs/plot_history/{arch}.log",
+    conda:
+        "../../envs/cxr14.yaml"
+    script:
+        "../scripts/plot_history.py"
+
+
+rule plot_roc:
+    input:
+        predictions="results/eval/{arch}/predictions.csv",
+    output:
+        figure=report(
+            "results/eval/{arch}/roc.png",
+            category="4. Evaluation",
+            subcategory="{arch}",
+            labels={"model": "{arch}", "figure": "ROC curves"},
+        ),
+    log:
+        "logs/plot_roc/{arch}.log",
+    conda:
+        "../../envs/cxr14.yaml"
+    script:
+        "../scripts/plot_roc.py"
+
+
+rule plot_filters:
+    input:
+        checkpoint="results/models/{arch}/best.pt",
+    output:
+        figure=report(
+            "results/eval/{arch}/filters.png",
+            category="4. Evaluation",
+            subcategory="{arch}",
+            labels={"model": "{arch}", "figure": "learned filters"},
+        ),
+    log:
+        "logs/plot_filters/{arch}.log",
+    conda:
+        "../../envs/cxr14.yaml"
+    params:
+        layers=config["eval"]["filter_layers"],
+    script:
+        "../scripts/plot_filters.py"
+
+
+rule plot_cams:
+    input:
+        checkpoint="results/models/{arch}/best.pt",
+        store=STORE,
+        labels="results/metadata/labels.csv",
+        splits="results/splits/splits.csv",
+        average="results/stats/average_image.npy",
+        stats="results/stats/pixel_stats.json",
+        bbox=get_bbox_list(),
+    output:
+        figure=report(
+            "results/eval/{arch}/cam.png",
+            category="4. Evaluation",
+            subcategory="{arch}",
+            labels={"model": "{arch}", "figure": "Grad-CAM with expert boxes"},
+        ),
+    log:
+        "logs/plot_cams/{arch}.log",
+    conda:
+        "../../envs/cxr14.yaml"
+    params:
+        box_space=get_box_space(),
+        n_images=config["eval"]["cam_images"],
+        cam_threshold=config["eval"]["cam_threshold"],
+        device=config["eval"]["device"],
+    script:
+        "../scripts/plot_cams.py"
+
+
+rule summarize_models:
+    input:
+        unpack(get_summary_inputs),
+    output:
+        table=report(
+            "results/report/summary.csv",
+            category="5. Summary",
+            labels={"table": "summary (CSV)"},
+        ),
+        markdown="results/report/summary.md",
+        figure=report(
+            "results/report/auroc_comparison.png",
+            category="5. Summary",
+            labels={"figure": "per-class AUROC across models and published results"},
+        ),
+    log:
+        "logs/summarize_models.log",
+    conda:
+        "../../envs/cxr14.yaml"
+    params:
+        archs=config["train"]["archs"],
+        dataset=get_dataset_label(),
+    script:
+        "../scripts/summarize_models.py"

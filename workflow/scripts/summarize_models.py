@@ -1,0 +1,17 @@
+"""Rule summarize_models: see cxr14.report.summarize."""
+
+from cxr14.logs import log_to
+from cxr14.report import summarize
+
+with log_to(snakemake.log[0]):
+    summarize(
+        archs=snakemake.params.archs,
+        metrics_csvs=snakemake.input.metrics,
+        localization_csvs=snakemake.input.localization,
+        checkpoints=snakemake.input.checkpoints,
+        histories=snakemake.input.histories,
+        dataset=snakemake.params.dataset,
+        out_csv=snakemake.output.table,
+        out_md=snakemake.output.markdown,
+        out_png=snakemake.output.figure,
+    )
