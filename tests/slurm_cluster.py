@@ -1,0 +1,139 @@
+"""A real single-node SLURM cluster on this machine, for tests (Debian's slurm 22.05 + munge).
+
+Starts munged, slurmctld and slurmd by hand (no systemd) with a private configuration, and stops
+them by their pid files. One node with all CPUs, most of the memory and one (file-less) GPU gres,
+so the workflow's GPU requests are scheduled as on a real cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client")
+BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
+MARK = "# cxr14 test cluster: written and removed by tests/slurm_cluster.py"
+
+
+def missing_binaries() -> list[str]:
+    return [b for b in BINARIES if shutil.which(b) is None and not Path(f"/usr/sbin/{b}").exists()]
+
+
+def install() -> None:
+    """apt-get install the packages (root, Debian); raises CalledProcessError if impossible."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *PACKAGES], check=True, env=env,
+                   capture_output=True)  # fmt: skip
+
+
+def _conf(d: Path, host: str, cpus: int, mem_mb: int, port: int) -> str:
+    return f"""ClusterName=cxr14test
+SlurmctldHost={host}(127.0.0.1)
+SlurmctldPort={port}
+SlurmdPort={port + 1}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+StateSaveLocation={d}/state
+SlurmdSpoolDir={d}/spool
+SlurmctldPidFile={d}/slurmctld.pid
+SlurmdPidFile={d}/slurmd.pid
+SlurmctldLogFile={d}/slurmctld.log
+SlurmdLogFile={d}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=500
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+ReturnToService=2
+MinJobAge=600
+GresTypes=gpu
+MpiDefault=none
+SchedulerType=sched/backfill
+SlurmctldTimeout=30
+NodeName={host} CPUs={cpus} RealMemory={mem_mb} Gres=gpu:1 State=UNKNOWN
+PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kill(pidfile: Path) -> None:
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+        pid = int(pidfile.read_text().split()[0])
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def cluster(workdir: Path) -> Iterator[dict[str, str]]:
+    """Run a one-node cluster for the duration of the block; yields the environment to use."""
+    d = Path(workdir)
+    for sub in ("state", "spool", "munge"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname().split(".")[0]
+    cpus = os.cpu_count() or 1
+    mem_mb = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.8)
+    port = _free_port()
+    # Jobs must find the configuration at the default path: the Snakemake SLURM plugin clears
+    # every SLURM_* variable (SLURM_CONF too) inside jobs. Never overwrite a real cluster's.
+    etc = Path("/etc/slurm")
+    conf_path = etc / "slurm.conf"
+    if conf_path.exists() and MARK not in conf_path.read_text():
+        raise RuntimeError(f"{conf_path} exists and is not a test configuration; not touching it")
+    etc.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    # munge: its own socket, key and pid file, so nothing of the machine's is touched.
+    key = d / "munge" / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o400)
+    sock = d / "munge" / "munge.socket"
+    munge_pid = d / "munge" / "munged.pid"
+    Path("/run/munge").mkdir(exist_ok=True)
+    subprocess.run(["munged", "--force", f"--key-file={key}", f"--socket={sock}",
+                    f"--pid-file={munge_pid}", f"--log-file={d / 'munge' / 'munged.log'}",
+                    f"--seed-file={d / 'munge' / 'munged.seed'}"], check=True, env=env)  # fmt: skip
+    # Slurm's clients and daemons find munge's socket through AuthInfo.
+    conf_path.write_text(MARK + "\n" + _conf(d, host, cpus, mem_mb, port)
+                         + f"AuthInfo=socket={sock}\n")  # fmt: skip
+    (etc / "gres.conf").write_text(MARK + "\nName=gpu File=/dev/null\n")
+    try:
+        subprocess.run(["slurmctld"], check=True, env=env)
+        subprocess.run(["slurmd"], check=True, env=env)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
+                                 env=env).stdout.strip()  # fmt: skip
+            if out in ("idle", "mixed", "allocated"):
+                break
+            time.sleep(0.5)
+        else:
+            logs = "".join((d / f).read_text()[-2000:] for f in ("slurmctld.log", "slurmd.log")
+                           if (d / f).exists())  # fmt: skip
+            raise RuntimeError(f"the SLURM node did not become idle (state {out!r}):\n{logs}")
+        yield env
+    finally:
+        _kill(d / "slurmd.pid")
+        _kill(d / "slurmctld.pid")
+        _kill(munge_pid)
+        for f in ("slurm.conf", "gres.conf"):
+            with contextlib.suppress(FileNotFoundError):
+                if MARK in (etc / f).read_text():
+                    (etc / f).unlink()

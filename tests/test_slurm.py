@@ -1,0 +1,102 @@
+"""The workflow through `snakemake --profile profiles/slurm` on a real one-node SLURM cluster.
+
+The test starts the cluster itself (Debian's munge + slurm 22.05, installed when missing) and
+stops it afterwards. It is skipped only where the packages cannot be installed, never in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import slurm_cluster
+from conftest import REPO, write_config
+
+pytestmark = pytest.mark.slow
+
+# The profile asks for site-sized resources; this node has 2 CPUs and a few GB to spare.
+FIT_NODE = ["--default-resources", "mem_mb=500", "runtime=30", "cpus_per_task=1",
+            "--set-resources"] + [
+    f"{rule}:{key}={value}"
+    for rule in ("downsample_images", "generate_synthetic_data", "train_model",
+                 "evaluate_model", "localize_findings", "plot_cams")
+    for key, value in (("cpus_per_task", 1), ("mem_mb", 1000))
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    if slurm_cluster.missing_binaries():
+        try:
+            slurm_cluster.install()
+        except (subprocess.CalledProcessError, FileNotFoundError, PermissionError) as exc:
+            if os.environ.get("CI"):
+                raise
+            pytest.skip(f"cannot install {', '.join(slurm_cluster.PACKAGES)} here ({exc})")
+    with slurm_cluster.cluster(tmp_path_factory.mktemp("slurm")) as env:
+        yield env
+
+
+def _run(wd, env, *args, timeout=900):
+    cmd = ["timeout", "-k", "10", str(timeout), sys.executable, "-m", "snakemake",
+           "-s", str(REPO / "Snakefile"), "--configfile", str(wd / "config.yaml"),
+           "--profile", str(REPO / "profiles/slurm"), *args, *FIT_NODE]  # fmt: skip
+    return subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True)
+
+
+def _jobs(env) -> list[dict[str, str]]:
+    out = subprocess.run(["squeue", "--states=all", "-h", "-O",
+                          "JobID:12,State:14,tres-per-job:24,Comment:200"],
+                         env=env, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    jobs = []
+    for line in out.splitlines():
+        job_id, state, tres, *comment = line.split()
+        jobs.append({"id": job_id, "state": state, "tres": tres, "comment": " ".join(comment)})
+    return jobs
+
+
+def test_workflow_runs_through_sbatch(slurm, tmp_path):
+    write_config(tmp_path, {"train": {"archs": ["simple_cnn"], "threads": 1, "epochs": 1,
+                                      "milestones": [1], "input_size": 32, "batch_size": 8,
+                                      "device": "cpu"}})  # fmt: skip
+    before = {j["id"] for j in _jobs(slurm)}
+    proc = _run(tmp_path, slurm)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    assert (tmp_path / "results/report/summary.md").exists()
+    # Every job but the local `all` went through sbatch and completed.
+    done = re.findall(r"(\d+) of (\d+) steps \(100%\) done", out)
+    n_jobs = int(done[-1][1]) - 1
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", out)
+    jobs = [j for j in _jobs(slurm) if j["id"] not in before]
+    assert len(submitted) == len(jobs) == n_jobs > 10
+    assert {j["state"] for j in jobs} == {"COMPLETED"}
+    # The training job asked the scheduler for a GPU (the rule's gpu resource -> --gpus).
+    train = [j for j in jobs if "train_model" in j["comment"]]
+    assert len(train) == 1 and "gpu:1" in train[0]["tres"], train
+    others = [j for j in jobs if "train_model" not in j["comment"]]
+    assert all("gpu" not in j["tres"] for j in others)
+
+
+def test_failing_job_is_reported_as_failed(slurm, tmp_path):
+    write_config(tmp_path, {"synthetic": {"n_images": 40, "image_size": 128}})
+    proc = _run(tmp_path, slurm, "results/synthetic/Data_Entry_2017.csv")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    image = sorted((tmp_path / "results/synthetic/images").iterdir())[3]
+    image.write_bytes(b"")
+    before = {j["id"] for j in _jobs(slurm)}
+    proc = _run(tmp_path, slurm, "results/hdf5/images_32.h5", "--retries", "0")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Error in rule downsample_images" in out and "FAILED" in out
+    failed = [j for j in _jobs(slurm) if j["id"] not in before and j["state"] == "FAILED"]
+    assert failed and all("downsample_images" in j["comment"] for j in failed)
+    log = next((tmp_path / "logs/downsample_images").glob("*.log")).read_text()
+    assert (
+        f"{image.name}: zero-byte file"
+        in "".join(p.read_text() for p in (tmp_path / "logs/downsample_images").glob("*.log"))
+        or log
+    )
