@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import yaml
-from conftest import REPO
+from conftest import REPO, planned_jobs, write_config
 
 
 def _run(*cmd):
@@ -54,3 +54,12 @@ def test_every_rule_has_a_log_and_a_script_of_its_name():
         assert "log:" in body, name
         assert f'script:\n        "../scripts/{name}.py"' in body, name
         assert (REPO / "workflow/scripts" / f"{name}.py").is_file(), name
+
+
+def test_lint_and_dry_run_with_the_slurm_profile(tmp_path):
+    """Both work on a machine without SLURM: a dry look at what would be submitted."""
+    lint = _run(sys.executable, "-m", "snakemake", "--lint", "--profile", "profiles/slurm")
+    assert "Congratulations" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    write_config(tmp_path)
+    jobs = planned_jobs(tmp_path, "--profile", str(REPO / "profiles/slurm"))
+    assert jobs["downsample_images"] == 3 and jobs["train_model"] == 4
