@@ -230,6 +230,19 @@ def iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def boxes_on_test_images(labels_csv, splits_csv, bbox_csv) -> pd.DataFrame:
+    """Expert boxes on images of the test split, with the image's row in the store (``row``)."""
+    labels = pd.read_csv(labels_csv, usecols=["image"])
+    split = pd.read_csv(splits_csv, usecols=["split"])["split"].to_numpy()
+    row_of = {n: i for i, n in enumerate(labels["image"])}
+    boxes = read_bbox_list(bbox_csv)
+    boxes["row"] = boxes["image"].map(row_of)
+    on_test = boxes["row"].map(lambda r: not pd.isna(r) and split[int(r)] == "test")
+    boxes = boxes[on_test].reset_index(drop=True)
+    boxes["row"] = boxes["row"].astype(int)
+    return boxes
+
+
 def localize(checkpoint, store_h5, labels_csv, splits_csv, average_npy, stats_json, bbox_csv,
              box_space: int, out_table, cam_threshold=0.5, iou_thresholds=IOU_THRESHOLDS,
              device="auto", batch_size=32) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
@@ -237,15 +250,10 @@ def localize(checkpoint, store_h5, labels_csv, splits_csv, average_npy, stats_js
     box of the labelled class's CAM counts as correct at IoU >= T. Boxes are rescaled from
     ``box_space`` (1024 for NIH) to the stored size. Returns (table, per-box results)."""
     model, ckpt, dev, normalize = _setup(checkpoint, average_npy, stats_json, device)
-    labels = pd.read_csv(labels_csv)
-    split = pd.read_csv(splits_csv)["split"].to_numpy()
-    row_of = {n: i for i, n in enumerate(labels["image"])}
-    boxes = read_bbox_list(bbox_csv)
-    boxes = boxes[boxes["image"].map(lambda n: n in row_of and split[row_of[n]] == "test")]
-    boxes = boxes.reset_index(drop=True)
+    boxes = boxes_on_test_images(labels_csv, splits_csv, bbox_csv)
     results = []
     if len(boxes):
-        rows = boxes["image"].map(row_of).to_numpy()
+        rows = boxes["row"].to_numpy()
         images = read_rows(store_h5, rows)
         size = images.shape[-1]
         scale = size / box_space

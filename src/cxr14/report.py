@@ -16,9 +16,15 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from sklearn.metrics import auc, roc_curve  # noqa: E402
 
 from cxr14.data import read_rows  # noqa: E402
-from cxr14.evaluate import _setup, cam_to_box, count_parameters, grad_cam, iou  # noqa: E402
+from cxr14.evaluate import (  # noqa: E402
+    _setup,
+    boxes_on_test_images,
+    cam_to_box,
+    count_parameters,
+    grad_cam,
+    iou,
+)
 from cxr14.labels import LABELS  # noqa: E402
-from cxr14.metadata import read_bbox_list  # noqa: E402
 from cxr14.train import load_checkpoint, load_model  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -112,11 +118,7 @@ def plot_cams(checkpoint, store_h5, labels_csv, splits_csv, average_npy, stats_j
     """Grad-CAM of the labelled class over test images with an expert box (green), the box
     derived from the CAM (red) and the IoU."""
     model, ckpt, dev, normalize = _setup(checkpoint, average_npy, stats_json, device)
-    labels = pd.read_csv(labels_csv)
-    split = pd.read_csv(splits_csv)["split"].to_numpy()
-    row_of = {n: i for i, n in enumerate(labels["image"])}
-    boxes = read_bbox_list(bbox_csv)
-    boxes = boxes[boxes["image"].map(lambda n: n in row_of and split[row_of[n]] == "test")]
+    boxes = boxes_on_test_images(labels_csv, splits_csv, bbox_csv)
     # One box per class first, so the figure shows different findings.
     boxes = boxes.drop_duplicates("label").head(n_images)
     n = max(len(boxes), 1)
@@ -129,7 +131,7 @@ def plot_cams(checkpoint, store_h5, labels_csv, splits_csv, average_npy, stats_j
     if boxes.empty:
         axes[0, 0].text(0.5, 0.5, "no expert boxes on test images", ha="center")
     else:
-        idx = boxes["image"].map(row_of).to_numpy()
+        idx = boxes["row"].to_numpy()
         images = read_rows(store_h5, idx)
         size = images.shape[-1]
         cls = torch.as_tensor([LABELS.index(c) for c in boxes["label"]], device=dev)
