@@ -100,3 +100,52 @@ def test_failing_job_is_reported_as_failed(slurm, tmp_path):
         in "".join(p.read_text() for p in (tmp_path / "logs/downsample_images").glob("*.log"))
         or log
     )
+
+
+def test_preempted_training_is_resubmitted_and_resumes(slurm, tmp_path):
+    """scancel the training job mid-run (what pre-emption does): the profile's `retries`
+    resubmits it, and it continues from its last complete epoch instead of starting over."""
+    import time
+
+    import torch
+
+    write_config(tmp_path, {
+        "synthetic": {"n_images": 400, "image_size": 128},
+        "preprocess": {"size": 64},
+        "train": {"archs": ["vgg_like"], "threads": 1, "epochs": 12, "milestones": [100],
+                  "input_size": 64, "batch_size": 16, "device": "cpu"},
+        "models": {"vgg_like": {"widths": [16, 32], "fc": 64}},
+    })  # fmt: skip
+    target = "results/models/vgg_like/history.csv"
+    cmd = ["timeout", "-k", "10", "900", sys.executable, "-m", "snakemake", "-s",
+           str(REPO / "Snakefile"), target, "--configfile", str(tmp_path / "config.yaml"),
+           "--profile", str(REPO / "profiles/slurm"), *FIT_NODE]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=slurm, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    last = tmp_path / "results/models/vgg_like/.resume/last.pt"
+    deadline = time.time() + 600
+    cancelled = None
+    while time.time() < deadline and proc.poll() is None and cancelled is None:
+        if last.exists():
+            try:
+                epoch = torch.load(last, weights_only=True)["epoch"]
+            except (RuntimeError, EOFError, FileNotFoundError):
+                epoch = 0
+            if epoch >= 2:
+                running = [j for j in _jobs(slurm) if j["state"] == "RUNNING"
+                           and "train_model" in j["comment"]]  # fmt: skip
+                if running:
+                    cancelled = (running[0]["id"], epoch)
+                    subprocess.run(["scancel", running[0]["id"]], env=slurm, check=True)
+        time.sleep(0.2)
+    out, _ = proc.communicate(timeout=900)
+    assert cancelled is not None, "the training job could not be caught while running"
+    assert proc.returncode == 0, out[-5000:]
+    assert "Trying to restart job" in out
+    log = (tmp_path / "logs/train_model/vgg_like.log").read_text()
+    resumed = re.search(r"resuming after epoch (\d+)", log)
+    assert resumed and int(resumed.group(1)) >= cancelled[1]
+    history = (tmp_path / target).read_text().splitlines()
+    assert len(history) == 1 + 12
+    states = {j["id"]: j["state"] for j in _jobs(slurm)}
+    assert states[cancelled[0]] == "CANCELLED"
