@@ -22,7 +22,7 @@ from cxr14.data import DeviceData, Normalizer, read_rows
 from cxr14.labels import LABELS
 from cxr14.metadata import read_bbox_list
 from cxr14.metrics import per_class_auroc
-from cxr14.train import _device, load_model
+from cxr14.train import load_model, resolve_device
 
 log = logging.getLogger(__name__)
 IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -33,7 +33,7 @@ IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 def _setup(checkpoint, average_npy, stats_json, device_name):
     model, ckpt = load_model(checkpoint)
-    device = _device(device_name, 0)
+    device = resolve_device(device_name)
     model.to(device).eval()
     stats = json.loads(Path(stats_json).read_text())
     normalize = Normalizer(np.load(average_npy), stats["std"], ckpt["config"]["input_size"])

@@ -175,22 +175,24 @@ def evaluate(model, loss_fn, data: DeviceData, batch_size, normalize: Normalizer
              amp=True, channels_last=False) -> tuple[float, np.ndarray]:  # fmt: skip
     """Mean loss over batches and the sigmoid probabilities of every row of ``data``."""
     model.eval()
-    losses, probs = [], []
+    total, count, probs = torch.zeros((), device=device), 0, []
     for x, y in data.batches(np.arange(len(data)), batch_size):
         x = normalize(x)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp):
             logits = model(x)
-        losses.append(loss_fn(logits.float(), y).item())
+        total += loss_fn(logits.float(), y)  # no per-batch host sync
+        count += 1
         probs.append(torch.sigmoid(logits.float()).cpu())
-    return float(np.mean(losses)), torch.cat(probs).numpy()
+    return (total / max(count, 1)).item(), torch.cat(probs).numpy()
 
 
 # ------------------------------------------------------------------------------ a training
 
 
-def _device(name: str, local_rank: int) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` | ``cuda`` | ``cpu`` -> the device this process uses."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
@@ -200,16 +202,17 @@ def _device(name: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def _positions(index_rows: np.ndarray, row_to_pos: dict, seed: int, epoch: int, batch_size: int,
-               rank: int, world: int) -> np.ndarray:  # fmt: skip
+def _positions(index_rows: np.ndarray, train_rows: np.ndarray, seed: int, epoch: int,
+               batch_size: int, rank: int, world: int) -> np.ndarray:  # fmt: skip
     """This rank's sample positions for one epoch.
 
     The order is a seeded permutation of the (oversampled) index, a function of (seed, epoch)
     alone, so a resumed run sees exactly the batches of an uninterrupted one. Incomplete last
-    batches are dropped (every rank gets equal slices of every global batch).
+    batches are dropped (every rank gets equal slices of every global batch). ``train_rows``:
+    the sorted, unique store rows held in memory; positions index into them.
     """
     order = np.random.default_rng([seed, epoch]).permutation(index_rows)
-    pos = np.fromiter((row_to_pos[r] for r in order), dtype=np.int64, count=len(order))
+    pos = np.searchsorted(train_rows, order)
     if len(pos) >= batch_size:
         pos = pos[: len(pos) - len(pos) % batch_size]
     else:
@@ -227,7 +230,7 @@ def train(settings: dict, store_h5, labels_csv, splits_csv, index_npy, average_n
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _device(settings["device"], local_rank)
+    device = resolve_device(settings["device"], local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
@@ -267,7 +270,6 @@ def train(settings: dict, store_h5, labels_csv, splits_csv, index_npy, average_n
              "%.1f s (%s)", arch, len(train_rows), len(index_rows), len(val_rows),
              time.perf_counter() - t0,
              "on the device" if train_data.on_device else "in host memory")  # fmt: skip
-    row_to_pos = {int(r): i for i, r in enumerate(train_rows)}
     stats = json.loads(Path(stats_json).read_text())
     normalize = Normalizer(np.load(average_npy), stats["std"], settings["input_size"]).to(device)
 
@@ -283,9 +285,8 @@ def train(settings: dict, store_h5, labels_csv, splits_csv, index_npy, average_n
               else None)  # fmt: skip
     net = model
     if world > 1:
-        if use_cuda:
+        if use_cuda:  # SyncBatchNorm needs CUDA tensors
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            net = model
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[local_rank] if use_cuda else None
         )
@@ -301,7 +302,7 @@ def train(settings: dict, store_h5, labels_csv, splits_csv, index_npy, average_n
     start, best_auroc, best_epoch = 0, -math.inf, 0
     last_path = resume / "last.pt"
     if last_path.exists():
-        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+        ckpt = load_checkpoint(last_path)
         if ckpt["config"] == settings:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -322,7 +323,7 @@ def train(settings: dict, store_h5, labels_csv, splits_csv, index_npy, average_n
         t = time.perf_counter()
         # Reseeding per epoch makes dropout/augmentation of epoch e independent of history.
         torch.manual_seed(seed + 1_000_003 * (epoch + 1))
-        positions = _positions(index_rows, row_to_pos, seed, epoch, settings["batch_size"],
+        positions = _positions(index_rows, train_rows, seed, epoch, settings["batch_size"],
                                rank, world)  # fmt: skip
         lr = optimizer.param_groups[0]["lr"]
         train_loss, seen = train_one_epoch(
