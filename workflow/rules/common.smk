@@ -145,6 +145,18 @@ def get_eval_outputs():
     ]
 
 
+def get_model_eval_inputs(wildcards):
+    """What every evaluation of one trained model reads: its best checkpoint and the data."""
+    return {
+        "checkpoint": f"results/models/{wildcards.arch}/best.pt",
+        "store": STORE,
+        "labels": "results/metadata/labels.csv",
+        "splits": "results/splits/splits.csv",
+        "average": "results/stats/average_image.npy",
+        "stats": "results/stats/pixel_stats.json",
+    }
+
+
 def get_summary_inputs(wildcards):
     archs = config["train"]["archs"]
     return {

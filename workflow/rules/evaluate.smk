@@ -1,11 +1,6 @@
 rule evaluate_model:
     input:
-        checkpoint="results/models/{arch}/best.pt",
-        store=STORE,
-        labels="results/metadata/labels.csv",
-        splits="results/splits/splits.csv",
-        average="results/stats/average_image.npy",
-        stats="results/stats/pixel_stats.json",
+        unpack(get_model_eval_inputs),
     output:
         predictions="results/eval/{arch}/predictions.csv",
         metrics=report(
@@ -34,12 +29,7 @@ rule evaluate_model:
 
 rule localize_findings:
     input:
-        checkpoint="results/models/{arch}/best.pt",
-        store=STORE,
-        labels="results/metadata/labels.csv",
-        splits="results/splits/splits.csv",
-        average="results/stats/average_image.npy",
-        stats="results/stats/pixel_stats.json",
+        unpack(get_model_eval_inputs),
         bbox=get_bbox_list(),
     output:
         table=report(
@@ -124,12 +114,7 @@ rule plot_filters:
 
 rule plot_cams:
     input:
-        checkpoint="results/models/{arch}/best.pt",
-        store=STORE,
-        labels="results/metadata/labels.csv",
-        splits="results/splits/splits.csv",
-        average="results/stats/average_image.npy",
-        stats="results/stats/pixel_stats.json",
+        unpack(get_model_eval_inputs),
         bbox=get_bbox_list(),
     output:
         figure=report(
