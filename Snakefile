@@ -1,5 +1,6 @@
 # ChestX-ray14 multi-label classification pipeline.
-# Stages: NIH-format data -> 256x256 HDF5 store -> splits -> average image -> oversampling index.
+# Stages: data layout -> HDF5 store -> splits, average image, oversampling index -> training
+# -> evaluation -> summary and report (one include each, in that order).
 # Run: snakemake --cores 8 --resources gpu=1   (defaults in profiles/default/config.yaml)
 
 

@@ -72,8 +72,10 @@ def main() -> None:
         )
         paths = [str(tmp / "images" / n) for n in names]
         bare_loop(paths, 1)  # warm the page cache for both sides
-        print(f"{len(paths)} real NIH PNGs (1024x1024) -> {SIZE}x{SIZE}, bilinear, "
-              f"{os.cpu_count()} CPUs")  # fmt: skip
+        print(
+            f"{len(paths)} real NIH PNGs (1024x1024) -> {SIZE}x{SIZE}, bilinear, "
+            f"{os.cpu_count()} CPUs"
+        )
         print("threads  bare img/s  pipeline img/s  ratio (median of pairs)")
         for threads in args.threads:
             bare, ours = [], []
@@ -82,12 +84,15 @@ def main() -> None:
                 bare_loop(paths, threads)
                 bare.append(len(paths) / (time.perf_counter() - t))
                 t = time.perf_counter()
-                downsample_shard(entries, tmp, 0, 1, tmp / "s.h5", SIZE, "bilinear", "error",
-                                 threads)  # fmt: skip
+                downsample_shard(
+                    entries, tmp, 0, 1, tmp / "s.h5", SIZE, "bilinear", "error", threads
+                )
                 ours.append(len(paths) / (time.perf_counter() - t))
             ratio = statistics.median(o / b for o, b in zip(ours, bare, strict=True))
-            print(f"{threads:7d}  {statistics.median(bare):10.1f}  "
-                  f"{statistics.median(ours):14.1f}  {ratio:.3f}")  # fmt: skip
+            print(
+                f"{threads:7d}  {statistics.median(bare):10.1f}  "
+                f"{statistics.median(ours):14.1f}  {ratio:.3f}"
+            )
 
 
 if __name__ == "__main__":

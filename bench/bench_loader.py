@@ -42,7 +42,7 @@ class PngDataset(Dataset):
                 transforms.Resize((256, 256)),
                 transforms.ToTensor(),
                 transforms.Normalize([0.5], [0.25]),
-            ]  # fmt: skip
+            ]
         )
 
     def __len__(self):
@@ -79,8 +79,13 @@ def main() -> None:
         load_s = time.perf_counter() - t
         data = DeviceData(images, labels, torch.device("cpu"))
         norm = Normalizer(np.full((256, 256), 128.0, np.float32), 64.0, 256)
-        loader = DataLoader(PngDataset(paths, labels), batch_size=args.batch, shuffle=True,
-                            num_workers=args.workers, persistent_workers=True)  # fmt: skip
+        loader = DataLoader(
+            PngDataset(paths, labels),
+            batch_size=args.batch,
+            shuffle=True,
+            num_workers=args.workers,
+            persistent_workers=True,
+        )
         ours, png = [], []
         rng = np.random.default_rng(0)
         for _ in range(args.repeats):

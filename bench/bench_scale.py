@@ -48,8 +48,18 @@ def build_placeholders(out: Path) -> int:
 
 
 def timed(cwd: Path, *args: str) -> tuple[float, str]:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-           "--configfile", str(cwd / "config.yaml"), "--cores", "2", *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(cwd / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     dt = time.perf_counter() - t

@@ -32,8 +32,17 @@ TARGETS = ["results/splits/oversample_index.npy", "results/stats/pixel_stats.jso
 def run(wd: Path, env, *args) -> tuple[float, int]:
     shutil.rmtree(wd / "results", ignore_errors=True)
     shutil.rmtree(wd / ".snakemake", ignore_errors=True)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *TARGETS,
-           "--configfile", str(wd / "config.yaml"), *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        *TARGETS,
+        "--configfile",
+        str(wd / "config.yaml"),
+        *args,
+    ]
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t
@@ -48,8 +57,10 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=8)
     args = ap.parse_args()
     wd = Path(tempfile.mkdtemp(prefix="cxr14-slurm-bench-"))
-    write_config(wd, {"synthetic": {"n_images": 40, "image_size": 128},
-                      "preprocess": {"shards": args.shards}})  # fmt: skip
+    write_config(
+        wd,
+        {"synthetic": {"n_images": 40, "image_size": 128}, "preprocess": {"shards": args.shards}},
+    )
     local, n = run(wd, None, "--cores", "2")
     with slurm_cluster.cluster(wd / "cluster") as env:
         slurm, n2 = run(wd, env, "--profile", str(REPO / "profiles/slurm"), *FIT_NODE)

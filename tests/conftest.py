@@ -14,6 +14,17 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 NIH_DIR = Path(os.environ.get("CXR14_NIH_SAMPLE", REPO.parent / "shared" / "data" / "nih"))
 DATA = Path(__file__).parent / "data"
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def full_settings(settings: dict) -> dict:
+    """Training settings as the workflow passes them: ``settings`` (with ``arch``) over the
+    schema's defaults."""
+    from cxr14.settings import train_settings, with_defaults
+
+    arch = settings["arch"]
+    config = with_defaults({"train": {k: v for k, v in settings.items() if k != "arch"}}, SCHEMA)
+    return train_settings(config, arch)
 
 
 @pytest.fixture(scope="session")
@@ -52,12 +63,22 @@ TINY_CONFIG = {
     "average_image": {"over": "train"},
     "split": {"method": "patient_random", "seed": 1},
     "oversample": {"enabled": True},
-    "train": {"archs": ["simple_cnn", "vgg_like", "resnet18", "densenet121"], "threads": 2,
-              "epochs": 2, "milestones": [1], "input_size": 32, "batch_size": 8, "device": "cpu"},
-    "models": {"vgg_like": {"widths": [4, 8], "fc": 16}, "resnet18": {"weights": "none"},
-               "densenet121": {"weights": "none", "epochs": 1}},
+    "train": {
+        "archs": ["simple_cnn", "vgg_like", "resnet18", "densenet121"],
+        "threads": 2,
+        "epochs": 2,
+        "milestones": [1],
+        "input_size": 32,
+        "batch_size": 8,
+        "device": "cpu",
+    },
+    "models": {
+        "vgg_like": {"widths": [4, 8], "fc": 16},
+        "resnet18": {"weights": "none"},
+        "densenet121": {"weights": "none", "epochs": 1},
+    },
     "eval": {"bootstrap": 20, "cam_images": 2, "device": "cpu"},
-}  # fmt: skip
+}
 
 DATA_TARGETS = ("results/splits/oversample_index.npy", "results/stats/pixel_stats.json")
 

@@ -30,8 +30,9 @@ def install() -> None:
     """apt-get install the packages (root, Debian); raises CalledProcessError if impossible."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *PACKAGES], check=True, env=env,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", *PACKAGES], check=True, env=env, capture_output=True
+    )
 
 
 def _conf(d: Path, host: str, cpus: int, mem_mb: int, port: int) -> str:
@@ -107,26 +108,41 @@ def cluster(workdir: Path) -> Iterator[dict[str, str]]:
     sock = d / "munge" / "munge.socket"
     munge_pid = d / "munge" / "munged.pid"
     Path("/run/munge").mkdir(exist_ok=True)
-    subprocess.run(["munged", "--force", f"--key-file={key}", f"--socket={sock}",
-                    f"--pid-file={munge_pid}", f"--log-file={d / 'munge' / 'munged.log'}",
-                    f"--seed-file={d / 'munge' / 'munged.seed'}"], check=True, env=env)  # fmt: skip
+    subprocess.run(
+        [
+            "munged",
+            "--force",
+            f"--key-file={key}",
+            f"--socket={sock}",
+            f"--pid-file={munge_pid}",
+            f"--log-file={d / 'munge' / 'munged.log'}",
+            f"--seed-file={d / 'munge' / 'munged.seed'}",
+        ],
+        check=True,
+        env=env,
+    )
     # Slurm's clients and daemons find munge's socket through AuthInfo.
-    conf_path.write_text(MARK + "\n" + _conf(d, host, cpus, mem_mb, port)
-                         + f"AuthInfo=socket={sock}\n")  # fmt: skip
+    conf_path.write_text(
+        MARK + "\n" + _conf(d, host, cpus, mem_mb, port) + f"AuthInfo=socket={sock}\n"
+    )
     (etc / "gres.conf").write_text(MARK + "\nName=gpu File=/dev/null\n")
     try:
         subprocess.run(["slurmctld"], check=True, env=env)
         subprocess.run(["slurmd"], check=True, env=env)
         deadline = time.time() + 60
         while time.time() < deadline:
-            out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
-                                 env=env).stdout.strip()  # fmt: skip
+            out = subprocess.run(
+                ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, env=env
+            ).stdout.strip()
             if out in ("idle", "mixed", "allocated"):
                 break
             time.sleep(0.5)
         else:
-            logs = "".join((d / f).read_text()[-2000:] for f in ("slurmctld.log", "slurmd.log")
-                           if (d / f).exists())  # fmt: skip
+            logs = "".join(
+                (d / f).read_text()[-2000:]
+                for f in ("slurmctld.log", "slurmd.log")
+                if (d / f).exists()
+            )
             raise RuntimeError(f"the SLURM node did not become idle (state {out!r}):\n{logs}")
         yield env
     finally:

@@ -8,16 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from cxr14.evaluate import (
-    bootstrap_auroc,
-    cam_to_box,
-    grad_cam,
-    iou,
-    metrics_table,
-    operating_point,
-    youden_thresholds,
-)
-from cxr14.labels import LABELS
+from cxr14.evaluate import bootstrap_auroc, metrics_table, operating_point, youden_thresholds
+from cxr14.layouts.nih import LABELS
+from cxr14.localization import cam_to_box, grad_cam, iou
 
 
 def _case(n=40, seed=0):
@@ -34,7 +27,7 @@ def _case(n=40, seed=0):
 
 def test_metrics_by_hand():
     y, p, groups = _case()
-    table = metrics_table(y, p, groups, thresholds=np.full(14, 0.5), n_boot=50).set_index("label")
+    table = metrics_table(y, p, groups, np.full(14, 0.5), LABELS, n_boot=50).set_index("label")
     assert list(table.index) == [*LABELS, "mean"]
     perfect = table.loc["Atelectasis"]
     assert perfect["auroc"] == 1.0 and perfect["auroc_ci_low"] == 1.0
@@ -126,7 +119,7 @@ def test_grad_cam_finds_the_spot():
     x[0, 0, 4:8, 20:26] = 1.0
     x[1, 0, 20:30, 2:6] = 1.0
     model = _Spot()
-    cam = grad_cam(model, x, torch.tensor([0, 5])).numpy()
+    cam = grad_cam(model, model.features, x, torch.tensor([0, 5])).numpy()
     assert cam.shape == (2, 32, 32) and cam.max() == pytest.approx(1.0)
     assert cam_to_box(cam[0], 0.5) == (20.0, 4.0, 6.0, 4.0)
     assert cam_to_box(cam[1], 0.5) == (2.0, 20.0, 4.0, 10.0)

@@ -58,8 +58,12 @@ def test_high_depth_scaling():
 
 def test_any_size_and_mode(tmp_path, nih_dir):
     src = Image.open(nih_dir / "images" / "00000001_000.png")
-    for mode, size in (("L", (700, 600)), ("RGB", (2048, 2048)), ("LA", (512, 512)),
-                       ("P", (300, 333))):  # fmt: skip
+    for mode, size in (
+        ("L", (700, 600)),
+        ("RGB", (2048, 2048)),
+        ("LA", (512, 512)),
+        ("P", (300, 333)),
+    ):
         path = tmp_path / f"{mode}.png"
         src.convert(mode).resize(size).save(path)
         arr = load_gray(path, 128)

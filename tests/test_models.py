@@ -9,23 +9,26 @@ import torch
 import torchvision
 
 from cxr14.losses import build_loss, wcel
-from cxr14.models import REGISTRY, build_model, imagenet_weights_file
+from cxr14.models import ARCHITECTURES, build_model, imagenet_weights_file
 
-SMALL = {"vgg_like": {"widths": [8, 16, 32], "fc": 64}, "resnet18": {"weights": "none"},
-         "densenet121": {"weights": "none"}}  # fmt: skip
+SMALL = {
+    "vgg_like": {"widths": [8, 16, 32], "fc": 64},
+    "resnet18": {"weights": "none"},
+    "densenet121": {"weights": "none"},
+}
 
 
-@pytest.mark.parametrize("arch", list(REGISTRY))
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
 @pytest.mark.parametrize("size", [64, 256])
 def test_forward_shapes(arch, size):
-    model = build_model(arch, **SMALL.get(arch, {})).eval()
+    model = build_model(arch, 14, **SMALL.get(arch, {})).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 1, size, size))
     assert out.shape == (2, 14) and torch.isfinite(out).all()
 
 
 def test_vgg_like_is_the_seed_design():
-    model = build_model("vgg_like")  # defaults: the seed's layout
+    model = build_model("vgg_like", 14)  # defaults: the reference study's layout
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(c.kernel_size == (3, 3) for c in convs) and convs[0].in_channels == 1
     assert len(convs) < 13  # fewer conv layers than VGG16
@@ -59,7 +62,7 @@ def test_wcel_batch_without_positives_is_finite():
 def test_initial_wcel_of_a_fresh_model_is_about_2_ln_2(tiny_batch):
     x, y = tiny_batch
     torch.manual_seed(0)
-    model = build_model("vgg_like", widths=[8, 16], fc=32)
+    model = build_model("vgg_like", 14, widths=[8, 16], fc=32)
     with torch.no_grad():
         loss = wcel(model(x), y).item()
     # Xavier-initialised outputs are near 0 (p near 0.5): each term is near ln 2.
@@ -89,7 +92,7 @@ def tiny_batch():
 def test_overfits_one_small_batch(tiny_batch):
     x, y = tiny_batch
     torch.manual_seed(0)
-    model = build_model("vgg_like", widths=[8, 16], fc=64)
+    model = build_model("vgg_like", 14, widths=[8, 16], fc=64)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     first = None
     for _ in range(150):
@@ -107,7 +110,7 @@ def test_overfits_one_small_batch(tiny_batch):
 
 def test_frozen_resnet18_changes_only_its_head(tiny_batch):
     x, y = tiny_batch
-    model = build_model("resnet18", weights="none", freeze="backbone")
+    model = build_model("resnet18", 14, weights="none", freeze="backbone")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(trainable, lr=1e-2)
@@ -133,7 +136,7 @@ def test_weights_from_a_local_file(tmp_path, arch, stem):
     state = _torchvision_state(arch)
     path = tmp_path / f"{arch}.pth"
     torch.save(state, path)
-    model = build_model(arch, weights=str(path), freeze="none")
+    model = build_model(arch, 14, weights=str(path), freeze="none")
     own = model.state_dict()
     # The gray stem is the sum over RGB: a gray image replicated to RGB gives the same output.
     torch.testing.assert_close(own[f"{stem}.weight"], state[f"{stem}.weight"].sum(1, keepdim=True))
@@ -152,19 +155,19 @@ def test_wrong_weight_files_fail_clearly(tmp_path, monkeypatch):
     path = tmp_path / "densenet.pth"
     torch.save(_torchvision_state("densenet121"), path)
     with pytest.raises(ValueError, match=r"does not hold resnet18 weights: \d+ missing keys"):
-        build_model("resnet18", weights=str(path))
+        build_model("resnet18", 14, weights=str(path))
     with pytest.raises(FileNotFoundError, match="nothere.pth does not exist"):
-        build_model("resnet18", weights=str(tmp_path / "nothere.pth"))
+        build_model("resnet18", 14, weights=str(tmp_path / "nothere.pth"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     expected = imagenet_weights_file("resnet18")
     assert str(expected).startswith(str(tmp_path))
     with pytest.raises(
         FileNotFoundError, match=r"ImageNet weights for resnet18 not found at .*resnet18-"
     ):
-        build_model("resnet18", weights="imagenet")
-    assert build_model("resnet18", weights="auto").weights_used.startswith("none")
+        build_model("resnet18", 14, weights="imagenet")
+    assert build_model("resnet18", 14, weights="auto").weights_used.startswith("none")
     # Once the file is in torchvision's cache, imagenet and auto use it.
     expected.parent.mkdir(parents=True)
     torch.save(_torchvision_state("resnet18"), expected)
-    assert build_model("resnet18", weights="imagenet").weights_used == str(expected)
-    assert build_model("resnet18", weights="auto").weights_used == str(expected)
+    assert build_model("resnet18", 14, weights="imagenet").weights_used == str(expected)
+    assert build_model("resnet18", 14, weights="auto").weights_used == str(expected)

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxr14 import LABELS
-from cxr14.metadata import read_data_entry
+from cxr14.layouts.nih import LABELS, read_data_entry
 from cxr14.oversample import (
     class_repeat_factors,
     image_repeat_factors,

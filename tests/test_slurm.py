@@ -18,13 +18,24 @@ from conftest import REPO, write_config
 pytestmark = pytest.mark.slow
 
 # The profile asks for site-sized resources; this node has 2 CPUs and a few GB to spare.
-FIT_NODE = ["--default-resources", "mem_mb=500", "runtime=30", "cpus_per_task=1",
-            "--set-resources"] + [
+FIT_NODE = [
+    "--default-resources",
+    "mem_mb=500",
+    "runtime=30",
+    "cpus_per_task=1",
+    "--set-resources",
+] + [
     f"{rule}:{key}={value}"
-    for rule in ("downsample_images", "generate_synthetic_data", "train_model",
-                 "evaluate_model", "localize_findings", "plot_cams")
+    for rule in (
+        "downsample_images",
+        "generate_synthetic_data",
+        "train_model",
+        "evaluate_model",
+        "localize_findings",
+        "plot_cams",
+    )
     for key, value in (("cpus_per_task", 1), ("mem_mb", 1000))
-]  # fmt: skip
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +52,34 @@ def slurm(tmp_path_factory):
 
 
 def _run(wd, env, *args, timeout=900):
-    cmd = ["timeout", "-k", "10", str(timeout), sys.executable, "-m", "snakemake",
-           "-s", str(REPO / "Snakefile"), "--configfile", str(wd / "config.yaml"),
-           "--profile", str(REPO / "profiles/slurm"), *args, *FIT_NODE]  # fmt: skip
+    cmd = [
+        "timeout",
+        "-k",
+        "10",
+        str(timeout),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(wd / "config.yaml"),
+        "--profile",
+        str(REPO / "profiles/slurm"),
+        *args,
+        *FIT_NODE,
+    ]
     return subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True)
 
 
 def _jobs(env) -> list[dict[str, str]]:
-    out = subprocess.run(["squeue", "--states=all", "-h", "-O",
-                          "JobID:12,State:14,tres-per-job:24,Comment:200"],
-                         env=env, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["squeue", "--states=all", "-h", "-O", "JobID:12,State:14,tres-per-job:24,Comment:200"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     jobs = []
     for line in out.splitlines():
         job_id, state, tres, *comment = line.split()
@@ -59,9 +88,20 @@ def _jobs(env) -> list[dict[str, str]]:
 
 
 def test_workflow_runs_through_sbatch(slurm, tmp_path):
-    write_config(tmp_path, {"train": {"archs": ["simple_cnn"], "threads": 1, "epochs": 1,
-                                      "milestones": [1], "input_size": 32, "batch_size": 8,
-                                      "device": "cpu"}})  # fmt: skip
+    write_config(
+        tmp_path,
+        {
+            "train": {
+                "archs": ["simple_cnn"],
+                "threads": 1,
+                "epochs": 1,
+                "milestones": [1],
+                "input_size": 32,
+                "batch_size": 8,
+                "device": "cpu",
+            }
+        },
+    )
     before = {j["id"] for j in _jobs(slurm)}
     proc = _run(tmp_path, slurm)
     out = proc.stdout + proc.stderr
@@ -109,19 +149,44 @@ def test_preempted_training_is_resubmitted_and_resumes(slurm, tmp_path):
 
     import torch
 
-    write_config(tmp_path, {
-        "synthetic": {"n_images": 400, "image_size": 128},
-        "preprocess": {"size": 64},
-        "train": {"archs": ["vgg_like"], "threads": 1, "epochs": 12, "milestones": [100],
-                  "input_size": 64, "batch_size": 16, "device": "cpu"},
-        "models": {"vgg_like": {"widths": [16, 32], "fc": 64}},
-    })  # fmt: skip
+    write_config(
+        tmp_path,
+        {
+            "synthetic": {"n_images": 400, "image_size": 128},
+            "preprocess": {"size": 64},
+            "train": {
+                "archs": ["vgg_like"],
+                "threads": 1,
+                "epochs": 12,
+                "milestones": [100],
+                "input_size": 64,
+                "batch_size": 16,
+                "device": "cpu",
+            },
+            "models": {"vgg_like": {"widths": [16, 32], "fc": 64}},
+        },
+    )
     target = "results/models/vgg_like/history.csv"
-    cmd = ["timeout", "-k", "10", "900", sys.executable, "-m", "snakemake", "-s",
-           str(REPO / "Snakefile"), target, "--configfile", str(tmp_path / "config.yaml"),
-           "--profile", str(REPO / "profiles/slurm"), *FIT_NODE]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=slurm, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    cmd = [
+        "timeout",
+        "-k",
+        "10",
+        "900",
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        target,
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "--profile",
+        str(REPO / "profiles/slurm"),
+        *FIT_NODE,
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     last = tmp_path / "results/models/vgg_like/.resume/last.pt"
     deadline = time.time() + 600
     cancelled = None
@@ -132,8 +197,11 @@ def test_preempted_training_is_resubmitted_and_resumes(slurm, tmp_path):
             except (RuntimeError, EOFError, FileNotFoundError):
                 epoch = 0
             if epoch >= 2:
-                running = [j for j in _jobs(slurm) if j["state"] == "RUNNING"
-                           and "train_model" in j["comment"]]  # fmt: skip
+                running = [
+                    j
+                    for j in _jobs(slurm)
+                    if j["state"] == "RUNNING" and "train_model" in j["comment"]
+                ]
                 if running:
                     cancelled = (running[0]["id"], epoch)
                     subprocess.run(["scancel", running[0]["id"]], env=slurm, check=True)

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxr14 import LABELS, DataError
-from cxr14.metadata import read_data_entry
+from cxr14 import DataError
+from cxr14.layouts.nih import LABELS, read_data_entry
 from cxr14.splits import make_splits, stratified_group_split
 
 
@@ -86,10 +86,20 @@ def test_official_split_refuses_leaky_lists(tmp_path, labels_csv, nih_dir):
     (tmp_path / "tv.txt").write_text("\n".join(sorted(train_val + [moved])))
     (tmp_path / "t.txt").write_text("\n".join(test[1:]))
     with pytest.raises(DataError, match=r"patient 3 has images in both"):
-        _split(labels_csv, tmp_path, method="official", train_val_list=tmp_path / "tv.txt",
-               test_list=tmp_path / "t.txt")  # fmt: skip
+        _split(
+            labels_csv,
+            tmp_path,
+            method="official",
+            train_val_list=tmp_path / "tv.txt",
+            test_list=tmp_path / "t.txt",
+        )
     (tmp_path / "t.txt").write_text("\n".join(test[:-1]))
     (tmp_path / "tv.txt").write_text("\n".join(train_val))
     with pytest.raises(DataError, match=r"1 image\(s\) in neither .* first: '00030805_000.png'"):
-        _split(labels_csv, tmp_path, method="official", train_val_list=tmp_path / "tv.txt",
-               test_list=tmp_path / "t.txt")  # fmt: skip
+        _split(
+            labels_csv,
+            tmp_path,
+            method="official",
+            train_val_list=tmp_path / "tv.txt",
+            test_list=tmp_path / "t.txt",
+        )

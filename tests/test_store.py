@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxr14 import LABELS, DataError
+from cxr14 import DataError
 from cxr14.imageio import load_gray
+from cxr14.layouts.nih import LABELS
 from cxr14.metadata import build_entries
 from cxr14.store import downsample_shard, merge_shards, shard_bounds
 
@@ -24,12 +25,13 @@ def test_shard_bounds_cover_every_row_once(n, k):
 
 def _store(tmp_path, data_dir, n_shards=3, on_bad_image="error", threads=2, size=64):
     entries, missing = tmp_path / "entries.csv", tmp_path / "missing.csv"
-    build_entries(data_dir, data_dir / "Data_Entry_2017.csv", on_bad_image, entries, missing)
+    build_entries("nih", data_dir, data_dir / "Data_Entry_2017.csv", on_bad_image, entries, missing)
     shards = []
     for s in range(n_shards):
         shards.append(tmp_path / f"shard{s}.h5")
-        downsample_shard(entries, data_dir, s, n_shards, shards[-1], size, "bilinear",
-                         on_bad_image, threads)  # fmt: skip
+        downsample_shard(
+            entries, data_dir, s, n_shards, shards[-1], size, "bilinear", on_bad_image, threads
+        )
     out = tmp_path / "store.h5", tmp_path / "labels.csv", tmp_path / "skipped.csv"
     merge_shards(shards, entries, missing, *out, attrs={"source": "nih"})
     return out
@@ -38,8 +40,15 @@ def _store(tmp_path, data_dir, n_shards=3, on_bad_image="error", threads=2, size
 def test_store_matches_direct_decoding(tmp_path, nih_copy):
     store, labels_csv, skipped_csv = _store(tmp_path, nih_copy)
     labels = pd.read_csv(labels_csv)
-    assert list(labels.columns) == ["image", "patient", "follow_up", "view", "age_years", "sex",
-                                    *LABELS]  # fmt: skip
+    assert list(labels.columns) == [
+        "image",
+        "patient",
+        "follow_up",
+        "view",
+        "age_years",
+        "sex",
+        *LABELS,
+    ]
     assert len(pd.read_csv(skipped_csv)) == 0
     with h5py.File(store) as h5:
         assert h5["images"].shape == (24, 64, 64) and h5["images"].dtype == np.uint8
@@ -73,7 +82,7 @@ def test_bad_image_stops_the_run_naming_the_file(tmp_path, nih_copy):
     _corrupt(nih_copy)
     (nih_copy / "images" / "00000001_002.png").write_bytes(b"")  # only content errors here
     entries, missing = tmp_path / "entries.csv", tmp_path / "missing.csv"
-    build_entries(nih_copy, nih_copy / "Data_Entry_2017.csv", "error", entries, missing)
+    build_entries("nih", nih_copy, nih_copy / "Data_Entry_2017.csv", "error", entries, missing)
     out = tmp_path / "shard.h5"
     with pytest.raises(DataError, match=r"00000001_002.png: zero-byte file .*on_bad_image: skip"):
         downsample_shard(entries, nih_copy, 0, 1, out, 32, "bilinear", "error", 2)

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cxr14 import LABELS
-from cxr14.metadata import read_bbox_list, read_data_entry, read_image_list
-from cxr14.synthetic import BASE, Anatomy, generate, render
+from cxr14.layouts.nih import LABELS, read_bbox_list, read_data_entry
+from cxr14.layouts.synthetic import BASE, Anatomy, generate, render
+from cxr14.metadata import read_image_list
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,13 @@ def _digest(folder):
 
 def test_exact_nih_layout(synth, nih_dir):
     names = sorted(p.name for p in synth.iterdir())
-    assert names == ["BBox_List_2017.csv", "Data_Entry_2017.csv", "images", "test_list.txt",
-                     "train_val_list.txt"]  # fmt: skip
+    assert names == [
+        "BBox_List_2017.csv",
+        "Data_Entry_2017.csv",
+        "images",
+        "test_list.txt",
+        "train_val_list.txt",
+    ]
     ours = (synth / "Data_Entry_2017.csv").read_bytes()
     real = (nih_dir / "Data_Entry_2017.csv").read_bytes()
     assert ours.split(b"\r\n")[0] == real.split(b"\r\n")[0]  # same header, trailing comma

@@ -12,13 +12,33 @@ import time
 import pandas as pd
 import pytest
 import torch
+from conftest import full_settings
 
-from cxr14.train import HISTORY_COLUMNS, RESUME_DIR, load_checkpoint, load_model, run, train
+from cxr14.checkpoint import load_checkpoint, load_model
+from cxr14.train import RESUME_DIR, run, train
 
 pytestmark = pytest.mark.slow
 TIMING = ["seconds", "samples_per_s"]
-VGG = {"arch": "vgg_like", "widths": [8, 16], "fc": 32, "epochs": 3, "milestones": [2],
-       "input_size": 32, "batch_size": 16, "device": "cpu", "seed": 1}  # fmt: skip
+HISTORY_COLUMNS = [
+    "epoch",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_mean_auroc",
+    "seconds",
+    "samples_per_s",
+]
+VGG = full_settings(
+    {
+        "arch": "vgg_like",
+        "epochs": 3,
+        "milestones": [2],
+        "input_size": 32,
+        "batch_size": 16,
+        "device": "cpu",
+        "seed": 1,
+    }
+) | {"widths": [8, 16], "fc": 32}
 
 
 def _same_weights(a, b):
@@ -32,8 +52,11 @@ def test_outputs_and_reproducibility(tmp_path, tiny_data):
     h1 = train(VGG, **tiny_data, out_dir=tmp_path / "a", threads=2)
     h2 = train(VGG, **tiny_data, out_dir=tmp_path / "b", threads=2)
     for d in ("a", "b"):
-        assert sorted(p.name for p in (tmp_path / d).iterdir()) == ["best.pt", "history.csv",
-                                                                   "last.pt"]  # fmt: skip
+        assert sorted(p.name for p in (tmp_path / d).iterdir()) == [
+            "best.pt",
+            "history.csv",
+            "last.pt",
+        ]
     hist = pd.read_csv(tmp_path / "a" / "history.csv")
     assert list(hist.columns[:7]) == HISTORY_COLUMNS and len(hist) == 3
     assert hist["lr"].tolist() == pytest.approx([1e-3, 1e-3, 1e-4])
@@ -73,10 +96,21 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_data, sig
 
     out = tmp_path / "run"
     job = tmp_path / "job.json"
-    job.write_text(json.dumps({"settings": settings, "threads": 1, "out_dir": str(out),
-                               **{k: str(v) for k, v in tiny_data.items()}}))  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "cxr14.train", "--job", str(job)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    job.write_text(
+        json.dumps(
+            {
+                "settings": settings,
+                "threads": 1,
+                "out_dir": str(out),
+                **{k: str(v) for k, v in tiny_data.items()},
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cxr14.train", "--job", str(job)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     last = out / RESUME_DIR / "last.pt"
     deadline = time.time() + 120
     epoch = 0
@@ -116,8 +150,17 @@ def test_changed_settings_do_not_resume_a_stale_run(tmp_path, tiny_data, caplog)
 
 def test_ddp_two_processes_match_one(tmp_path, tiny_data):
     """torchrun with 2 gloo processes on the CPU = one process with the same global batch."""
-    settings = {"arch": "simple_cnn", "epochs": 2, "milestones": [10], "input_size": 32,
-                "batch_size": 16, "device": "cpu", "seed": 4}  # fmt: skip
+    settings = full_settings(
+        {
+            "arch": "simple_cnn",
+            "epochs": 2,
+            "milestones": [10],
+            "input_size": 32,
+            "batch_size": 16,
+            "device": "cpu",
+            "seed": 4,
+        }
+    )
     run(settings, gpus=1, threads=2, **tiny_data, out_dir=tmp_path / "one")
     env_before = dict(os.environ)
     run(settings, gpus=2, threads=2, **tiny_data, out_dir=tmp_path / "two")

@@ -16,16 +16,30 @@ import pandas as pd
 import pytest
 from conftest import REPO, TINY_CONFIG, planned_jobs, snakemake, write_config
 
-from cxr14 import LABELS
+from cxr14.layouts.nih import LABELS
 
 pytestmark = pytest.mark.slow
 
 ARCHS = ("simple_cnn", "vgg_like", "resnet18", "densenet121")
-EVAL_FILES = ("predictions.csv", "metrics.csv", "localization.csv", "history.png", "roc.png",
-              "filters.png", "cam.png")  # fmt: skip
+EVAL_FILES = (
+    "predictions.csv",
+    "metrics.csv",
+    "localization.csv",
+    "history.png",
+    "roc.png",
+    "filters.png",
+    "cam.png",
+)
 PREPROCESSING = {"generate_synthetic_data", "parse_metadata", "downsample_images", "merge_shards"}
-EVALUATION = {"evaluate_model", "localize_findings", "plot_history", "plot_roc", "plot_filters",
-              "plot_cams", "summarize_models"}  # fmt: skip
+EVALUATION = {
+    "evaluate_model",
+    "localize_findings",
+    "plot_history",
+    "plot_roc",
+    "plot_filters",
+    "plot_cams",
+    "summarize_models",
+}
 OUTPUTS = [
     "results/hdf5/images_32.h5",
     "results/metadata/labels.csv",
@@ -46,8 +60,9 @@ OUTPUTS = [
     "results/report/summary.md",
     "results/report/auroc_comparison.png",
 ]
-DATA_OUTPUTS = [o for o in OUTPUTS if not o.startswith(("results/models/", "results/eval/",
-                                                           "results/report/"))]  # fmt: skip
+DATA_OUTPUTS = [
+    o for o in OUTPUTS if not o.startswith(("results/models/", "results/eval/", "results/report/"))
+]
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +102,9 @@ def test_downstream_setting_reruns_only_downstream_jobs(done):
     try:
         write_config(done, {"oversample": {"threshold": 0.3}})
         jobs = planned_jobs(done)
-        assert {k: jobs.pop(k) for k in ("make_oversample_index", "plot_oversampling",
-                                         "train_model")} == {"make_oversample_index": 1,
-                                                             "plot_oversampling": 1,
-                                                             "train_model": 4}  # fmt: skip
+        assert {
+            k: jobs.pop(k) for k in ("make_oversample_index", "plot_oversampling", "train_model")
+        } == {"make_oversample_index": 1, "plot_oversampling": 1, "train_model": 4}
         assert set(jobs) <= EVALUATION | {"all"}  # and what depends on the models
         write_config(done, {"split": {"seed": 2}})
         jobs = planned_jobs(done)
@@ -192,8 +206,10 @@ def test_bad_image_stops_the_run_or_is_skipped_everywhere(tmp_path):
 def test_interrupted_shard_is_redone_and_the_store_is_identical(tmp_path):
     """Kill the workflow while a shard is being written; the rerun redoes only the shards
     that had not finished, and the final store equals that of an uninterrupted run."""
-    cfg = {"synthetic": {"n_images": 120, "image_size": 1024, "seed": 3},
-           "preprocess": {"shards": 4, "threads": 1}}  # fmt: skip
+    cfg = {
+        "synthetic": {"n_images": 120, "image_size": 1024, "seed": 3},
+        "preprocess": {"shards": 4, "threads": 1},
+    }
     ref, wd = tmp_path / "ref", tmp_path / "wd"
     for d in (ref, wd):
         d.mkdir()
@@ -204,10 +220,21 @@ def test_interrupted_shard_is_redone_and_the_store_is_identical(tmp_path):
     snakemake(wd, "results/metadata/entries.csv")
 
     shards = wd / "results/hdf5/shards"
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile",
-           str(wd / "config.yaml"), "--cores", "1", *targets]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(wd / "config.yaml"),
+        "--cores",
+        "1",
+        *targets,
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 300
     try:
         # Wait until one shard is finished and another one is being written, then kill all.
@@ -250,8 +277,9 @@ def test_interrupted_shard_is_redone_and_the_store_is_identical(tmp_path):
 def test_nih_source_and_official_split_dry_run(tmp_path, nih_dir):
     """The real 112,120-row metadata plans the same jobs (images are read only when run)."""
     nih = {"source": "nih", "nih_dir": str(nih_dir)}
-    write_config(tmp_path, {"data": nih, "split": {"method": "official"},
-                            "preprocess": {"shards": 32}})  # fmt: skip
+    write_config(
+        tmp_path, {"data": nih, "split": {"method": "official"}, "preprocess": {"shards": 32}}
+    )
     jobs = planned_jobs(tmp_path)
     assert jobs["downsample_images"] == 32 and "generate_synthetic_data" not in jobs
     assert jobs["parse_metadata"] == 1 and jobs["make_splits"] == 1
@@ -300,9 +328,17 @@ def test_evaluation_setting_reruns_only_evaluation(done):
     assert planned_jobs(done) == {}
 
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--virtual-time-budget=15000"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=15000",
+]
 
 
 def test_html_report_renders_in_chromium(done, tmp_path):
@@ -322,16 +358,41 @@ def test_html_report_renders_in_chromium(done, tmp_path):
     snakemake(done, "--report", str(report))
     html = report.read_text()
     shot = tmp_path / "shot.png"
-    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'u1'}",
-                    "--window-size=1280,900", f"--screenshot={shot}", report.as_uri()],
-                   capture_output=True, timeout=120, check=True)  # fmt: skip
+    subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'u1'}",
+            "--window-size=1280,900",
+            f"--screenshot={shot}",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     with Image.open(shot) as im:
         assert im.size == (1280, 900) and np.asarray(im.convert("L")).std() > 10
-    dom = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'u2'}",
-                          "--dump-dom", report.as_uri()], capture_output=True, text=True,
-                         timeout=120, check=True).stdout  # fmt: skip
-    for category in ("1. Data", "2. Splits and sampling", "3. Training", "4. Evaluation",
-                     "5. Summary"):  # fmt: skip
+    dom = subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'u2'}",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    for category in (
+        "1. Data",
+        "2. Splits and sampling",
+        "3. Training",
+        "4. Evaluation",
+        "5. Summary",
+    ):
         assert category in dom, category
     # Every embedded figure decodes in the browser (naturalWidth > 0).
     uris = re.findall(r'"data_uri": "(data:image/png;[^"]+)"', html)
@@ -345,8 +406,18 @@ def test_html_report_renders_in_chromium(done, tmp_path):
         "[...document.images].map(i => i.complete ? i.naturalWidth : 0).join(','); };"
         "</script></body></html>"
     )
-    dom = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'u3'}",
-                          "--dump-dom", page.as_uri()], capture_output=True, text=True,
-                         timeout=120, check=True).stdout  # fmt: skip
+    dom = subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'u3'}",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     widths = [int(w) for w in re.search(r'data-widths="([^"]*)"', dom).group(1).split(",")]
     assert len(widths) == len(uris) and min(widths) > 300

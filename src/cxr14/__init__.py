@@ -4,9 +4,7 @@ The Snakemake rules in ``workflow/`` are thin wrappers; every stage's logic live
 can be imported, unit-tested and reused outside the workflow.
 """
 
-from cxr14.labels import LABELS, NO_FINDING
+from cxr14.errors import DataError
 
-__all__ = ["LABELS", "NO_FINDING", "DataError", "__version__"]
+__all__ = ["DataError", "__version__"]
 __version__ = "0.1.0"
-
-from cxr14.errors import DataError  # noqa: E402

@@ -56,8 +56,8 @@ class Normalizer(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x[:, None].float() - self.average) / self.std
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
-                              antialias=True, align_corners=False)  # fmt: skip
+            size = (self.input_size, self.input_size)
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         return x
 
 
@@ -79,13 +79,20 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.
 class DeviceData:
     """Images and labels of some rows, ready to be served in batches on ``device``."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
-                 resident: str = "auto"):  # fmt: skip
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        device: torch.device,
+        max_device_fraction: float = 0.5,
+    ):
+        """``max_device_fraction``: the images live on the GPU when they take at most this
+        fraction of its free memory (0: always in pinned host memory)."""
         self.device = device
         self.labels = labels.float()
-        on_gpu = device.type == "cuda" and (
-            resident == "device"
-            or (resident == "auto" and images.numel() < 0.5 * torch.cuda.mem_get_info(device)[0])
+        on_gpu = (
+            device.type == "cuda"
+            and images.numel() <= max_device_fraction * torch.cuda.mem_get_info(device)[0]
         )
         if on_gpu:
             self.images = images.to(device)
@@ -99,12 +106,12 @@ class DeviceData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batches(self, positions: np.ndarray, batch_size: int, drop_last: bool = False
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    def batches(
+        self, positions: np.ndarray, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (uint8 images, float labels) on the device for consecutive slices of
         ``positions`` (indices into this object's rows)."""
-        n = len(positions)
-        stop = n - n % batch_size if drop_last else n
+        stop = len(positions)
         bounds = [(i, min(i + batch_size, stop)) for i in range(0, stop, batch_size)]
         if self.on_device:
             # One host-to-device copy of the epoch's indices: a per-batch copy from pageable
@@ -126,9 +133,13 @@ class DeviceData:
         # and copies it to the GPU on a side stream while the GPU computes on the previous one.
         n_buf = 3
         shape = (batch_size, *self.images.shape[1:])
-        bufs = [(torch.empty(shape, dtype=torch.uint8).pin_memory(),
-                 torch.empty((batch_size, self.labels.shape[1])).pin_memory())
-                for _ in range(n_buf)]  # fmt: skip
+        bufs = [
+            (
+                torch.empty(shape, dtype=torch.uint8).pin_memory(),
+                torch.empty((batch_size, self.labels.shape[1])).pin_memory(),
+            )
+            for _ in range(n_buf)
+        ]
         copied: list[torch.cuda.Event | None] = [None] * n_buf
         q: queue.Queue = queue.Queue(maxsize=n_buf - 1)
         stream = torch.cuda.Stream(self.device)

@@ -1,18 +1,9 @@
 """Losses for multi-label training.
 
-``wcel`` is the seed's equation (1), the weighted cross-entropy of Wang et al. (2017):
-
-    L = beta_P * sum_{y=1} -ln f(x) + beta_N * sum_{y=0} -ln(1 - f(x)),
-    beta_P = (|P| + |N|) / |P|,  beta_N = (|P| + |N|) / |N|,
-
-with |P| and |N| the numbers of 1s and 0s in the batch's label matrix. We divide it by
-|P| + |N| (the number of label entries), so it reads
-
-    L = mean over positive entries of -ln f  +  mean over negative entries of -ln(1 - f)
-
-and its scale does not depend on the batch size (at f = 0.5 it is 2 ln 2). A batch without
-positives (or negatives) drops that term instead of dividing by zero. Under DDP, |P| and |N|
-are summed over all ranks, so the loss is that of the global batch.
+``wcel`` is equation (1) of the reference study, the weighted cross-entropy of Wang et al.
+(2017), divided by the number of label entries so that its scale does not depend on the batch
+size (derivation: docs/method.md). A batch without positives (or negatives) drops that term;
+under DDP the counts are those of the global batch.
 """
 
 from __future__ import annotations

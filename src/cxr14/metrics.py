@@ -17,9 +17,13 @@ def per_class_auroc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
     return out
 
 
-def mean_auroc(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """Mean over the classes where AUROC is defined (NaN if none is)."""
-    aucs = per_class_auroc(y_true, y_score)
+def nanmean(values: np.ndarray) -> float:
+    """Mean over the defined (non-NaN) values; NaN if none is."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return float(np.nanmean(aucs))
+        return float(np.nanmean(values))
+
+
+def mean_auroc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Mean over the classes where AUROC is defined (NaN if none is)."""
+    return nanmean(per_class_auroc(y_true, y_score))

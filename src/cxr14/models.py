@@ -1,7 +1,8 @@
-"""Model registry: the seed study's three architectures and CheXNet's DenseNet-121.
+"""The architecture registry: the reference study's three networks and CheXNet's DenseNet-121.
 
-Every model takes a 1-channel image batch (B, 1, H, W) of any size >= 32 and returns 14 logits
-(LABELS order). Build one with ``build_model(arch, **settings)``.
+Every model takes a 1-channel image batch (B, 1, H, W) of any size >= 32 and returns one logit
+per class. An architecture is one ``ARCHITECTURES`` entry: its factory, the model settings it
+accepts with their defaults, and the layer Grad-CAM reads. Adding one: docs/training.md.
 """
 
 from __future__ import annotations
@@ -10,20 +11,20 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
 from torch import nn
 
-from cxr14.labels import LABELS
-
 log = logging.getLogger(__name__)
-N_CLASSES = len(LABELS)
 
 
 def xavier_init(module: nn.Module) -> None:
-    """The seed's equation (2): weights ~ N(0, 2 / (n_in + n_out)), biases 0."""
+    """Equation (2) of the reference study: weights ~ N(0, 2 / (n_in + n_out)), biases 0."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.Linear):
             nn.init.xavier_normal_(m.weight)
@@ -32,12 +33,13 @@ def xavier_init(module: nn.Module) -> None:
 
 
 class SimpleCNN(nn.Module):
-    """The seed's two-convolution network (3.2.1): conv-ReLU-pool twice, then a linear head.
+    """The reference study's two-convolution network (its section 3.2.1): conv-ReLU-pool
+    twice, then a linear head.
 
     Global average pooling before the head keeps it input-size agnostic (and CAM-ready).
     """
 
-    def __init__(self, channels: tuple[int, int] = (16, 32), num_classes: int = N_CLASSES):
+    def __init__(self, num_classes: int, channels: tuple[int, int]):
         super().__init__()
         c1, c2 = channels
         self.features = nn.Sequential(
@@ -57,30 +59,30 @@ class SimpleCNN(nn.Module):
 
 
 class VGGLike(nn.Module):
-    """The seed's VGG-like net (3.2.2), learned from scratch.
+    """The reference study's VGG-like net (its section 3.2.2), learned from scratch.
 
     Stages of ``convs_per_stage`` x (3x3 conv + BatchNorm + ReLU) and a 2x2 max-pool, widths per
     stage as given (fewer layers than VGG16), 1-channel input, then two fully connected layers
-    of ``fc`` units (2048: half of VGG16's) and 14 outputs. Xavier initialisation; no
+    of ``fc`` units (2048: half of VGG16's) and one output per class. Xavier initialisation; no
     regularisation unless ``dropout`` > 0.
     """
 
     def __init__(
         self,
-        widths: tuple[int, ...] = (32, 64, 128, 256, 256),
-        convs_per_stage: int = 2,
-        fc: int = 2048,
-        pool_size: int = 2,
-        dropout: float = 0.0,
-        num_classes: int = N_CLASSES,
+        num_classes: int,
+        widths: tuple[int, ...],
+        convs_per_stage: int,
+        fc: int,
+        pool_size: int,
+        dropout: float,
     ):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 1
         for w in widths:
             for _ in range(convs_per_stage):
-                layers += [nn.Conv2d(c_in, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
-                           nn.ReLU(inplace=True)]  # fmt: skip
+                conv = nn.Conv2d(c_in, w, 3, padding=1, bias=False)
+                layers += [conv, nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
                 c_in = w
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
@@ -104,9 +106,19 @@ class VGGLike(nn.Module):
 # ---------------------------------------------------------------- pretrained torchvision nets
 
 
+@dataclass(frozen=True)
+class TorchvisionNet:
+    """Where a torchvision classifier keeps its input convolution and its head."""
+
+    ctor: Callable[..., nn.Module]
+    weights: torchvision.models.WeightsEnum
+    stem: str
+    head: str
+
+
 def imagenet_weights_file(arch: str) -> Path:
     """Where torchvision's cache keeps the ImageNet weights of ``arch``."""
-    url = TORCHVISION[arch]["weights"].url
+    url = ARCHITECTURES[arch].torchvision.weights.url
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
@@ -129,8 +141,14 @@ def _gray_first_conv(conv: nn.Conv2d) -> nn.Conv2d:
     A gray image replicated to RGB gives exactly the same response, so pretrained filters keep
     their meaning without tripling the input.
     """
-    new = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    bias=conv.bias is not None)  # fmt: skip
+    new = nn.Conv2d(
+        1,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        bias=conv.bias is not None,
+    )
     with torch.no_grad():
         new.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
         if conv.bias is not None:
@@ -154,9 +172,9 @@ def resolve_weights(arch: str, weights: str) -> Path | None:
             return None
         raise FileNotFoundError(
             f"ImageNet weights for {arch} not found at {path}. Download "
-            f"{TORCHVISION[arch]['weights'].url} on a machine with internet access and copy it "
-            f"there (or set TORCH_HOME), or set models.{arch}.weights to a local .pth file, "
-            "or to 'none' for random initialisation."
+            f"{ARCHITECTURES[arch].torchvision.weights.url} on a machine with internet access "
+            f"and copy it there (or set TORCH_HOME), or set models.{arch}.weights to a local "
+            ".pth file, or to 'none' for random initialisation."
         )
     path = Path(weights)
     if not path.is_file():
@@ -164,23 +182,27 @@ def resolve_weights(arch: str, weights: str) -> Path | None:
     return path
 
 
-def _load_backbone(model: nn.Module, arch: str, path: Path) -> None:
-    """Load a torchvision-format state dict (3-channel stem, 1000-class head) into ``model``."""
+def _read_state_dict(path: Path, arch: str, spec: TorchvisionNet) -> dict:
+    """A torchvision-format state dict with a gray stem and without the 1000-class head."""
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a state dict")
     if arch == "densenet121":
         state = _densenet_keys(state)
-    stem = TORCHVISION[arch]["stem"]
-    head = TORCHVISION[arch]["head"]
-    w = state.get(f"{stem}.weight")
+    w = state.get(f"{spec.stem}.weight")
     if w is not None and w.shape[1] == 3:
-        state[f"{stem}.weight"] = w.sum(dim=1, keepdim=True)
-    state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+        state[f"{spec.stem}.weight"] = w.sum(dim=1, keepdim=True)
+    return {k: v for k, v in state.items() if not k.startswith(spec.head + ".")}
+
+
+def _load_backbone(model: nn.Module, arch: str, path: Path) -> None:
+    """Load a torchvision-format state dict (3-channel stem, 1000-class head) into ``model``."""
+    spec = ARCHITECTURES[arch].torchvision
+    state = _read_state_dict(path, arch, spec)
     own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith(head + ".")]
+    missing = [k for k in own if k not in state and not k.startswith(spec.head + ".")]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
@@ -213,84 +235,121 @@ class FrozenBackbone(nn.Module):
         return self.net(x)
 
 
-def _torchvision_net(arch: str, weights: str = "auto", freeze: str = "none") -> nn.Module:
-    spec = TORCHVISION[arch]
-    net = spec["ctor"](weights=None)
-    stem_parent, stem_name = (
-        spec["stem"].rsplit(".", 1) if "." in spec["stem"] else ("", spec["stem"])
-    )
-    parent = net.get_submodule(stem_parent) if stem_parent else net
+def unwrap(model: nn.Module) -> nn.Module:
+    """The torchvision net inside a FrozenBackbone (or the model itself)."""
+    return model.net if isinstance(model, FrozenBackbone) else model
+
+
+def _torchvision_net(arch: str, num_classes: int, weights: str, freeze: str) -> nn.Module:
+    spec = ARCHITECTURES[arch].torchvision
+    net = spec.ctor(weights=None)
+    parent_name, _, stem_name = spec.stem.rpartition(".")
+    parent = net.get_submodule(parent_name)
     setattr(parent, stem_name, _gray_first_conv(getattr(parent, stem_name)))
-    head = getattr(net, spec["head"])
-    setattr(net, spec["head"], nn.Linear(head.in_features, N_CLASSES))
+    head = getattr(net, spec.head)
+    setattr(net, spec.head, nn.Linear(head.in_features, num_classes))
     path = resolve_weights(arch, weights)
     if path is not None:
         _load_backbone(net, arch, path)
         log.info("%s: backbone weights from %s", arch, path)
-    net.weights_used = str(path) if path else "none (random initialisation)"
+    weights_used = str(path) if path else "none (random initialisation)"
     if freeze == "backbone":
-        wrapped = FrozenBackbone(net, spec["head"])
-        wrapped.weights_used = net.weights_used
-        return wrapped
-    if freeze != "none":
+        net = FrozenBackbone(net, spec.head)
+    elif freeze != "none":
         raise ValueError(f"models.{arch}.freeze must be 'backbone' or 'none', not {freeze!r}")
+    net.weights_used = weights_used
     return net
 
 
-TORCHVISION = {
-    "resnet18": {
-        "ctor": torchvision.models.resnet18,
-        "weights": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
-        "stem": "conv1",
-        "head": "fc",
-    },
-    "densenet121": {
-        "ctor": torchvision.models.densenet121,
-        "weights": torchvision.models.DenseNet121_Weights.IMAGENET1K_V1,
-        "stem": "features.conv0",
-        "head": "classifier",
-    },
+# ------------------------------------------------------------------------------ the registry
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One registry entry: ``build(num_classes, **settings)``, the settings it accepts with
+    their defaults, and the layer whose activations Grad-CAM reads (the last spatial feature
+    map before global pooling)."""
+
+    build: Callable[..., nn.Module]
+    settings: dict[str, Any]
+    cam_layer: Callable[[nn.Module], nn.Module]
+    torchvision: TorchvisionNet | None = field(default=None)
+
+
+def _before_last_pool(model: nn.Module) -> nn.Module:
+    # The ReLU before the last max-pool: twice the resolution of the pooled map.
+    return model.features[-2]
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "simple_cnn": Architecture(
+        build=lambda num_classes, channels: SimpleCNN(num_classes, tuple(channels)),
+        settings={"channels": [16, 32]},
+        cam_layer=_before_last_pool,
+    ),
+    "vgg_like": Architecture(
+        build=lambda num_classes, widths, **kw: VGGLike(num_classes, tuple(widths), **kw),
+        settings={
+            "widths": [32, 64, 128, 256, 256],
+            "convs_per_stage": 2,
+            "fc": 2048,
+            "pool_size": 2,
+            "dropout": 0.0,
+        },
+        cam_layer=_before_last_pool,
+    ),
+    "resnet18": Architecture(
+        build=partial(_torchvision_net, "resnet18"),
+        settings={"weights": "auto", "freeze": "backbone"},
+        cam_layer=lambda model: unwrap(model).layer4,
+        torchvision=TorchvisionNet(
+            torchvision.models.resnet18,
+            torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
+            stem="conv1",
+            head="fc",
+        ),
+    ),
+    "densenet121": Architecture(
+        build=partial(_torchvision_net, "densenet121"),
+        settings={"weights": "auto", "freeze": "none"},
+        cam_layer=lambda model: unwrap(model).features,
+        torchvision=TorchvisionNet(
+            torchvision.models.densenet121,
+            torchvision.models.DenseNet121_Weights.IMAGENET1K_V1,
+            stem="features.conv0",
+            head="classifier",
+        ),
+    ),
 }
 
 
-def _simple_cnn(channels=(16, 32)) -> nn.Module:
-    return SimpleCNN(tuple(channels))
+def get_architecture(arch: str) -> Architecture:
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch]
 
 
-def _vgg_like(widths=(32, 64, 128, 256, 256), convs_per_stage=2, fc=2048, pool_size=2,
-              dropout=0.0) -> nn.Module:  # fmt: skip
-    return VGGLike(tuple(widths), convs_per_stage, fc, pool_size, dropout)
+def model_settings(arch: str, settings: dict) -> dict:
+    """The model settings of ``arch``: its defaults, overridden by those in ``settings``."""
+    defaults = get_architecture(arch).settings
+    return {k: settings.get(k, v) for k, v in defaults.items()}
 
 
-def _resnet18(weights="auto", freeze="backbone") -> nn.Module:
-    return _torchvision_net("resnet18", weights, freeze)
-
-
-def _densenet121(weights="auto", freeze="none") -> nn.Module:
-    return _torchvision_net("densenet121", weights, freeze)
-
-
-REGISTRY: dict[str, Callable[..., nn.Module]] = {
-    "simple_cnn": _simple_cnn,
-    "vgg_like": _vgg_like,
-    "resnet18": _resnet18,
-    "densenet121": _densenet121,
-}
-# Per-architecture settings the model constructor takes (the rest are training settings).
-MODEL_KEYS = {
-    "simple_cnn": ("channels",),
-    "vgg_like": ("widths", "convs_per_stage", "fc", "pool_size", "dropout"),
-    "resnet18": ("weights", "freeze"),
-    "densenet121": ("weights", "freeze"),
-}
-
-
-def build_model(arch: str, /, **settings) -> nn.Module:
-    """Instantiate ``arch`` with its model settings (unknown keys are ignored)."""
-    if arch not in REGISTRY:
-        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(REGISTRY)}")
-    kwargs = {k: settings[k] for k in MODEL_KEYS[arch] if k in settings}
-    model = REGISTRY[arch](**kwargs)
+def build_model(arch: str, num_classes: int, /, **settings) -> nn.Module:
+    """Instantiate ``arch`` with ``num_classes`` outputs; keys other than its model settings
+    (training settings) are ignored."""
+    model = get_architecture(arch).build(num_classes, **model_settings(arch, settings))
     if not hasattr(model, "weights_used"):
         model.weights_used = "none (trained from scratch)"
     return model
+
+
+def cam_layer(arch: str, model: nn.Module) -> nn.Module:
+    """The layer of ``model`` (an ``arch``) whose activations Grad-CAM weighs."""
+    return get_architecture(arch).cam_layer(model)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(all parameters, trainable parameters)."""
+    total = sum(p.numel() for p in model.parameters())
+    return total, sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,18 +1,9 @@
-"""Oversampling index for the class imbalance: repeat-factor sampling.
+"""Oversampling index for the class imbalance: LVIS's repeat-factor sampling (Gupta et al.,
+CVPR 2019) over the training split, with seeded stochastic rounding. The formula and its
+effect on the real metadata: docs/method.md.
 
-The formula is LVIS's repeat factor sampling (Gupta et al., CVPR 2019), applied to the 14
-labels of the training split:
-
-    f_c = fraction of training images positive for class c
-    r_c = max(1, (t / f_c) ** power)                     (class repeat factor)
-    r_i = min(max_repeat, max(1, max_{c positive in i} r_c))   (image repeat factor)
-
-Image ``i`` then appears ``floor(r_i)`` times, plus once more with probability
-``r_i - floor(r_i)`` (seeded stochastic rounding), so its expected count is exactly ``r_i``.
-Classes rarer than the threshold ``t`` are raised towards it (fully for ``power = 1``, by the
-square root for the default ``power = 0.5``); images without findings, and images with only
-common findings, keep one copy. The index holds row numbers of ``labels.csv`` (= rows of the
-HDF5 store), sorted; the training sampler shuffles it every epoch.
+The index holds row numbers of ``labels.csv`` (= rows of the HDF5 store), sorted; the training
+sampler shuffles it every epoch.
 """
 
 from __future__ import annotations
@@ -23,7 +14,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from cxr14.labels import LABELS
+from cxr14.metadata import read_labels
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +63,18 @@ def make_oversample_index(
     seed: int = 0,
 ) -> np.ndarray:
     """Write the training index (``.npy``, int64 rows of labels.csv) and a before/after table."""
-    table = pd.read_csv(labels_csv)
+    table, labels = read_labels(labels_csv)
     splits = pd.read_csv(splits_csv)
     if not table["image"].equals(splits["image"]):
         raise ValueError(f"{splits_csv} does not list the images of {labels_csv} in order")
     rows = np.flatnonzero(splits["split"].to_numpy() == "train")
-    y = table[list(LABELS)].to_numpy()[rows]
+    y = table[labels].to_numpy()[rows]
     if enabled:
         index = oversample_index(rows, y, threshold, power, max_repeat, seed)
     else:
         index = rows.astype(np.int64)
     np.save(out_index, index)
-    after = table[list(LABELS)].to_numpy()[index]
+    after = table[labels].to_numpy()[index]
     out = pd.DataFrame(
         {
             "before": y.sum(0),
@@ -92,9 +83,9 @@ def make_oversample_index(
             "after_%": 100 * after.mean(0),
             "class_repeat_factor": class_repeat_factors(y, threshold, power)
             if enabled
-            else np.ones(len(LABELS)),
+            else np.ones(len(labels)),
         },
-        index=pd.Index(LABELS, name="label"),
+        index=pd.Index(labels, name="label"),
     )
     total = pd.DataFrame(
         {"before": [len(rows)], "after": [len(index)]}, index=pd.Index(["images"], name="label")

@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cxr14.errors import DataError
-from cxr14.labels import LABELS
-from cxr14.metadata import read_image_list
+from cxr14.metadata import read_image_list, read_labels
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +65,38 @@ def stratified_group_split(
     return np.array(names, dtype=object)[assigned[inverse]]
 
 
+def official_split(
+    table: pd.DataFrame, y: np.ndarray, train_val_list, test_list, val_fraction: float, seed: int
+) -> np.ndarray:
+    """NIH's test list as the test split; ``val_fraction`` of the images of the train/val list
+    (whole patients) as validation. Leaky lists and images in neither are refused by name."""
+    test = set(read_image_list(test_list))
+    train_val = set(read_image_list(train_val_list))
+    both = test & train_val
+    if both:
+        raise DataError(f"{sorted(both)[0]!r} is in both {test_list} and {train_val_list}")
+    in_test = table["image"].isin(test).to_numpy()
+    in_tv = table["image"].isin(train_val).to_numpy()
+    neither = ~(in_test | in_tv)
+    if neither.any():
+        raise DataError(
+            f"{int(neither.sum())} image(s) in neither {train_val_list} nor {test_list}, "
+            f"first: {table['image'][np.argmax(neither)]!r}"
+        )
+    leaked = set(table.patient[in_test]) & set(table.patient[in_tv])
+    if leaked:
+        raise DataError(
+            f"patient {min(leaked)} has images in both {train_val_list} and {test_list} "
+            f"({len(leaked)} patients in both)"
+        )
+    split = np.empty(len(table), dtype=object)
+    split[in_test] = "test"
+    fractions = {"train": 1 - val_fraction, "val": val_fraction}
+    groups = table["patient"].to_numpy()[in_tv]
+    split[in_tv] = stratified_group_split(y[in_tv], groups, fractions, seed)
+    return split
+
+
 def make_splits(
     labels_csv: str | os.PathLike,
     out_splits: str | os.PathLike,
@@ -79,66 +110,40 @@ def make_splits(
 ) -> pd.DataFrame:
     """Write ``splits.csv`` (image, patient, split) and the per-split, per-class count table.
 
-    ``method: patient_random`` splits all patients by ``fractions``; ``official`` uses NIH's
-    ``test_list.txt`` as the test split and carves ``val_fraction`` of the images of
-    ``train_val_list.txt`` out as validation, by patient.
+    ``method: patient_random`` splits all patients by ``fractions``; ``official`` uses the
+    official ``test_list`` as the test split and carves ``val_fraction`` of the images of
+    ``train_val_list`` out as validation, by patient.
     """
-    table = pd.read_csv(labels_csv)
-    y = table[list(LABELS)].to_numpy()
-    split = np.empty(len(table), dtype=object)
+    table, labels = read_labels(labels_csv)
+    y = table[labels].to_numpy()
     if method == "patient_random":
         fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
-        split[:] = stratified_group_split(y, table["patient"].to_numpy(), fractions, seed)
+        split = stratified_group_split(y, table["patient"].to_numpy(), fractions, seed)
     elif method == "official":
         if train_val_list is None or test_list is None:
             raise ValueError("method 'official' needs train_val_list and test_list")
-        test = set(read_image_list(test_list))
-        train_val = set(read_image_list(train_val_list))
-        both = test & train_val
-        if both:
-            raise DataError(f"{sorted(both)[0]!r} is in both {test_list} and {train_val_list}")
-        in_test = table["image"].isin(test).to_numpy()
-        in_tv = table["image"].isin(train_val).to_numpy()
-        neither = ~(in_test | in_tv)
-        if neither.any():
-            raise DataError(
-                f"{int(neither.sum())} image(s) in neither {train_val_list} nor {test_list}, "
-                f"first: {table['image'][np.argmax(neither)]!r}"
-            )
-        leaked = set(table.patient[in_test]) & set(table.patient[in_tv])
-        if leaked:
-            raise DataError(
-                f"patient {min(leaked)} has images in both {train_val_list} and {test_list} "
-                f"({len(leaked)} patients in both)"
-            )
-        split[in_test] = "test"
-        split[in_tv] = stratified_group_split(
-            y[in_tv],
-            table["patient"].to_numpy()[in_tv],
-            {"train": 1 - val_fraction, "val": val_fraction},
-            seed,
-        )
+        split = official_split(table, y, train_val_list, test_list, val_fraction, seed)
     else:
         raise ValueError(f"unknown split method {method!r}")
     out = pd.DataFrame({"image": table["image"], "patient": table["patient"], "split": split})
     out.to_csv(out_splits, index=False)
-    counts = split_counts(table, out["split"])
+    counts = split_counts(table, out["split"], labels)
     counts.to_csv(out_counts)
     log.info("splits (%s):\n%s", method, counts.loc[["images", "patients"]].to_string())
     return out
 
 
-def split_counts(table: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
+def split_counts(table: pd.DataFrame, split: pd.Series, labels: list[str]) -> pd.DataFrame:
     """Rows: images, patients, each label; columns: per split count and prevalence (%)."""
     cols = {}
     for s in (*SPLITS, "all"):
         sel = table if s == "all" else table[split.to_numpy() == s]
         counts = {"images": len(sel), "patients": sel["patient"].nunique()}
-        counts.update(sel[list(LABELS)].sum().astype(int).to_dict())
+        counts.update(sel[labels].sum().astype(int).to_dict())
         cols[s] = pd.Series(counts)
     counts = pd.DataFrame(cols)
     for s in (*SPLITS, "all"):
-        pct = 100 * counts.loc[list(LABELS), s] / max(counts.loc["images", s], 1)
+        pct = 100 * counts.loc[labels, s] / max(counts.loc["images", s], 1)
         counts[f"{s}_%"] = pct.round(3)
         counts.loc[["images", "patients"], f"{s}_%"] = np.nan
     counts.index.name = "row"

@@ -24,7 +24,7 @@ def compute_average_image(
 ) -> np.ndarray:
     """Mean image (float32, in 0..255) and pixel std over the training split or all images.
 
-    ``over: train`` (default) keeps validation and test images out of the statistics; the seed
+    ``over: train`` (default) keeps validation and test images out of the statistics; the reference
     study averaged over all images, which leaks test data into the normalisation. Streams the
     store in blocks, accumulating in float64, so memory stays flat.
     """

@@ -28,8 +28,7 @@ from tqdm import tqdm
 from cxr14 import __version__
 from cxr14.errors import DataError
 from cxr14.imageio import BadImage, load_gray
-from cxr14.labels import LABELS
-from cxr14.metadata import LABEL_TABLE_COLUMNS
+from cxr14.metadata import META_COLUMNS, label_columns
 
 log = logging.getLogger(__name__)
 
@@ -165,24 +164,10 @@ def downsample_shard(
     return len(names)
 
 
-def merge_shards(
-    shard_paths: Sequence[str | os.PathLike],
-    entries_csv: str | os.PathLike,
-    missing_csv: str | os.PathLike,
-    out_h5: str | os.PathLike,
-    out_labels: str | os.PathLike,
-    out_skipped: str | os.PathLike,
-    attrs: dict | None = None,
-) -> int:
-    """Concatenate shards (in order) into the final store and write the matching label table.
-
-    ``out_labels`` has exactly the stored images, in store order; ``out_skipped`` lists every
-    image left out (missing at parse time or bad at decode time) with its reason.
-    """
-    entries = pd.read_csv(entries_csv)
+def _read_shards(shard_paths) -> tuple[list[str], list[pd.DataFrame], int]:
+    """Names of the stored images, the skipped-image tables and the common image size."""
     kept: list[str] = []
-    skipped = [pd.read_csv(missing_csv, dtype=str, keep_default_na=False)]
-    shapes = []
+    skipped, shapes = [], []
     for p in shard_paths:
         with h5py.File(p, "r") as h5:
             kept.extend(h5["image_index"].asstr()[:])
@@ -190,16 +175,11 @@ def merge_shards(
             shapes.append(h5["images"].shape)
     if len(set(s[1:] for s in shapes)) > 1:
         raise DataError(f"shards have different image sizes: {sorted(set(shapes))}")
-    size = shapes[0][1]
-    labels = entries.set_index("image").loc[kept].reset_index()
-    n = len(labels)
-    if n == 0:
-        raise DataError("no images left to store (every image was skipped)")
+    return kept, skipped, shapes[0][1]
 
-    skipped_df = pd.concat(skipped, ignore_index=True)[list(SKIPPED_FIELDS)]
 
-    out_h5 = Path(out_h5)
-    tmp = out_h5.with_name(out_h5.name + ".partial")
+def _write_store(tmp: Path, shard_paths, kept: list[str], size: int, attrs: dict) -> None:
+    n = len(kept)
     # track_times=False: identical inputs give an identical store, byte for byte.
     with h5py.File(tmp, "w", track_order=True) as out:
         ds = out.create_dataset(
@@ -220,14 +200,46 @@ def merge_shards(
         out.create_dataset(
             "image_index", data=np.array(kept, dtype=object), dtype=STR, track_times=False
         )
-        out.attrs["labels"] = json.dumps(list(LABELS))
-        out.attrs["size"] = size
-        out.attrs["n_skipped"] = len(skipped_df)
-        out.attrs["cxr14_version"] = __version__
-        for k, v in (attrs or {}).items():
+        for k, v in attrs.items():
             out.attrs[k] = v
+
+
+def merge_shards(
+    shard_paths: Sequence[str | os.PathLike],
+    entries_csv: str | os.PathLike,
+    missing_csv: str | os.PathLike,
+    out_h5: str | os.PathLike,
+    out_labels: str | os.PathLike,
+    out_skipped: str | os.PathLike,
+    attrs: dict | None = None,
+) -> int:
+    """Concatenate shards (in order) into the final store and write the matching label table.
+
+    ``out_labels`` has exactly the stored images, in store order; ``out_skipped`` lists every
+    image left out (missing at parse time or bad at decode time) with its reason. The store's
+    ``labels`` attribute is the label list of ``entries_csv``.
+    """
+    entries = pd.read_csv(entries_csv)
+    label_list = label_columns(entries)
+    kept, skipped, size = _read_shards(shard_paths)
+    missing = pd.read_csv(missing_csv, dtype=str, keep_default_na=False)
+    skipped_df = pd.concat([missing, *skipped], ignore_index=True)[list(SKIPPED_FIELDS)]
+    if not kept:
+        raise DataError("no images left to store (every image was skipped)")
+    out_h5 = Path(out_h5)
+    tmp = out_h5.with_name(out_h5.name + ".partial")
+    store_attrs = {
+        "labels": json.dumps(label_list),
+        "size": size,
+        "n_skipped": len(skipped_df),
+        "cxr14_version": __version__,
+        **(attrs or {}),
+    }
+    _write_store(tmp, shard_paths, kept, size, store_attrs)
     os.replace(tmp, out_h5)
-    labels[LABEL_TABLE_COLUMNS].to_csv(out_labels, index=False)
+    labels = entries.set_index("image").loc[kept].reset_index()
+    labels[[*META_COLUMNS, *label_list]].to_csv(out_labels, index=False)
     skipped_df.to_csv(out_skipped, index=False)
+    n = len(kept)
     log.info("store %s: %d images of %dx%d, %d skipped", out_h5, n, size, size, len(skipped_df))
     return n

@@ -1,4 +1,11 @@
 import os
+import sys
+
+# The workflow's own library, also where it is not installed (a conda env from --sdm conda).
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+
+from cxr14.layouts import get_layout
+from cxr14.settings import train_settings
 
 # Jobs import the project's library from this checkout's src/, also inside conda environments
 # (--sdm conda) and on cluster nodes, so a job always runs the code of the workflow it is part of.
@@ -11,41 +18,28 @@ os.environ.update(
     )
 )
 
+LAYOUT = get_layout(config["data"]["source"])
+SYNTHETIC_DIR = get_layout("synthetic").data_dir(config)
+ARCHS = config["train"]["archs"]
 SIZE = config["preprocess"]["size"]
 STORE = f"results/hdf5/images_{SIZE}.h5"
-SYNTHETIC_DIR = "results/synthetic"
 
 
 wildcard_constraints:
     shard=r"\d+",
-    arch="simple_cnn|vgg_like|resnet18|densenet121",
+    arch="|".join(ARCHS),
 
 
-def get_data_dir():
-    """The folder in NIH layout that the workflow reads."""
-    if config["data"]["source"] == "synthetic":
-        return SYNTHETIC_DIR
-    return config["data"]["nih_dir"]
-
-
-def get_data_inputs(wildcards):
-    """Metadata table (and, for the synthetic set, the image folder) the parser reads."""
-    if config["data"]["source"] == "synthetic":
-        return {
-            "metadata": f"{SYNTHETIC_DIR}/Data_Entry_2017.csv",
-            "images": f"{SYNTHETIC_DIR}/images",
-        }
-    return {"metadata": os.path.join(get_data_dir(), config["data"]["metadata_csv"])}
+def get_data_dir(wildcards):
+    """The folder the data set's images are found under."""
+    return LAYOUT.data_dir(config)
 
 
 def get_split_lists(wildcards):
-    """NIH's official split lists, needed only by `split.method: official`."""
+    """The official split lists, needed only by `split.method: official`."""
     if config["split"]["method"] != "official":
         return {}
-    return {
-        "train_val_list": os.path.join(get_data_dir(), "train_val_list.txt"),
-        "test_list": os.path.join(get_data_dir(), "test_list.txt"),
-    }
+    return LAYOUT.split_list_files(config)
 
 
 def get_shards(wildcards):
@@ -83,49 +77,17 @@ def get_final_outputs():
     ]
 
 
-# Keys of the `train` section that configure the jobs, not the training itself.
-TRAIN_JOB_KEYS = ("archs", "gpus", "threads")
-
-
 def get_train_settings(wildcards):
-    """The settings of one architecture's training: `train` defaults + `models.<arch>`.
-
-    Only these go into the job's params, so changing one architecture's hyperparameter reruns
-    only that architecture's training (and what depends on it).
-    """
-    shared = {k: v for k, v in config["train"].items() if k not in TRAIN_JOB_KEYS}
-    return {
-        "arch": wildcards.arch,
-        **shared,
-        **config["models"].get(wildcards.arch, {}),
-    }
+    """One architecture's settings only: changing one reruns only that training."""
+    return train_settings(config, wildcards.arch)
 
 
 def get_model_outputs():
     return expand(
         "results/models/{arch}/{file}",
-        arch=config["train"]["archs"],
+        arch=ARCHS,
         file=["best.pt", "last.pt", "history.csv"],
     )
-
-
-def get_bbox_list():
-    """Expert boxes: NIH's BBox_List_2017.csv, or the synthetic set's planted boxes."""
-    return os.path.join(get_data_dir(), "BBox_List_2017.csv")
-
-
-def get_box_space():
-    """Pixel space of the boxes: NIH's are in 1024x1024; the synthetic set's in its PNGs'."""
-    if config["data"]["source"] == "synthetic":
-        return config["synthetic"]["image_size"]
-    return 1024
-
-
-def get_dataset_label():
-    """How every result of this run is labelled: synthetic results are never NIH results."""
-    if config["data"]["source"] == "synthetic":
-        return "synthetic demo data (not NIH)"
-    return f"NIH ChestX-ray14, {config['split']['method']} split"
 
 
 def get_eval_outputs():
@@ -138,7 +100,7 @@ def get_eval_outputs():
         "eval/{arch}/filters.png",
         "eval/{arch}/cam.png",
     ]
-    return expand([f"results/{p}" for p in per_arch], arch=config["train"]["archs"]) + [
+    return expand([f"results/{p}" for p in per_arch], arch=ARCHS) + [
         "results/report/summary.csv",
         "results/report/summary.md",
         "results/report/auroc_comparison.png",
@@ -146,22 +108,27 @@ def get_eval_outputs():
 
 
 def get_model_eval_inputs(wildcards):
-    """What every evaluation of one trained model reads: its best checkpoint and the data."""
+    """What an evaluation of one trained model reads: its best checkpoint and the data.
+    Named as the scoring functions' arguments, which the scripts pass them to."""
     return {
         "checkpoint": f"results/models/{wildcards.arch}/best.pt",
-        "store": STORE,
-        "labels": "results/metadata/labels.csv",
-        "splits": "results/splits/splits.csv",
-        "average": "results/stats/average_image.npy",
-        "stats": "results/stats/pixel_stats.json",
+        "store_h5": STORE,
+        "labels_csv": "results/metadata/labels.csv",
+        "splits_csv": "results/splits/splits.csv",
+        "average_npy": "results/stats/average_image.npy",
+        "stats_json": "results/stats/pixel_stats.json",
     }
 
 
+def get_cam_inputs(wildcards):
+    """A model evaluation's inputs and the expert boxes (the Grad-CAM rules)."""
+    return {**get_model_eval_inputs(wildcards), "bbox_csv": LAYOUT.bbox_file(config)}
+
+
 def get_summary_inputs(wildcards):
-    archs = config["train"]["archs"]
     return {
-        "metrics": expand("results/eval/{arch}/metrics.csv", arch=archs),
-        "localization": expand("results/eval/{arch}/localization.csv", arch=archs),
-        "checkpoints": expand("results/models/{arch}/best.pt", arch=archs),
-        "histories": expand("results/models/{arch}/history.csv", arch=archs),
+        "metrics": expand("results/eval/{arch}/metrics.csv", arch=ARCHS),
+        "localization": expand("results/eval/{arch}/localization.csv", arch=ARCHS),
+        "checkpoints": expand("results/models/{arch}/best.pt", arch=ARCHS),
+        "histories": expand("results/models/{arch}/history.csv", arch=ARCHS),
     }

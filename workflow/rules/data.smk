@@ -24,7 +24,7 @@ rule generate_synthetic_data:
 
 rule parse_metadata:
     input:
-        unpack(get_data_inputs),
+        **LAYOUT.parse_inputs(config),
     output:
         entries="results/metadata/entries.csv",
         missing="results/metadata/missing_images.csv",
@@ -35,7 +35,8 @@ rule parse_metadata:
     conda:
         "../../envs/cxr14.yaml"
     params:
-        data_dir=get_data_dir(),
+        layout=config["data"]["source"],
+        data_dir=get_data_dir,
         on_bad_image=config["preprocess"]["on_bad_image"],
     script:
         "../scripts/parse_metadata.py"

@@ -29,8 +29,7 @@ rule evaluate_model:
 
 rule localize_findings:
     input:
-        unpack(get_model_eval_inputs),
-        bbox=get_bbox_list(),
+        unpack(get_cam_inputs),
     output:
         table=report(
             "results/eval/{arch}/localization.csv",
@@ -45,7 +44,8 @@ rule localize_findings:
     conda:
         "../../envs/cxr14.yaml"
     params:
-        box_space=get_box_space(),
+        layout=config["data"]["source"],
+        box_space=LAYOUT.box_space(config),
         cam_threshold=config["eval"]["cam_threshold"],
         iou_thresholds=config["eval"]["iou_thresholds"],
         device=config["eval"]["device"],
@@ -114,8 +114,7 @@ rule plot_filters:
 
 rule plot_cams:
     input:
-        unpack(get_model_eval_inputs),
-        bbox=get_bbox_list(),
+        unpack(get_cam_inputs),
     output:
         figure=report(
             "results/eval/{arch}/cam.png",
@@ -128,7 +127,8 @@ rule plot_cams:
     conda:
         "../../envs/cxr14.yaml"
     params:
-        box_space=get_box_space(),
+        layout=config["data"]["source"],
+        box_space=LAYOUT.box_space(config),
         n_images=config["eval"]["cam_images"],
         cam_threshold=config["eval"]["cam_threshold"],
         device=config["eval"]["device"],
@@ -156,7 +156,8 @@ rule summarize_models:
     conda:
         "../../envs/cxr14.yaml"
     params:
-        archs=config["train"]["archs"],
-        dataset=get_dataset_label(),
+        archs=ARCHS,
+        layout=config["data"]["source"],
+        dataset=LAYOUT.display_label(config),
     script:
         "../scripts/summarize_models.py"

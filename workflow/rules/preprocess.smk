@@ -13,7 +13,7 @@ rule downsample_images:
     resources:
         mem_mb=2000,
     params:
-        data_dir=get_data_dir(),
+        data_dir=get_data_dir,
         n_shards=config["preprocess"]["shards"],
         size=SIZE,
         resample=config["preprocess"]["resample"],
@@ -39,7 +39,7 @@ rule merge_shards:
         "../../envs/cxr14.yaml"
     params:
         source=config["data"]["source"],
-        data_dir=get_data_dir(),
+        data_dir=get_data_dir,
         resample=config["preprocess"]["resample"],
     script:
         "../scripts/merge_shards.py"

@@ -1,7 +1,7 @@
-"""Rule count_classes: see cxr14.plots.count_classes."""
+"""Rule count_classes: see cxr14.report.count_classes."""
 
 from cxr14.logs import log_to
-from cxr14.plots import count_classes
+from cxr14.report import count_classes
 
 with log_to(snakemake.log[0]):
     count_classes(snakemake.input.labels, snakemake.output.table, snakemake.output.figure)

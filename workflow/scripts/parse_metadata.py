@@ -5,6 +5,7 @@ from cxr14.metadata import build_entries
 
 with log_to(snakemake.log[0]):
     build_entries(
+        layout=snakemake.params.layout,
         data_dir=snakemake.params.data_dir,
         metadata_csv=snakemake.input.metadata,
         on_bad_image=snakemake.params.on_bad_image,

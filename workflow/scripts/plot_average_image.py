@@ -1,7 +1,7 @@
-"""Rule plot_average_image: see cxr14.plots.plot_average_image."""
+"""Rule plot_average_image: see cxr14.figures.plot_average_image."""
 
+from cxr14.figures import plot_average_image
 from cxr14.logs import log_to
-from cxr14.plots import plot_average_image
 
 with log_to(snakemake.log[0]):
     plot_average_image(snakemake.input.average, snakemake.input.stats, snakemake.output.figure)

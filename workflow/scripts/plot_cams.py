@@ -1,17 +1,12 @@
-"""Rule plot_cams: see cxr14.report.plot_cams."""
+"""Rule plot_cams: see cxr14.figures.plot_cams."""
 
+from cxr14.figures import plot_cams
 from cxr14.logs import log_to
-from cxr14.report import plot_cams
 
 with log_to(snakemake.log[0]):
     plot_cams(
-        checkpoint=snakemake.input.checkpoint,
-        store_h5=snakemake.input.store,
-        labels_csv=snakemake.input.labels,
-        splits_csv=snakemake.input.splits,
-        average_npy=snakemake.input.average,
-        stats_json=snakemake.input.stats,
-        bbox_csv=snakemake.input.bbox,
+        **dict(snakemake.input.items()),  # checkpoint, data and boxes, named as the arguments
+        layout=snakemake.params.layout,
         box_space=snakemake.params.box_space,
         out_png=snakemake.output.figure,
         n_images=snakemake.params.n_images,

@@ -1,15 +1,16 @@
-"""Rule summarize_models: see cxr14.report.summarize."""
+"""Rule summarize_models: see cxr14.report.summarize_models."""
 
 from cxr14.logs import log_to
-from cxr14.report import summarize
+from cxr14.report import summarize_models
 
 with log_to(snakemake.log[0]):
-    summarize(
+    summarize_models(
         archs=snakemake.params.archs,
         metrics_csvs=snakemake.input.metrics,
         localization_csvs=snakemake.input.localization,
         checkpoints=snakemake.input.checkpoints,
         histories=snakemake.input.histories,
+        layout=snakemake.params.layout,
         dataset=snakemake.params.dataset,
         out_csv=snakemake.output.table,
         out_md=snakemake.output.markdown,

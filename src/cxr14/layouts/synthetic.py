@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cxr14.labels import LABELS, NO_FINDING
+from cxr14.layouts.nih import LABELS, NIH
+from cxr14.metadata import NO_FINDING
 
 log = logging.getLogger(__name__)
 
@@ -130,26 +131,156 @@ def _box(cx, cy, rx, ry):
     return (cx - rx, cy - ry, cx + rx, cy + ry)
 
 
-def render(rng: np.random.Generator, anatomy: Anatomy, findings: list[str]):
-    """Draw one radiograph with the given findings. Returns (float image, {label: box})."""
-    c = Canvas()
-    a = anatomy
-    boxes: dict[str, tuple[float, float, float, float]] = {}
-    present = set(findings)
-    jit = rng.uniform(-0.01, 0.01, size=2)  # positioning differs between follow-ups
-    cxs, cys = float(jit[0]), float(jit[1])
+@dataclass
+class Scene:
+    """One radiograph being drawn: canvas, anatomy, random stream, lung mask and ribs."""
 
-    body = c.ellipse(0.5 + cxs, 0.58 + cys, a.body_rx, 0.55, edge=0.1)
-    c.img += 0.42 * body
+    c: Canvas
+    a: Anatomy
+    rng: np.random.Generator
+    lungs: np.ndarray
+    ribs: np.ndarray
+
+    def side(self) -> int:
+        return int(self.rng.choice((-1, 1)))
+
+
+def _atelectasis(s: Scene, amp: float):  # flat dense band in a lower zone
+    x, y = _point_in_lung(s.rng, s.a, s.side(), 0.2, 0.6)
+    rx, ry = s.rng.uniform(0.07, 0.1), s.rng.uniform(0.018, 0.03)
+    s.c.img += 0.3 * amp * s.c.ellipse(x, y, rx, ry, edge=0.4)
+    return _box(x, y, rx, ry)
+
+
+def _consolidation(s: Scene, amp: float):  # large soft opacity
+    x, y = _point_in_lung(s.rng, s.a, s.side(), -0.2, 0.6, 0.4)
+    r = s.rng.uniform(0.06, 0.08)
+    s.c.img += 0.3 * amp * s.c.gauss(x, y, r, r)
+    return _box(x, y, 1.2 * r, 1.2 * r)
+
+
+def _edema(s: Scene, amp: float):  # bilateral perihilar haze ("bat wing")
+    r = s.rng.uniform(0.07, 0.09)
+    for side in (-1, 1):
+        s.c.img += 0.22 * amp * s.c.gauss(0.5 + side * 0.12, s.a.lung_cy, r, 1.5 * r)
+    return (0.5 - 0.12 - r, s.a.lung_cy - 1.5 * r, 0.5 + 0.12 + r, s.a.lung_cy + 1.5 * r)
+
+
+def _effusion(s: Scene, amp: float):  # fluid filling a lung base, flat upper level
+    lx, ly = _lung_centre(s.a, s.side())
+    level = ly + s.a.lung_ry * s.rng.uniform(0.25, 0.55)
+    lung = s.c.ellipse(lx, ly, s.a.lung_rx * 1.05, s.a.lung_ry * 1.05)
+    fluid = np.clip((s.c.y - level) / 0.01, 0, 1) * lung
+    s.c.img += 0.32 * amp * fluid
+    return (lx - s.a.lung_rx, level, lx + s.a.lung_rx, ly + s.a.lung_ry)
+
+
+def _fibrosis(s: Scene, amp: float):  # reticular net in an upper zone
+    x, y = _point_in_lung(s.rng, s.a, s.side(), -0.6, -0.2, 0.3)
+    r = s.rng.uniform(0.06, 0.08)
+    net = (np.abs(np.sin(45 * s.c.x)) < 0.3) | (np.abs(np.sin(45 * s.c.y)) < 0.3)
+    s.c.img += 0.25 * amp * net * s.c.ellipse(x, y, r, r, edge=0.3)
+    return _box(x, y, r, r)
+
+
+def _hernia(s: Scene, amp: float):  # round gas-filled bubble behind the heart
+    x, y = 0.5 + s.rng.uniform(-0.03, 0.03), s.a.heart_cy + 0.06
+    r = s.rng.uniform(0.04, 0.055)
+    core = s.c.ellipse(x, y, 0.7 * r, 0.7 * r, edge=0.2)
+    ring = s.c.ellipse(x, y, r, r, edge=0.2) - core
+    s.c.img += 0.35 * amp * ring - 0.15 * s.c.ellipse(x, y, 0.7 * r, 0.7 * r)
+    return _box(x, y, r, r)
+
+
+def _infiltration(s: Scene, amp: float):  # patchy scattered small opacities
+    x, y = _point_in_lung(s.rng, s.a, s.side(), -0.4, 0.4, 0.35)
+    spread = s.rng.uniform(0.05, 0.07)
+    pts = np.column_stack(
+        [x + s.rng.uniform(-spread, spread, 6), y + s.rng.uniform(-spread, spread, 6)]
+    )
+    for px, py in pts:
+        rr = s.rng.uniform(0.012, 0.02)
+        s.c.img += 0.25 * amp * s.c.gauss(px, py, rr, rr)
+    lo, hi = pts.min(0) - 0.02, pts.max(0) + 0.02
+    return (lo[0], lo[1], hi[0], hi[1])
+
+
+def _mass(s: Scene, amp: float):  # well-defined round opacity
+    x, y = _point_in_lung(s.rng, s.a, s.side(), -0.6, 0.5, 0.5)
+    r = s.rng.uniform(0.035, 0.05)
+    s.c.img += 0.35 * amp * s.c.ellipse(x, y, r, r, edge=0.15)
+    return _box(x, y, r, r)
+
+
+def _nodule(s: Scene, amp: float):  # small sharp round opacity
+    x, y = _point_in_lung(s.rng, s.a, s.side(), -0.7, 0.6, 0.6)
+    r = s.rng.uniform(0.015, 0.022)
+    s.c.img += 0.4 * amp * s.c.ellipse(x, y, r, r, edge=0.2)
+    return _box(x, y, 1.3 * r, 1.3 * r)
+
+
+def _pleural_thickening(s: Scene, amp: float):  # bright rim along the lateral lung border
+    side = s.side()
+    a, c = s.a, s.c
+    lx, ly = _lung_centre(a, side)
+    outer = c.ellipse(lx, ly, a.lung_rx * 1.06, a.lung_ry * 1.03, edge=0.05)
+    rim = outer - c.ellipse(lx, ly, a.lung_rx * 0.9, a.lung_ry * 0.97, edge=0.05)
+    lateral = ((c.x - lx) * side > 0.3 * a.lung_rx) & (c.y < ly + 0.3 * a.lung_ry)
+    c.img += 0.3 * amp * np.clip(rim, 0, 1) * lateral
+    xs = (lx + side * 0.3 * a.lung_rx, lx + side * 1.06 * a.lung_rx)
+    return (min(xs), ly - 1.03 * a.lung_ry, max(xs), ly + 0.3 * a.lung_ry)
+
+
+def _pneumonia(s: Scene, amp: float):  # opacity crossed by dark air bronchograms
+    x, y = _point_in_lung(s.rng, s.a, s.side(), 0.0, 0.6, 0.4)
+    r = s.rng.uniform(0.05, 0.065)
+    stripes = 0.55 + 0.45 * np.sign(np.sin(2 * np.pi * (s.c.x - s.c.y) / 0.03))
+    s.c.img += 0.32 * amp * s.c.gauss(x, y, r, r) * stripes
+    return _box(x, y, 1.2 * r, 1.2 * r)
+
+
+def _pneumothorax(s: Scene, amp: float):  # dark apical-lateral region without markings + line
+    side = s.side()
+    a, c = s.a, s.c
+    lx, ly = _lung_centre(a, side)
+    x, y = lx + side * 0.5 * a.lung_rx, ly - 0.55 * a.lung_ry
+    rx, ry = 0.55 * a.lung_rx, 0.4 * a.lung_ry
+    region = c.ellipse(x, y, rx, ry, edge=0.05)
+    air = region * s.lungs
+    line = np.clip(region - c.ellipse(x, y, 0.9 * rx, 0.9 * ry), 0, 1)
+    c.img += -0.16 * amp * air - 0.06 * s.ribs * air + 0.25 * line * s.lungs
+    return _box(x, y, rx, ry)
+
+
+# Findings drawn where they occur; Cardiomegaly and Emphysema change the anatomy instead.
+PATTERNS = {
+    "Atelectasis": _atelectasis,
+    "Consolidation": _consolidation,
+    "Edema": _edema,
+    "Effusion": _effusion,
+    "Fibrosis": _fibrosis,
+    "Hernia": _hernia,
+    "Infiltration": _infiltration,
+    "Mass": _mass,
+    "Nodule": _nodule,
+    "Pleural_Thickening": _pleural_thickening,
+    "Pneumonia": _pneumonia,
+    "Pneumothorax": _pneumothorax,
+}
+ANATOMICAL = ("Cardiomegaly", "Emphysema")
+
+
+def _draw_anatomy(c: Canvas, rng, a: Anatomy, present: set[str], shift) -> tuple:
+    """Body, lungs, ribs, spine and heart; returns (lungs, ribs, boxes of anatomical findings)."""
+    cxs, cys = shift
+    c.img += 0.42 * c.ellipse(0.5 + cxs, 0.58 + cys, a.body_rx, 0.55, edge=0.1)
     lung_ry = a.lung_ry * (1.12 if "Emphysema" in present else 1.0)
-    lung_level = 0.2 if "Emphysema" in present else 0.3  # hyperlucent lungs
     lungs = np.zeros_like(c.img)
     for side in (-1, 1):
         lx, ly = _lung_centre(a, side)
-        lungs = np.maximum(
-            lungs, c.ellipse(lx + cxs, ly + cys + (lung_ry - a.lung_ry) / 2, a.lung_rx, lung_ry)
-        )
-    c.img -= lung_level * lungs
+        lung = c.ellipse(lx + cxs, ly + cys + (lung_ry - a.lung_ry) / 2, a.lung_rx, lung_ry)
+        lungs = np.maximum(lungs, lung)
+    c.img -= (0.2 if "Emphysema" in present else 0.3) * lungs  # hyperlucent lungs
     # Ribs: faint curved bands over the lungs.
     ribs = 0.5 + 0.5 * np.sin(2 * np.pi * (9 * c.y + 3 * (c.x - 0.5) ** 2) + rng.uniform(0, 6))
     c.img += 0.06 * ribs * lungs
@@ -157,113 +288,27 @@ def render(rng: np.random.Generator, anatomy: Anatomy, findings: list[str]):
     hs = 1.45 if "Cardiomegaly" in present else 1.0
     heart = (a.heart_cx + cxs, a.heart_cy + cys, a.heart_rx * hs, a.heart_ry * hs)
     c.img += 0.3 * c.ellipse(*heart, edge=0.15)
+    boxes = {}
     if "Cardiomegaly" in present:
         boxes["Cardiomegaly"] = _box(*heart)
     if "Emphysema" in present:
         top = a.lung_cy - lung_ry + cys
-        boxes["Emphysema"] = (
-            0.5 - a.lung_cx - a.lung_rx,
-            top,
-            0.5 + a.lung_cx + a.lung_rx,
-            top + 2 * lung_ry,
-        )
+        left, right = 0.5 - a.lung_cx - a.lung_rx, 0.5 + a.lung_cx + a.lung_rx
+        boxes["Emphysema"] = (left, top, right, top + 2 * lung_ry)
+    return lungs, ribs, boxes
 
-    side = lambda: int(rng.choice((-1, 1)))  # noqa: E731 - tiny local helper
+
+def render(rng: np.random.Generator, anatomy: Anatomy, findings: list[str]):
+    """Draw one radiograph with the given findings. Returns (float image, {label: box})."""
+    c = Canvas()
+    shift = rng.uniform(-0.01, 0.01, size=2)  # positioning differs between follow-ups
+    lungs, ribs, boxes = _draw_anatomy(c, rng, anatomy, set(findings), (shift[0], shift[1]))
+    scene = Scene(c, anatomy, rng, lungs, ribs)
     for label in findings:
         amp = rng.uniform(0.8, 1.2)
-        if label in ("Cardiomegaly", "Emphysema"):
-            continue
-        if label == "Atelectasis":  # flat dense band in a lower zone
-            x, y = _point_in_lung(rng, a, side(), 0.2, 0.6)
-            rx, ry = rng.uniform(0.07, 0.1), rng.uniform(0.018, 0.03)
-            c.img += 0.3 * amp * c.ellipse(x, y, rx, ry, edge=0.4)
-            boxes[label] = _box(x, y, rx, ry)
-        elif label == "Consolidation":  # large soft opacity
-            x, y = _point_in_lung(rng, a, side(), -0.2, 0.6, 0.4)
-            r = rng.uniform(0.06, 0.08)
-            c.img += 0.3 * amp * c.gauss(x, y, r, r)
-            boxes[label] = _box(x, y, 1.2 * r, 1.2 * r)
-        elif label == "Edema":  # bilateral perihilar haze ("bat wing")
-            r = rng.uniform(0.07, 0.09)
-            for s in (-1, 1):
-                c.img += 0.22 * amp * c.gauss(0.5 + s * 0.12, a.lung_cy, r, 1.5 * r)
-            boxes[label] = (
-                0.5 - 0.12 - r,
-                a.lung_cy - 1.5 * r,
-                0.5 + 0.12 + r,
-                a.lung_cy + 1.5 * r,
-            )
-        elif label == "Effusion":  # fluid filling a lung base, flat upper level
-            s = side()
-            lx, ly = _lung_centre(a, s)
-            level = ly + a.lung_ry * rng.uniform(0.25, 0.55)
-            fluid = np.clip((c.y - level) / 0.01, 0, 1) * c.ellipse(
-                lx, ly, a.lung_rx * 1.05, a.lung_ry * 1.05
-            )
-            c.img += 0.32 * amp * fluid
-            boxes[label] = (lx - a.lung_rx, level, lx + a.lung_rx, ly + a.lung_ry)
-        elif label == "Fibrosis":  # reticular net in an upper zone
-            x, y = _point_in_lung(rng, a, side(), -0.6, -0.2, 0.3)
-            r = rng.uniform(0.06, 0.08)
-            net = (np.abs(np.sin(45 * c.x)) < 0.3) | (np.abs(np.sin(45 * c.y)) < 0.3)
-            c.img += 0.25 * amp * net * c.ellipse(x, y, r, r, edge=0.3)
-            boxes[label] = _box(x, y, r, r)
-        elif label == "Hernia":  # round gas-filled bubble behind the heart: ring + dark core
-            x, y, r = 0.5 + rng.uniform(-0.03, 0.03), a.heart_cy + 0.06, rng.uniform(0.04, 0.055)
-            ring = c.ellipse(x, y, r, r, edge=0.2) - c.ellipse(x, y, 0.7 * r, 0.7 * r, edge=0.2)
-            c.img += 0.35 * amp * ring - 0.15 * c.ellipse(x, y, 0.7 * r, 0.7 * r)
-            boxes[label] = _box(x, y, r, r)
-        elif label == "Infiltration":  # patchy scattered small opacities
-            x, y = _point_in_lung(rng, a, side(), -0.4, 0.4, 0.35)
-            spread = rng.uniform(0.05, 0.07)
-            pts = np.column_stack(
-                [x + rng.uniform(-spread, spread, 6), y + rng.uniform(-spread, spread, 6)]
-            )
-            for px, py in pts:
-                rr = rng.uniform(0.012, 0.02)
-                c.img += 0.25 * amp * c.gauss(px, py, rr, rr)
-            lo, hi = pts.min(0) - 0.02, pts.max(0) + 0.02
-            boxes[label] = (lo[0], lo[1], hi[0], hi[1])
-        elif label == "Mass":  # well-defined round opacity
-            x, y = _point_in_lung(rng, a, side(), -0.6, 0.5, 0.5)
-            r = rng.uniform(0.035, 0.05)
-            c.img += 0.35 * amp * c.ellipse(x, y, r, r, edge=0.15)
-            boxes[label] = _box(x, y, r, r)
-        elif label == "Nodule":  # small sharp round opacity
-            x, y = _point_in_lung(rng, a, side(), -0.7, 0.6, 0.6)
-            r = rng.uniform(0.015, 0.022)
-            c.img += 0.4 * amp * c.ellipse(x, y, r, r, edge=0.2)
-            boxes[label] = _box(x, y, 1.3 * r, 1.3 * r)
-        elif label == "Pleural_Thickening":  # bright rim along the lateral lung border
-            s = side()
-            lx, ly = _lung_centre(a, s)
-            rim = c.ellipse(lx, ly, a.lung_rx * 1.06, a.lung_ry * 1.03, edge=0.05) - c.ellipse(
-                lx, ly, a.lung_rx * 0.9, a.lung_ry * 0.97, edge=0.05
-            )
-            lateral = ((c.x - lx) * s > 0.3 * a.lung_rx) & (c.y < ly + 0.3 * a.lung_ry)
-            c.img += 0.3 * amp * np.clip(rim, 0, 1) * lateral
-            xs = (lx + s * 0.3 * a.lung_rx, lx + s * 1.06 * a.lung_rx)
-            boxes[label] = (min(xs), ly - 1.03 * a.lung_ry, max(xs), ly + 0.3 * a.lung_ry)
-        elif label == "Pneumonia":  # opacity crossed by dark air bronchograms
-            x, y = _point_in_lung(rng, a, side(), 0.0, 0.6, 0.4)
-            r = rng.uniform(0.05, 0.065)
-            stripes = 0.55 + 0.45 * np.sign(np.sin(2 * np.pi * (c.x - c.y) / 0.03))
-            c.img += 0.32 * amp * c.gauss(x, y, r, r) * stripes
-            boxes[label] = _box(x, y, 1.2 * r, 1.2 * r)
-        elif label == "Pneumothorax":  # dark apical-lateral region without markings + line
-            s = side()
-            lx, ly = _lung_centre(a, s)
-            x, y = lx + s * 0.5 * a.lung_rx, ly - 0.55 * a.lung_ry
-            rx, ry = 0.55 * a.lung_rx, 0.4 * a.lung_ry
-            air = c.ellipse(x, y, rx, ry, edge=0.05) * lungs
-            line = np.clip(
-                c.ellipse(x, y, rx, ry, edge=0.05) - c.ellipse(x, y, 0.9 * rx, 0.9 * ry), 0, 1
-            )
-            c.img += -0.16 * amp * air - 0.06 * ribs * air + 0.25 * line * lungs
-            boxes[label] = _box(x, y, rx, ry)
-        else:  # pragma: no cover - LABELS and this table are kept in step by a test
-            raise ValueError(f"no pattern for {label}")
-    c.img *= a.brightness * rng.uniform(0.93, 1.07)
+        if label not in ANATOMICAL:
+            boxes[label] = PATTERNS[label](scene, amp)
+    c.img *= anatomy.brightness * rng.uniform(0.93, 1.07)
     c.img += rng.normal(0, 0.02, c.img.shape).astype(np.float32)
     return np.clip(c.img, 0, 1), boxes
 
@@ -327,6 +372,25 @@ def _write_image(args) -> list[tuple[str, str, float, float, float, float]]:
     return out
 
 
+def _write_tables(out_dir: Path, meta: pd.DataFrame, boxes: list) -> None:
+    """Metadata, split lists and boxes in NIH's exact file formats."""
+    columns = [c for c in meta.columns if c != "_test"]
+    # NIH's 2017 file: CRLF endings and a header with a trailing comma (12 fields, 11 per row).
+    with open(out_dir / "Data_Entry_2017.csv", "w", newline="") as f:
+        f.write(
+            ",".join(columns[:7]) + ",OriginalImage[Width,Height],"
+            "OriginalImagePixelSpacing[x,y],\r\n"
+        )
+        for row in meta[columns].itertuples(index=False):
+            f.write(",".join(row) + "\r\n")
+    for name, mask in (("test_list.txt", meta["_test"]), ("train_val_list.txt", ~meta["_test"])):
+        (out_dir / name).write_text("\n".join(sorted(meta.loc[mask, "Image Index"])))
+    with open(out_dir / "BBox_List_2017.csv", "w", newline="") as f:
+        f.write("Image Index,Finding Label,Bbox [x,y,w,h],,,\n")
+        for name, label, x, y, w, h in boxes:
+            f.write(f"{name},{label},{x:.6f},{y:.6f},{w:.6f},{h:.6f}\n")
+
+
 def generate(
     out_dir: str | os.PathLike,
     n_images: int = 2000,
@@ -359,22 +423,7 @@ def generate(
     else:
         results = [_write_image(j) for j in jobs]
     boxes = [b for r in results for b in r]
-
-    columns = [c for c in meta.columns if c != "_test"]
-    # NIH's 2017 file: CRLF endings and a header with a trailing comma (12 fields, 11 per row).
-    with open(out_dir / "Data_Entry_2017.csv", "w", newline="") as f:
-        f.write(
-            ",".join(columns[:7]) + ",OriginalImage[Width,Height],"
-            "OriginalImagePixelSpacing[x,y],\r\n"
-        )
-        for row in meta[columns].itertuples(index=False):
-            f.write(",".join(row) + "\r\n")
-    for name, mask in (("test_list.txt", meta["_test"]), ("train_val_list.txt", ~meta["_test"])):
-        (out_dir / name).write_text("\n".join(sorted(meta.loc[mask, "Image Index"])))
-    with open(out_dir / "BBox_List_2017.csv", "w", newline="") as f:
-        f.write("Image Index,Finding Label,Bbox [x,y,w,h],,,\n")
-        for name, label, x, y, w, h in boxes:
-            f.write(f"{name},{label},{x:.6f},{y:.6f},{w:.6f},{h:.6f}\n")
+    _write_tables(out_dir, meta, boxes)
     log.info(
         "synthetic data set: %d images, %d patients, %d boxes in %s",
         len(meta),
@@ -383,3 +432,29 @@ def generate(
         out_dir,
     )
     return meta
+
+
+class Synthetic(NIH):
+    """The generated demo set: NIH's files and parsers, in ``results/synthetic``."""
+
+    name = "synthetic"
+    comparable_to_published = False
+    # Where the workflow writes it (rule generate_synthetic_data).
+    DIR = "results/synthetic"
+
+    def data_dir(self, config: dict) -> str:
+        return self.DIR
+
+    def metadata_file(self, config: dict) -> str:
+        return f"{self.DIR}/Data_Entry_2017.csv"
+
+    def parse_inputs(self, config: dict) -> dict[str, str]:
+        # The image folder is an output of the generating rule: depend on it.
+        return {**super().parse_inputs(config), "images": f"{self.DIR}/images"}
+
+    def box_space(self, config: dict) -> int:
+        # Boxes are written in the pixels of the generated PNGs.
+        return config["synthetic"]["image_size"]
+
+    def display_label(self, config: dict) -> str:
+        return "synthetic demo data (not NIH)"

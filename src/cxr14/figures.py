@@ -1,0 +1,216 @@
+"""Every figure of the workflow (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from sklearn.metrics import auc, roc_curve
+
+from cxr14.checkpoint import load_checkpoint
+from cxr14.inference import Scorer
+from cxr14.localization import boxes_on_test_images, cam_boxes
+from cxr14.metadata import NO_FINDING
+
+
+def _subplots(nrows=1, ncols=1, *, figsize, squeeze=True):
+    # The object-oriented API: no pyplot state, no display backend needed.
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+
+
+def _save(fig, path, dpi: int = 110) -> None:
+    fig.savefig(path, dpi=dpi)
+
+
+def plot_class_counts(counts: pd.DataFrame, out_png: str | os.PathLike) -> None:
+    """Bar chart of ``tables.class_counts`` (images per class, 'No Finding' in the title)."""
+    fig, ax = _subplots(figsize=(8, 5))
+    order = counts.drop(NO_FINDING).sort_values("images")
+    bars = ax.barh(order.index, order["images"], color="tab:blue")
+    ax.bar_label(bars, fmt="%d", padding=2, fontsize=8)
+    ax.set_xlabel("images with the finding")
+    n = counts.attrs["n_images"]
+    ax.set_title(f"Findings in {n:,} images ({counts.loc[NO_FINDING, 'images']:,} with no finding)")
+    ax.margins(x=0.12)
+    _save(fig, out_png, dpi=120)
+
+
+def plot_average_image(
+    average_npy: str | os.PathLike, stats_json: str | os.PathLike, out_png: str | os.PathLike
+) -> None:
+    """Figure 1 of the reference study: the average image used for normalisation."""
+    img = np.load(average_npy)
+    with open(stats_json) as f:
+        stats = json.load(f)
+    fig, ax = _subplots(figsize=(5, 5.4))
+    ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+    ax.set_title(
+        f"Average image over {stats['over']} ({stats['n_images']:,} images)\n"
+        f"pixel mean {stats['mean']:.1f}, std {stats['std']:.1f}",
+        fontsize=10,
+    )
+    ax.axis("off")
+    _save(fig, out_png, dpi=120)
+
+
+def plot_oversampling(table_csv: str | os.PathLike, out_png: str | os.PathLike) -> None:
+    """Per-class frequency in the training split before and after oversampling."""
+    table = pd.read_csv(table_csv, index_col=0).drop("images")
+    x = np.arange(len(table))
+    fig, ax = _subplots(figsize=(9, 4.5))
+    ax.bar(x - 0.2, table["before_%"], width=0.4, label="training split")
+    ax.bar(x + 0.2, table["after_%"], width=0.4, label="oversampled index")
+    ax.set_xticks(x, table.index, rotation=45, ha="right")
+    ax.set_ylabel("images with the finding (%)")
+    ax.set_title("Class frequency before and after oversampling")
+    ax.legend()
+    _save(fig, out_png, dpi=120)
+
+
+def plot_history(history_csv, out_png, arch: str) -> None:
+    """Training/validation loss and validation mean AUROC per epoch (the reference study's
+    Figure 4)."""
+    h = pd.read_csv(history_csv)
+    fig, (a, b) = _subplots(1, 2, figsize=(11, 4))
+    a.plot(h["epoch"], h["train_loss"], "o-", label="training")
+    a.plot(h["epoch"], h["val_loss"], "s-", label="validation")
+    a.set(xlabel="epoch", ylabel="loss", title=f"{arch}: loss per epoch")
+    a.legend()
+    b.plot(h["epoch"], h["val_mean_auroc"], "o-", color="tab:green")
+    b.set(xlabel="epoch", ylabel="mean AUROC", title=f"{arch}: validation mean AUROC")
+    b.set_ylim(max(0.0, min(0.5, h["val_mean_auroc"].min() - 0.05)), 1.0)
+    b.grid(alpha=0.3)
+    _save(fig, out_png)
+
+
+def plot_roc(predictions_csv, out_png, arch: str) -> None:
+    """ROC curves of every class on the test split."""
+    pred = pd.read_csv(predictions_csv)
+    labels = [c.removeprefix("prob_") for c in pred.columns if c.startswith("prob_")]
+    fig, ax = _subplots(figsize=(7.5, 7))
+    colors = matplotlib.colormaps["tab20"](np.linspace(0, 1, 20))
+    for k, c in enumerate(labels):
+        y, p = pred[f"label_{c}"].to_numpy(), pred[f"prob_{c}"].to_numpy()
+        if 0 < y.sum() < len(y):
+            fpr, tpr, _ = roc_curve(y, p)
+            ax.plot(fpr, tpr, color=colors[k], label=f"{c} ({auc(fpr, tpr):.3f})")
+        else:
+            ax.plot([], [], color=colors[k], label=f"{c} (undefined: one label value)")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set(
+        xlabel="false positive rate (1 - specificity)",
+        ylabel="true positive rate",
+        title=f"{arch}: ROC curves on the test split ({len(pred)} images)",
+    )
+    ax.legend(fontsize=7.5, loc="lower right")
+    _save(fig, out_png)
+
+
+def plot_filters(checkpoint, out_png, max_layers: int = 6, max_filters: int = 64) -> None:
+    """Learned kernels of the first ``max_layers`` conv layers (the reference study's Figures
+    5-8, first layer included): each kernel averaged over its input channels, one grid per
+    layer."""
+    ckpt = load_checkpoint(checkpoint)
+    convs = [(k, v) for k, v in ckpt["model"].items() if k.endswith("weight") and v.dim() == 4]
+    convs = convs[:max_layers]
+    fig, axes = _subplots(1, len(convs), figsize=(3.2 * len(convs), 3.6), squeeze=False)
+    for ax, (name, w) in zip(axes[0], convs, strict=True):
+        k = w.float().mean(dim=1)[:max_filters]  # (n, kh, kw)
+        n, kh, kw = k.shape
+        cols = int(np.ceil(np.sqrt(n)))
+        grid = np.full((cols * (kh + 1) - 1, cols * (kw + 1) - 1), np.nan)
+        for i in range(n):
+            r, c = divmod(i, cols)
+            ki = k[i].numpy()
+            span = np.abs(ki).max() or 1.0
+            grid[r * (kh + 1) : r * (kh + 1) + kh, c * (kw + 1) : c * (kw + 1) + kw] = ki / span
+        ax.imshow(grid, cmap="gray", vmin=-1, vmax=1)
+        ax.set_title(f"{name.removesuffix('.weight')}\n{tuple(w.shape)}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle(f"{ckpt['config']['arch']}: learned filters (first {len(convs)} conv layers)")
+    _save(fig, out_png)
+
+
+def _draw_cam(ax, image, cam, expert, predicted, title) -> None:
+    ax.imshow(image, cmap="gray")
+    ax.imshow(cam, cmap="jet", alpha=0.35)
+    ax.add_patch(Rectangle(expert[:2], expert[2], expert[3], fill=False, ec="lime", lw=2))
+    x, y, w, h = predicted
+    ax.add_patch(Rectangle((x, y), w, h, fill=False, ec="red", lw=1.5, ls="--"))
+    ax.set_title(title, fontsize=8)
+
+
+def plot_cams(
+    checkpoint,
+    store_h5,
+    labels_csv,
+    splits_csv,
+    average_npy,
+    stats_json,
+    bbox_csv,
+    layout,
+    box_space,
+    out_png,
+    n_images,
+    cam_threshold,
+    device,
+) -> None:
+    """Grad-CAM of the labelled class over test images with an expert box (green), the box
+    derived from the CAM (red) and the IoU."""
+    scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
+    boxes = boxes_on_test_images(layout, labels_csv, splits_csv, bbox_csv)
+    # One box per class first, so the figure shows different findings.
+    boxes = boxes.drop_duplicates("label").head(n_images).reset_index(drop=True)
+    n = max(len(boxes), 1)
+    cols = min(3, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = _subplots(rows, cols, figsize=(4 * cols, 4.3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    if boxes.empty:
+        axes[0, 0].text(0.5, 0.5, "no expert boxes on test images", ha="center")
+    else:
+        found = cam_boxes(scorer, store_h5, boxes, box_space, cam_threshold)
+        probs = scorer.predict(found.images)
+        for j, (ax, b) in enumerate(zip(axes.flat, boxes.itertuples(), strict=False)):
+            p = probs[j, scorer.labels.index(b.label)]
+            title = f"{b.image}\n{b.label}: p={p:.2f}, IoU={found.ious[j]:.2f}"
+            _draw_cam(
+                ax,
+                found.images[j].numpy(),
+                found.cams[j],
+                found.expert[j],
+                found.predicted[j],
+                title,
+            )
+    fig.suptitle(f"{scorer.arch}: Grad-CAM (green: expert box, red: CAM box)")
+    _save(fig, out_png)
+
+
+def plot_auroc_comparison(table: pd.DataFrame, labels, dataset: str, published, out_png) -> None:
+    """Per-class AUROC bars of each row of the summary table; ``published`` rows hatched."""
+    fig, ax = _subplots(figsize=(12, 5))
+    x = np.arange(len(labels))
+    width = 0.8 / len(table)
+    for i, r in enumerate(table.to_dict("records")):
+        is_published = r["model"] in published
+        ax.bar(
+            x + (i - len(table) / 2 + 0.5) * width,
+            [r[c] for c in labels],
+            width,
+            label=f"{r['model']} ({r['mean_auroc']:.3f})",
+            hatch="//" if is_published else None,
+            alpha=0.6 if is_published else 1.0,
+        )
+    ax.set_xticks(x, labels, rotation=40, ha="right")
+    ax.set_ylim(0.4, 1.0)
+    ax.set_ylabel("test AUROC")
+    ax.set_title(f"Per-class AUROC: this run on {dataset}; hatched: published results")
+    ax.legend(fontsize=8, ncol=3, loc="lower left")
+    _save(fig, out_png)

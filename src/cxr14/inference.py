@@ -1,0 +1,62 @@
+"""Scoring images with a trained model: checkpoint + normalisation statistics, nothing else."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from cxr14.checkpoint import load_model
+from cxr14.data import DeviceData, Normalizer
+from cxr14.device import resolve_device
+from cxr14.models import cam_layer
+
+
+@dataclass
+class Scorer:
+    """A trained model in eval mode on its device, with the input normalisation it was
+    trained with and the class order of its outputs."""
+
+    model: nn.Module
+    normalize: Normalizer
+    device: torch.device
+    checkpoint: dict
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: str | os.PathLike,
+        average_npy: str | os.PathLike,
+        stats_json: str | os.PathLike,
+        device: str = "auto",
+    ) -> Scorer:
+        model, ckpt = load_model(checkpoint)
+        dev = resolve_device(device)
+        model.to(dev).eval()
+        stats = json.loads(Path(stats_json).read_text())
+        normalize = Normalizer(np.load(average_npy), stats["std"], ckpt["config"]["input_size"])
+        return cls(model, normalize.to(dev), dev, ckpt)
+
+    @property
+    def arch(self) -> str:
+        return self.checkpoint["config"]["arch"]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.checkpoint["labels"])
+
+    def cam_layer(self) -> nn.Module:
+        return cam_layer(self.arch, self.model)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, batch_size: int = 128) -> np.ndarray:
+        """Sigmoid probabilities (n, classes) for uint8 images (n, H, W)."""
+        data = DeviceData(images, torch.zeros(len(images), len(self.labels)), self.device)
+        batches = data.batches(np.arange(len(images)), batch_size)
+        out = [torch.sigmoid(self.model(self.normalize(x)).float()).cpu() for x, _ in batches]
+        return torch.cat(out).numpy()

@@ -1,0 +1,24 @@
+"""Data-set layouts: one module per layout, one entry per layout in LAYOUTS.
+
+A layout knows where a data set's metadata, images, official split lists and expert boxes are,
+how to parse them, its label list, its box pixel space, how its results are labelled and its
+published baselines (``cxr14.layouts.base.Layout``). Only the data stages (parsing, splits,
+boxes) and the workflow's file lookup use a layout; everything after the store reads the labels
+from ``labels.csv`` or the checkpoint.
+"""
+
+from __future__ import annotations
+
+from cxr14.layouts.base import Layout
+from cxr14.layouts.nih import NIH
+from cxr14.layouts.synthetic import Synthetic
+
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (NIH(), Synthetic())}
+
+
+def get_layout(name: str) -> Layout:
+    """The layout registered as ``name`` (the config's ``data.source``)."""
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise ValueError(f"unknown data layout {name!r}; known: {', '.join(LAYOUTS)}") from None

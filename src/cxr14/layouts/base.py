@@ -1,0 +1,63 @@
+"""What a data-set layout provides. One subclass per layout; see docs/data.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+class Layout:
+    """Everything the workflow knows about one data set's files.
+
+    A layout names its classes (``labels``, in the order every table and model output uses),
+    says where its files are under a configuration, and parses them into the project's tables:
+
+    - ``read_metadata(path)``: one row per image with ``cxr14.metadata.META_COLUMNS`` and one
+      0/1 column per label, sorted by image name;
+    - ``locate_images(data_dir)``: image name -> path relative to ``data_dir``;
+    - ``read_boxes(path)``: expert boxes as ``image, label, x, y, w, h`` in ``box_space`` pixels.
+
+    Downstream stages never import a layout: they read the label list from the store's
+    attributes and ``labels.csv``.
+    """
+
+    name: str = ""
+    labels: tuple[str, ...] = ()
+    # Whether results can stand beside the published numbers (real images of this data set).
+    comparable_to_published: bool = False
+    # CSV of published per-class AUROCs: model, source, split and one column per label.
+    published_auroc_file: Path | None = None
+
+    def data_dir(self, config: dict) -> str:
+        """The folder the images are found under."""
+        raise NotImplementedError
+
+    def metadata_file(self, config: dict) -> str:
+        raise NotImplementedError
+
+    def parse_inputs(self, config: dict) -> dict[str, str]:
+        """The files the parse step reads (its Snakemake inputs)."""
+        return {"metadata": self.metadata_file(config)}
+
+    def split_list_files(self, config: dict) -> dict[str, str]:
+        """``train_val_list`` and ``test_list`` of the official split (one image name per
+        line, ``cxr14.metadata.read_image_list``)."""
+        raise NotImplementedError
+
+    def bbox_file(self, config: dict) -> str:
+        raise NotImplementedError
+
+    def box_space(self, config: dict) -> int:
+        """Side of the square pixel space the expert boxes are given in."""
+        raise NotImplementedError
+
+    def display_label(self, config: dict) -> str:
+        """How every result of a run on this layout is labelled."""
+        raise NotImplementedError
+
+    def published_auroc(self) -> pd.DataFrame:
+        """Published per-class AUROCs (empty when the layout has none)."""
+        if self.published_auroc_file is None:
+            return pd.DataFrame(columns=["model", "source", "split", *self.labels])
+        return pd.read_csv(self.published_auroc_file)

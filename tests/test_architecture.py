@@ -1,0 +1,181 @@
+"""The code's shape: one architecture registry the schema agrees with, one data-set boundary,
+evaluation independent of training, no private imports, short functions."""
+
+from __future__ import annotations
+
+import ast
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import REPO, SCHEMA
+from snakemake.utils import validate
+
+from cxr14.layouts import LAYOUTS
+from cxr14.layouts.nih import LABELS
+from cxr14.models import ARCHITECTURES, build_model, cam_layer
+from cxr14.settings import JOB_KEYS, TRAIN_KEYS
+
+SRC = REPO / "src" / "cxr14"
+MAX_FUNCTION_LINES = 60
+
+
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def test_schema_lists_exactly_the_registry():
+    schema = _schema()["properties"]
+    assert schema["train"]["properties"]["archs"]["items"]["enum"] == list(ARCHITECTURES)
+    assert list(schema["models"]["properties"]) == list(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_each_models_section_is_the_training_settings_plus_the_registry_settings(arch):
+    props = _schema()["properties"]["models"]["properties"][arch]["properties"]
+    assert set(props) - set(TRAIN_KEYS) == set(ARCHITECTURES[arch].settings)
+    assert set(TRAIN_KEYS) <= set(props)
+    # The registry's defaults are valid values of the section.
+    validate({"models": {arch: copy.deepcopy(ARCHITECTURES[arch].settings)}}, str(SCHEMA))
+
+
+def test_training_settings_are_declared_once():
+    schema = _schema()
+    train = schema["properties"]["train"]["properties"]
+    assert set(train) == set(TRAIN_KEYS) | set(JOB_KEYS)
+    assert set(schema["$defs"]) == set(TRAIN_KEYS)
+    # Every training setting has its default in the schema, none in a models section.
+    assert all("default" in train[k] for k in TRAIN_KEYS)
+    for arch in ARCHITECTURES:
+        section = schema["properties"]["models"]["properties"][arch]["properties"]
+        assert not any("default" in section[k] for k in TRAIN_KEYS), arch
+
+
+def test_no_hand_written_list_of_architectures_in_the_workflow():
+    for path in [REPO / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]:
+        text = path.read_text()
+        assert not [a for a in ARCHITECTURES if a in text], path
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_cam_layer_is_a_spatial_map_of_the_model(arch):
+    small = {"widths": [4, 8], "fc": 8, "weights": "none"}
+    model = build_model(arch, 3, **small).eval()
+    layer = cam_layer(arch, model)
+    assert any(layer is m for m in model.modules())
+    seen = {}
+    handle = layer.register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))
+    with torch.no_grad():
+        assert model(torch.zeros(2, 1, 64, 64)).shape == (2, 3)
+    handle.remove()
+    assert len(seen["shape"]) == 4 and seen["shape"][-1] > 1
+
+
+def test_layouts():
+    cfg = {
+        "data": {"nih_dir": "/d", "metadata_csv": "Data_Entry_2017.csv"},
+        "synthetic": {"image_size": 512},
+        "split": {"method": "official"},
+    }
+    nih, synthetic = LAYOUTS["nih"], LAYOUTS["synthetic"]
+    assert nih.labels == synthetic.labels == LABELS
+    assert nih.box_space(cfg) == 1024 and synthetic.box_space(cfg) == 512
+    assert nih.metadata_file(cfg) == "/d/Data_Entry_2017.csv"
+    assert "not NIH" in synthetic.display_label(cfg) and not synthetic.comparable_to_published
+    assert nih.display_label(cfg) == "NIH ChestX-ray14, official split"
+    published = nih.published_auroc().set_index("model")
+    assert list(published.columns[2:]) == list(LABELS)
+    assert published.loc["CheXNet (Rajpurkar et al. 2017)", list(LABELS)].mean() == (
+        pytest.approx(0.841, abs=5e-4)
+    )
+    assert published["source"].str.contains("arXiv").all()
+    enum = _schema()["properties"]["data"]["properties"]["source"]["enum"]
+    assert set(enum) == set(LAYOUTS)
+
+
+# ------------------------------------------------------------------------------ import rules
+
+
+def _modules() -> dict[str, ast.Module]:
+    out = {}
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC.parent).with_suffix("")
+        name = ".".join(p for p in rel.parts if p != "__init__")
+        out[name] = ast.parse(path.read_text(), str(path))
+    return out
+
+
+def _imports(tree: ast.Module) -> list[tuple[str, list[str]]]:
+    """(module, imported names) of every import of a cxr14 module, at any depth."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cxr14"):
+            found.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, []) for a in node.names if a.name.startswith("cxr14")]
+    return found
+
+
+def _reachable(start: str, modules: dict) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in modules:
+            continue
+        seen.add(name)
+        for module, names in _imports(modules[name]):
+            todo.append(module)
+            todo += [f"{module}.{n}" for n in names]  # `from cxr14 import figures`
+    return seen
+
+
+@pytest.mark.parametrize(
+    "scoring",
+    ["cxr14.evaluate", "cxr14.localization", "cxr14.inference", "cxr14.report", "cxr14.figures"],
+)
+def test_scoring_never_imports_the_training_module(scoring):
+    assert "cxr14.train" not in _reachable(scoring, _modules())
+
+
+def test_no_private_names_are_imported_across_modules():
+    bad = [
+        (name, module, n)
+        for name, tree in _modules().items()
+        for module, names in _imports(tree)
+        for n in names
+        if n.startswith("_") and not n.startswith("__")
+    ]
+    assert not bad
+
+
+def test_only_layouts_know_the_nih_labels():
+    """Downstream stages read the label list from labels.csv, the store or the checkpoint."""
+    users = {
+        name
+        for name, tree in _modules().items()
+        for module, names in _imports(tree)
+        if module.startswith("cxr14.layouts.nih") and "LABELS" in names
+    }
+    assert users <= {"cxr14.layouts.synthetic"}
+
+
+def test_no_function_is_longer_than_the_limit():
+    long = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{Path(path).name}:{node.lineno} {node.name} ({n} lines)")
+    assert not long
+
+
+def test_the_formatter_owns_formatting():
+    skips = [
+        str(p.relative_to(REPO))
+        for p in [*REPO.glob("src/**/*.py"), *REPO.glob("tests/*.py"), *REPO.glob("bench/*.py")]
+        if "fmt: " + "skip" in p.read_text()
+    ]
+    assert not skips
