@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, snakemake
 from snakemake.utils import update_config, validate
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
@@ -46,3 +47,43 @@ def test_schema_rejects_unknown_model_keys():
     cfg["models"]["vgg_like"]["width"] = [1, 2]
     with pytest.raises(Exception, match="width"):
         validate(cfg, SCHEMA)
+
+
+def _dry_run(tmp_path, cfg):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return snakemake(tmp_path, "-n", check=False)
+
+
+def test_wrong_data_paths_stop_the_run_before_any_job(tmp_path, nih_copy):
+    # A folder that already ran the demo: its old tables must not hide the wrong path.
+    (tmp_path / "results" / "metadata").mkdir(parents=True)
+    (tmp_path / "results" / "metadata" / "entries.csv").write_text("image,path\n")
+    proc = _dry_run(tmp_path, {"data": {"source": "nih", "nih_dir": "/data/does/not/exist"}})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Job stats" not in out
+    assert "data.nih_dir: folder /data/does/not/exist does not exist" in out
+    # The folder exists, the official split lists do not.
+    cfg = {"data": {"source": "nih", "nih_dir": str(nih_copy)}, "split": {"method": "official"}}
+    proc = _dry_run(tmp_path, cfg)
+    out = proc.stdout + proc.stderr
+    assert f"file {nih_copy}/test_list.txt does not exist" in out
+    assert f"file {nih_copy}/train_val_list.txt does not exist" in out
+    (nih_copy / "Data_Entry_2017.csv").unlink()
+    shutil.rmtree(nih_copy / "images")
+    proc = _dry_run(tmp_path, {"data": cfg["data"]})
+    out = proc.stdout + proc.stderr
+    assert f"data.metadata_csv: file {nih_copy}/Data_Entry_2017.csv does not exist" in out
+    assert f"no image folder {nih_copy}/images" in out
+
+
+@pytest.mark.parametrize(
+    "fractions, message",
+    [
+        ({"train": 0.9, "val": 0.2, "test": 0.1}, "split.fractions must sum to 1, not 1.2"),
+        ({"train": 1.0, "val": 0.1, "test": 0.1}, "fractions"),
+        ({"train": 0.8, "val": 0.0, "test": 0.2}, "fractions"),
+    ],
+)
+def test_split_fractions_are_checked_before_any_job(tmp_path, fractions, message):
+    proc = _dry_run(tmp_path, {"split": {"fractions": fractions}})
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr

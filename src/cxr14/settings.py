@@ -58,3 +58,13 @@ def with_defaults(config: dict, schema: str | os.PathLike) -> dict:
     config = copy.deepcopy(config)
     validate(config, str(schema))
     return config
+
+
+def config_problems(config: dict) -> list[str]:
+    """What the schema cannot say about a configuration, each naming its key."""
+    problems = []
+    fractions = config["split"]["fractions"]
+    if abs(sum(fractions.values()) - 1) > 1e-6:
+        text = ", ".join(f"{k} {v:g}" for k, v in fractions.items())
+        problems.append(f"split.fractions must sum to 1, not {sum(fractions.values()):g} ({text})")
+    return problems

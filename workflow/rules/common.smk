@@ -5,7 +5,7 @@ import sys
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from cxr14.layouts import get_layout
-from cxr14.settings import train_settings
+from cxr14.settings import config_problems, train_settings
 
 # Jobs import the project's library from this checkout's src/, also inside conda environments
 # (--sdm conda) and on cluster nodes, so a job always runs the code of the workflow it is part of.
@@ -19,6 +19,11 @@ os.environ.update(
 )
 
 LAYOUT = get_layout(config["data"]["source"])
+# Wrong paths and inconsistent settings stop the run here, before any job, whatever results/
+# already holds from an earlier run.
+_problems = config_problems(config) + LAYOUT.missing_paths(config)
+if _problems:
+    raise WorkflowError("configuration problem(s):\n  " + "\n  ".join(_problems))
 SYNTHETIC_DIR = get_layout("synthetic").data_dir(config)
 ARCHS = config["train"]["archs"]
 SIZE = config["preprocess"]["size"]

@@ -56,6 +56,11 @@ class Layout:
         """How every result of a run on this layout is labelled."""
         raise NotImplementedError
 
+    def missing_paths(self, config: dict) -> list[str]:
+        """What this configuration needs on disk and is not there (checked before any job
+        runs); each entry names the path and the key that sets it."""
+        return []
+
     def published_auroc(self) -> pd.DataFrame:
         """Published per-class AUROCs (empty when the layout has none)."""
         if self.published_auroc_file is None:

@@ -269,6 +269,18 @@ class NIH(Layout):
     def metadata_file(self, config: dict) -> str:
         return os.path.join(self.data_dir(config), config["data"]["metadata_csv"])
 
+    def missing_paths(self, config: dict) -> list[str]:
+        d = Path(self.data_dir(config))
+        if not d.is_dir():
+            return [f"data.nih_dir: folder {d} does not exist"]
+        files = [("data.metadata_csv", self.metadata_file(config))]
+        if config["split"]["method"] == "official":
+            files += [("split.method official", p) for p in self.split_list_files(config).values()]
+        missing = [f"{key}: file {p} does not exist" for key, p in files if not Path(p).is_file()]
+        if not (d / "images").is_dir() and not any(d.glob("images_*/images")):
+            missing.append(f"data.nih_dir: no image folder {d}/images or {d}/images_*/images")
+        return missing
+
     def split_list_files(self, config: dict) -> dict[str, str]:
         d = self.data_dir(config)
         return {
