@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 run: setup
-	$(BIN)/snakemake --cores 8 --resources gpu=1
+	$(BIN)/snakemake --cores all --resources gpu=1
 
 test: setup
 	$(BIN)/python -m pytest

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,7 +20,53 @@ from pathlib import Path
 
 PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client")
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
+# First line of the configuration files a test cluster writes; the run's own mark adds who
+# wrote them (pid and folder), so a run never removes another run's files.
 MARK = "# cxr14 test cluster: written and removed by tests/slurm_cluster.py"
+ETC = Path("/etc/slurm")
+FILES = ("slurm.conf", "gres.conf")
+
+
+def run_mark(workdir: Path) -> str:
+    return f"{MARK} (pid {os.getpid()}, {workdir})"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_config(etc: Path, mark: str) -> None:
+    """Make sure ``etc``'s SLURM configuration may be written by this run: absent, this run's,
+    or left behind by a test run that is gone. Another live run's cluster, or a real cluster's
+    configuration, is an error naming it."""
+    conf = etc / "slurm.conf"
+    if not conf.exists():
+        return
+    first = conf.read_text().split("\n", 1)[0]
+    if not first.startswith(MARK):
+        raise RuntimeError(f"{conf} exists and is not a test configuration; not touching it")
+    if first == mark:
+        return
+    found = re.search(r"\(pid (\d+), (.*)\)$", first)
+    if found and _alive(int(found.group(1))):
+        raise RuntimeError(
+            f"{conf} belongs to another test run's SLURM cluster (pid {found.group(1)}, "
+            f"{found.group(2)}); run the SLURM tests of one checkout at a time"
+        )
+
+
+def release_config(etc: Path, mark: str) -> None:
+    """Remove the configuration files this run wrote, and only those."""
+    for name in FILES:
+        with contextlib.suppress(FileNotFoundError):
+            if (etc / name).read_text().split("\n", 1)[0] == mark:
+                (etc / name).unlink()
 
 
 def missing_binaries() -> list[str]:
@@ -95,10 +142,9 @@ def cluster(workdir: Path) -> Iterator[dict[str, str]]:
     port = _free_port()
     # Jobs must find the configuration at the default path: the Snakemake SLURM plugin clears
     # every SLURM_* variable (SLURM_CONF too) inside jobs. Never overwrite a real cluster's.
-    etc = Path("/etc/slurm")
+    etc, mark = ETC, run_mark(d)
     conf_path = etc / "slurm.conf"
-    if conf_path.exists() and MARK not in conf_path.read_text():
-        raise RuntimeError(f"{conf_path} exists and is not a test configuration; not touching it")
+    claim_config(etc, mark)
     etc.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     # munge: its own socket, key and pid file, so nothing of the machine's is touched.
@@ -123,9 +169,9 @@ def cluster(workdir: Path) -> Iterator[dict[str, str]]:
     )
     # Slurm's clients and daemons find munge's socket through AuthInfo.
     conf_path.write_text(
-        MARK + "\n" + _conf(d, host, cpus, mem_mb, port) + f"AuthInfo=socket={sock}\n"
+        mark + "\n" + _conf(d, host, cpus, mem_mb, port) + f"AuthInfo=socket={sock}\n"
     )
-    (etc / "gres.conf").write_text(MARK + "\nName=gpu File=/dev/null\n")
+    (etc / "gres.conf").write_text(mark + "\nName=gpu File=/dev/null\n")
     try:
         subprocess.run(["slurmctld"], check=True, env=env)
         subprocess.run(["slurmd"], check=True, env=env)
@@ -149,7 +195,4 @@ def cluster(workdir: Path) -> Iterator[dict[str, str]]:
         _kill(d / "slurmd.pid")
         _kill(d / "slurmctld.pid")
         _kill(munge_pid)
-        for f in ("slurm.conf", "gres.conf"):
-            with contextlib.suppress(FileNotFoundError):
-                if MARK in (etc / f).read_text():
-                    (etc / f).unlink()
+        release_config(etc, mark)

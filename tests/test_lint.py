@@ -52,6 +52,7 @@ def test_every_rule_has_a_log_and_a_script_of_its_name():
     assert len(rules) >= 10
     for name, body in rules.items():
         assert "log:" in body, name
+        assert "threads:" in body, name  # what the job may use: no oversubscription
         assert f'script:\n        "../scripts/{name}.py"' in body, name
         assert (REPO / "workflow/scripts" / f"{name}.py").is_file(), name
 

@@ -70,7 +70,8 @@ def done(tmp_path_factory):
     """One complete run of the default target."""
     wd = tmp_path_factory.mktemp("wf")
     write_config(wd)
-    snakemake(wd)
+    proc = snakemake(wd)
+    (wd / "console.txt").write_text(proc.stdout + proc.stderr)
     return wd
 
 
@@ -92,6 +93,21 @@ def test_every_output_is_built_and_consistent(done):
     assert avg.shape == (32, 32) and avg.dtype == np.float32
     for log in ("parse_metadata", "merge_shards", "make_splits", "compute_average_image"):
         assert (done / "logs" / f"{log}.log").stat().st_size > 0
+
+
+def test_console_shows_one_line_per_epoch_and_evaluation(done):
+    console = (done / "console.txt").read_text()
+    assert "vgg_like epoch 1/2:" in console and "vgg_like epoch 2/2:" in console
+    assert "simple_cnn: best val mean AUROC" in console
+    assert "test images: mean AUROC" in console
+    assert "localisation of" in console
+    assert "it/s]" not in console and "s/it]" not in console  # no per-batch progress bars
+
+
+def test_jobs_use_the_threads_their_rules_declare(done):
+    # TINY_CONFIG: --cores 2, eval.threads 2 (the default); plots declare 1.
+    assert "CPU threads: 2" in (done / "logs/evaluate_model/vgg_like.log").read_text()
+    assert "CPU threads: 1" in (done / "logs/plot_roc/vgg_like.log").read_text()
 
 
 def test_rerun_is_a_no_op(done):

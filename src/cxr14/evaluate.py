@@ -17,6 +17,7 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_
 
 from cxr14.data import read_rows
 from cxr14.inference import Scorer
+from cxr14.logs import CONSOLE
 from cxr14.metadata import read_labels
 from cxr14.metrics import nanmean, per_class_auroc
 
@@ -176,5 +177,6 @@ def evaluate_model(
         m["auroc_ci_low"],
         m["auroc_ci_high"],
         scorer.checkpoint.get("weights_used"),
+        extra=CONSOLE,
     )
     return metrics

@@ -18,6 +18,7 @@ from scipy import ndimage
 from cxr14.data import read_rows
 from cxr14.inference import Scorer
 from cxr14.layouts import get_layout
+from cxr14.logs import CONSOLE
 
 log = logging.getLogger(__name__)
 
@@ -177,5 +178,6 @@ def localize(
         "localisation of %d boxes: accuracy at IoU 0.3 %.3f",
         len(res),
         table.iloc[-1].get("acc_iou_0.3", np.nan),
+        extra=CONSOLE,
     )
     return table, res

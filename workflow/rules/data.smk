@@ -34,6 +34,7 @@ rule parse_metadata:
         "benchmarks/parse_metadata.tsv"
     conda:
         "../../envs/cxr14.yaml"
+    threads: 1
     params:
         layout=config["data"]["source"],
         data_dir=get_data_dir,

@@ -18,6 +18,7 @@ rule evaluate_model:
         "benchmarks/evaluate_model/{arch}.tsv"
     conda:
         "../../envs/cxr14.yaml"
+    threads: config["eval"]["threads"]
     params:
         bootstrap=config["eval"]["bootstrap"],
         seed=config["eval"]["seed"],
@@ -43,6 +44,7 @@ rule localize_findings:
         "benchmarks/localize_findings/{arch}.tsv"
     conda:
         "../../envs/cxr14.yaml"
+    threads: config["eval"]["threads"]
     params:
         layout=config["data"]["source"],
         box_space=LAYOUT.box_space(config),
@@ -70,6 +72,7 @@ rule plot_history:
         "logs/plot_history/{arch}.log",
     conda:
         "../../envs/cxr14.yaml"
+    threads: 1
     script:
         "../scripts/plot_history.py"
 
@@ -88,6 +91,7 @@ rule plot_roc:
         "logs/plot_roc/{arch}.log",
     conda:
         "../../envs/cxr14.yaml"
+    threads: 1
     script:
         "../scripts/plot_roc.py"
 
@@ -106,6 +110,7 @@ rule plot_filters:
         "logs/plot_filters/{arch}.log",
     conda:
         "../../envs/cxr14.yaml"
+    threads: 1
     params:
         layers=config["eval"]["filter_layers"],
     script:
@@ -126,6 +131,7 @@ rule plot_cams:
         "logs/plot_cams/{arch}.log",
     conda:
         "../../envs/cxr14.yaml"
+    threads: config["eval"]["threads"]
     params:
         layout=config["data"]["source"],
         box_space=LAYOUT.box_space(config),
@@ -155,6 +161,7 @@ rule summarize_models:
         "logs/summarize_models.log",
     conda:
         "../../envs/cxr14.yaml"
+    threads: 1
     params:
         archs=ARCHS,
         layout=config["data"]["source"],

@@ -37,6 +37,7 @@ rule merge_shards:
         "benchmarks/merge_shards.tsv"
     conda:
         "../../envs/cxr14.yaml"
+    threads: 1
     params:
         source=config["data"]["source"],
         data_dir=get_data_dir,
@@ -63,5 +64,6 @@ rule count_classes:
         "logs/count_classes.log",
     conda:
         "../../envs/cxr14.yaml"
+    threads: 1
     script:
         "../scripts/count_classes.py"

@@ -15,6 +15,7 @@ rule make_splits:
         "benchmarks/make_splits.tsv"
     conda:
         "../../envs/cxr14.yaml"
+    threads: 1
     params:
         method=config["split"]["method"],
         seed=config["split"]["seed"],
@@ -35,6 +36,7 @@ rule make_oversample_index:
         "logs/make_oversample_index.log",
     conda:
         "../../envs/cxr14.yaml"
+    threads: 1
     params:
         enabled=config["oversample"]["enabled"],
         seed=config["oversample"]["seed"],
@@ -58,5 +60,6 @@ rule plot_oversampling:
         "logs/plot_oversampling.log",
     conda:
         "../../envs/cxr14.yaml"
+    threads: 1
     script:
         "../scripts/plot_oversampling.py"

@@ -10,6 +10,7 @@ rule compute_average_image:
         "benchmarks/compute_average_image.tsv"
     conda:
         "../../envs/cxr14.yaml"
+    threads: 1
     params:
         over=config["average_image"]["over"],
     script:
@@ -30,5 +31,6 @@ rule plot_average_image:
         "logs/plot_average_image.log",
     conda:
         "../../envs/cxr14.yaml"
+    threads: 1
     script:
         "../scripts/plot_average_image.py"
