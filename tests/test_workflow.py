@@ -326,6 +326,8 @@ def test_evaluation_artifacts(done):
     )
     assert summary.loc["vgg_like", "dataset"] == "synthetic demo data (not NIH)"
     assert summary.loc["resnet18", "weights"].startswith("none")
+    assert "linear probe on random features" in summary.loc["resnet18", "note"]
+    assert "linear probe" in md
 
 
 def test_evaluation_setting_reruns_only_evaluation(done):
@@ -402,6 +404,18 @@ def test_html_report_renders_in_chromium(done, tmp_path):
         timeout=120,
         check=True,
     ).stdout
+    # The landing page names the data set, the split and the date; every item has a caption.
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", dom))
+    assert "Data set of this run:" in text and "the synthetic demo set" in text
+    assert "split patient_random" in text
+    assert re.search(r"report made on 20\d\d-\d\d-\d\d", text)
+    for caption in (
+        "of its maximum and the box of its largest region",  # localisation table
+        "Per-class test AUROC of each model of this run",  # summary figure
+        "one row per epoch: learning rate",  # history.csv
+        "as a Markdown document",  # summary.md
+    ):
+        assert caption in html, caption
     for category in (
         "1. Data",
         "2. Splits and sampling",

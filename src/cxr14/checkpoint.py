@@ -95,3 +95,15 @@ def load_model(path: str | os.PathLike, arch: str | None = None) -> tuple[nn.Mod
         ) from None
     model.weights_used = ckpt.get("weights_used", "unknown")
     return model, ckpt
+
+
+def model_caveat(ckpt: dict, sep: str = "; ") -> str:
+    """What a reader of this model's results must know in words ('' if nothing): a frozen
+    backbone without pretrained weights is a linear probe on random features."""
+    weights = str(ckpt.get("weights_used", ""))
+    if ckpt["config"].get("freeze") == "backbone" and weights.startswith("none"):
+        return (
+            sep
+            + "frozen random backbone (no pretrained weights): a linear probe on random features"
+        )
+    return ""

@@ -8,11 +8,13 @@ import os
 import matplotlib
 import numpy as np
 import pandas as pd
+import torch
+from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from sklearn.metrics import auc, roc_curve
 
-from cxr14.checkpoint import load_checkpoint
+from cxr14.checkpoint import load_checkpoint, model_caveat
 from cxr14.inference import Scorer
 from cxr14.localization import boxes_on_test_images, cam_boxes
 from cxr14.metadata import NO_FINDING
@@ -73,11 +75,13 @@ def plot_oversampling(table_csv: str | os.PathLike, out_png: str | os.PathLike) 
     _save(fig, out_png, dpi=120)
 
 
-def plot_history(history_csv, out_png, arch: str) -> None:
+def plot_history(history_csv, out_png, arch: str, checkpoint=None) -> None:
     """Training/validation loss and validation mean AUROC per epoch (the reference study's
     Figure 4)."""
     h = pd.read_csv(history_csv)
     fig, (a, b) = _subplots(1, 2, figsize=(11, 4))
+    if checkpoint is not None and (caveat := model_caveat(load_checkpoint(checkpoint), "")):
+        fig.suptitle(f"{arch}: {caveat}", fontsize=10)
     a.plot(h["epoch"], h["train_loss"], "o-", label="training")
     a.plot(h["epoch"], h["val_loss"], "s-", label="validation")
     a.set(xlabel="epoch", ylabel="loss", title=f"{arch}: loss per epoch")
@@ -89,9 +93,10 @@ def plot_history(history_csv, out_png, arch: str) -> None:
     _save(fig, out_png)
 
 
-def plot_roc(predictions_csv, out_png, arch: str) -> None:
+def plot_roc(predictions_csv, out_png, arch: str, checkpoint=None) -> None:
     """ROC curves of every class on the test split."""
     pred = pd.read_csv(predictions_csv)
+    caveat = model_caveat(load_checkpoint(checkpoint), "\n") if checkpoint is not None else ""
     labels = [c.removeprefix("prob_") for c in pred.columns if c.startswith("prob_")]
     fig, ax = _subplots(figsize=(7.5, 7))
     colors = matplotlib.colormaps["tab20"](np.linspace(0, 1, 20))
@@ -106,43 +111,101 @@ def plot_roc(predictions_csv, out_png, arch: str) -> None:
     ax.set(
         xlabel="false positive rate (1 - specificity)",
         ylabel="true positive rate",
-        title=f"{arch}: ROC curves on the test split ({len(pred)} images)",
+        title=f"{arch}: ROC curves on the test split ({len(pred)} images){caveat}",
     )
     ax.legend(fontsize=7.5, loc="lower right")
     _save(fig, out_png)
 
 
+def filter_layers(state: dict, max_layers: int) -> list[tuple[str, torch.Tensor]]:
+    """The first ``max_layers`` convolutions whose kernels are images (k >= 3): 1x1 kernels
+    would show as single grey squares."""
+    convs = [
+        (k.removesuffix(".weight"), v)
+        for k, v in state.items()
+        if k.endswith("weight") and v.dim() == 4 and min(v.shape[-2:]) >= 3
+    ]
+    return convs[:max_layers]
+
+
+def _kernel_grid(w: torch.Tensor, max_filters: int) -> np.ndarray:
+    """Kernels averaged over input channels, each scaled to [-1, 1], tiled with 1-pixel gaps."""
+    k = w.float().mean(dim=1)[:max_filters]  # (n, kh, kw)
+    n, kh, kw = k.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.full((rows * (kh + 1) - 1, cols * (kw + 1) - 1), np.nan)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        ki = k[i].numpy()
+        span = np.abs(ki).max() or 1.0
+        grid[r * (kh + 1) : r * (kh + 1) + kh, c * (kw + 1) : c * (kw + 1) + kw] = ki / span
+    return grid
+
+
 def plot_filters(checkpoint, out_png, max_layers: int = 6, max_filters: int = 64) -> None:
-    """Learned kernels of the first ``max_layers`` conv layers (the reference study's Figures
-    5-8, first layer included): each kernel averaged over its input channels, one grid per
-    layer."""
+    """Learned kernels of the first ``max_layers`` conv layers with k >= 3 (the reference
+    study's Figures 5-8, first layer included), one grid per layer, three layers a row."""
     ckpt = load_checkpoint(checkpoint)
-    convs = [(k, v) for k, v in ckpt["model"].items() if k.endswith("weight") and v.dim() == 4]
-    convs = convs[:max_layers]
-    fig, axes = _subplots(1, len(convs), figsize=(3.2 * len(convs), 3.6), squeeze=False)
-    for ax, (name, w) in zip(axes[0], convs, strict=True):
-        k = w.float().mean(dim=1)[:max_filters]  # (n, kh, kw)
-        n, kh, kw = k.shape
-        cols = int(np.ceil(np.sqrt(n)))
-        grid = np.full((cols * (kh + 1) - 1, cols * (kw + 1) - 1), np.nan)
-        for i in range(n):
-            r, c = divmod(i, cols)
-            ki = k[i].numpy()
-            span = np.abs(ki).max() or 1.0
-            grid[r * (kh + 1) : r * (kh + 1) + kh, c * (kw + 1) : c * (kw + 1) + kw] = ki / span
-        ax.imshow(grid, cmap="gray", vmin=-1, vmax=1)
-        ax.set_title(f"{name.removesuffix('.weight')}\n{tuple(w.shape)}", fontsize=8)
+    convs = filter_layers(ckpt["model"], max_layers)
+    cols = min(3, max(len(convs), 1))
+    rows = int(np.ceil(max(len(convs), 1) / cols))
+    fig, axes = _subplots(rows, cols, figsize=(3.6 * cols, 3.9 * rows), squeeze=False)
+    for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle(f"{ckpt['config']['arch']}: learned filters (first {len(convs)} conv layers)")
+    for ax, (name, w) in zip(axes.flat, convs, strict=False):
+        ax.imshow(_kernel_grid(w, max_filters), cmap="gray", vmin=-1, vmax=1)
+        shape = "x".join(map(str, w.shape))
+        ax.set_title(f"{name}\n{shape} (out x in x kh x kw)", fontsize=10)
+    if not convs:
+        axes[0, 0].text(0.5, 0.5, "no convolution with kernels of 3x3 or more", ha="center")
+    title = f"{ckpt['config']['arch']}: learned filters, first {len(convs)} layers with k >= 3"
+    fig.suptitle(title + model_caveat(ckpt, "\n"), fontsize=12)
     _save(fig, out_png)
+
+
+def cam_examples(boxes: pd.DataFrame, n_images: int) -> pd.DataFrame:
+    """Up to ``n_images`` boxes on distinct images, covering as many classes as possible:
+    first one box per class (each on a new image), then further images."""
+    chosen, images, labels = [], set(), set()
+    for new_label_only in (True, False):
+        for i, b in enumerate(boxes.itertuples()):
+            if len(chosen) == n_images:
+                break
+            if b.image in images or (new_label_only and b.label in labels):
+                continue
+            chosen.append(i)
+            images.add(b.image)
+            labels.add(b.label)
+    return boxes.iloc[chosen].reset_index(drop=True)
+
+
+# Both boxes keep a dark outline so they stay visible on the heat map and the image border.
+_OUTLINE = [patheffects.withStroke(linewidth=4, foreground="black")]
 
 
 def _draw_cam(ax, image, cam, expert, predicted, title) -> None:
     ax.imshow(image, cmap="gray")
     ax.imshow(cam, cmap="jet", alpha=0.35)
-    ax.add_patch(Rectangle(expert[:2], expert[2], expert[3], fill=False, ec="lime", lw=2))
+    ex = Rectangle(expert[:2], expert[2], expert[3], fill=False, ec="lime", lw=2)
+    ex.set_path_effects(_OUTLINE)
+    ax.add_patch(ex)
     x, y, w, h = predicted
-    ax.add_patch(Rectangle((x, y), w, h, fill=False, ec="red", lw=1.5, ls="--"))
+    if w == 0:
+        ax.text(
+            0.5,
+            0.04,
+            "CAM empty: nothing above the threshold",
+            transform=ax.transAxes,
+            ha="center",
+            color="white",
+            fontsize=8,
+            path_effects=_OUTLINE,
+        )
+    else:
+        box = Rectangle((x, y), w, h, fill=False, ec="white", lw=1.5, ls="--")
+        box.set_path_effects(_OUTLINE)
+        ax.add_patch(box)
     ax.set_title(title, fontsize=8)
 
 
@@ -161,12 +224,11 @@ def plot_cams(
     cam_threshold,
     device,
 ) -> None:
-    """Grad-CAM of the labelled class over test images with an expert box (green), the box
-    derived from the CAM (red) and the IoU."""
+    """Grad-CAM of the labelled class over distinct test images with an expert box (green),
+    the box derived from the CAM (white, dashed) and the IoU."""
     scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
-    boxes = boxes_on_test_images(layout, labels_csv, splits_csv, bbox_csv)
-    # One box per class first, so the figure shows different findings.
-    boxes = boxes.drop_duplicates("label").head(n_images).reset_index(drop=True)
+    all_boxes = boxes_on_test_images(layout, labels_csv, splits_csv, bbox_csv)
+    boxes = cam_examples(all_boxes, n_images)
     n = max(len(boxes), 1)
     cols = min(3, n)
     rows = int(np.ceil(n / cols))
@@ -181,15 +243,12 @@ def plot_cams(
         for j, (ax, b) in enumerate(zip(axes.flat, boxes.itertuples(), strict=False)):
             p = probs[j, scorer.labels.index(b.label)]
             title = f"{b.image}\n{b.label}: p={p:.2f}, IoU={found.ious[j]:.2f}"
-            _draw_cam(
-                ax,
-                found.images[j].numpy(),
-                found.cams[j],
-                found.expert[j],
-                found.predicted[j],
-                title,
-            )
-    fig.suptitle(f"{scorer.arch}: Grad-CAM (green: expert box, red: CAM box)")
+            args = (found.images[j].numpy(), found.cams[j], found.expert[j], found.predicted[j])
+            _draw_cam(ax, *args, title)
+    title = f"{scorer.arch}: Grad-CAM (green: expert box, white dashed: CAM box)"
+    if len(boxes) < n_images:
+        title += f"\nonly {len(boxes)} test images with expert boxes (of {n_images} asked)"
+    fig.suptitle(title + model_caveat(scorer.checkpoint, "\n"), fontsize=10)
     _save(fig, out_png)
 
 

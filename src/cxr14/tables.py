@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cxr14.checkpoint import model_caveat
 from cxr14.metadata import NO_FINDING
 
 
@@ -50,6 +51,7 @@ def model_row(
         "parameters": parameters[0],
         "trainable_parameters": parameters[1],
         "weights": ckpt.get("weights_used", "unknown"),
+        "note": model_caveat(ckpt, ""),
         **per_class["auroc"].to_dict(),
     }
 
@@ -96,6 +98,7 @@ def _markdown_row(r: dict) -> str:
         _fmt(r.get("train_minutes", np.nan), 1),
         params,
         _fmt(r.get("weights", "")),
+        _fmt(r.get("note", "")),
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -113,8 +116,8 @@ def summary_markdown(table: pd.DataFrame, labels: list[str], dataset: str, compa
         "",
         "| model | data set | mean AUROC (95% CI) | mean F1 @0.5 | mean F1 @val | classes never "
         "positive @0.5 | loc. acc. IoU>=0.3 | epochs | train min | parameters (trainable) "
-        "| weights |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| weights | note |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *(_markdown_row(r) for r in table.to_dict("records")),
         "",
         "## Per-class test AUROC",

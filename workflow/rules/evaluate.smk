@@ -5,6 +5,7 @@ rule evaluate_model:
         predictions="results/eval/{arch}/predictions.csv",
         metrics=report(
             "results/eval/{arch}/metrics.csv",
+            caption="../report/captions/metrics.rst",
             category="4. Evaluation",
             subcategory="{arch}",
             labels={
@@ -34,6 +35,7 @@ rule localize_findings:
     output:
         table=report(
             "results/eval/{arch}/localization.csv",
+            caption="../report/captions/localization.rst",
             category="4. Evaluation",
             subcategory="{arch}",
             labels={"model": "{arch}", "table": "localisation accuracy by IoU"},
@@ -58,9 +60,11 @@ rule localize_findings:
 rule plot_history:
     input:
         history="results/models/{arch}/history.csv",
+        checkpoint="results/models/{arch}/best.pt",
     output:
         figure=report(
             "results/eval/{arch}/history.png",
+            caption="../report/captions/history.rst",
             category="3. Training",
             subcategory="{arch}",
             labels={
@@ -80,9 +84,11 @@ rule plot_history:
 rule plot_roc:
     input:
         predictions="results/eval/{arch}/predictions.csv",
+        checkpoint="results/models/{arch}/best.pt",
     output:
         figure=report(
             "results/eval/{arch}/roc.png",
+            caption="../report/captions/roc.rst",
             category="4. Evaluation",
             subcategory="{arch}",
             labels={"model": "{arch}", "figure": "ROC curves"},
@@ -102,6 +108,7 @@ rule plot_filters:
     output:
         figure=report(
             "results/eval/{arch}/filters.png",
+            caption="../report/captions/filters.rst",
             category="4. Evaluation",
             subcategory="{arch}",
             labels={"model": "{arch}", "figure": "learned filters"},
@@ -123,6 +130,7 @@ rule plot_cams:
     output:
         figure=report(
             "results/eval/{arch}/cam.png",
+            caption="../report/captions/cam.rst",
             category="4. Evaluation",
             subcategory="{arch}",
             labels={"model": "{arch}", "figure": "Grad-CAM with expert boxes"},
@@ -148,12 +156,19 @@ rule summarize_models:
     output:
         table=report(
             "results/report/summary.csv",
+            caption="../report/captions/summary.rst",
             category="5. Summary",
             labels={"table": "summary (CSV)"},
         ),
-        markdown="results/report/summary.md",
+        markdown=report(
+            "results/report/summary.md",
+            caption="../report/captions/summary_md.rst",
+            category="5. Summary",
+            labels={"table": "summary (Markdown)"},
+        ),
         figure=report(
             "results/report/auroc_comparison.png",
+            caption="../report/captions/auroc_comparison.rst",
             category="5. Summary",
             labels={"figure": "per-class AUROC across models and published results"},
         ),

@@ -52,11 +52,13 @@ rule count_classes:
     output:
         table=report(
             "results/tables/class_counts.csv",
+            caption="../report/captions/class_counts.rst",
             category="1. Data",
             labels={"table": "images per class"},
         ),
         figure=report(
             "results/figures/class_counts.png",
+            caption="../report/captions/class_counts.rst",
             category="1. Data",
             labels={"figure": "images per class"},
         ),

@@ -6,6 +6,7 @@ rule make_splits:
         splits="results/splits/splits.csv",
         counts=report(
             "results/tables/split_counts.csv",
+            caption="../report/captions/split_counts.rst",
             category="2. Splits and sampling",
             labels={"table": "per-split, per-class counts"},
         ),
@@ -53,6 +54,7 @@ rule plot_oversampling:
     output:
         figure=report(
             "results/figures/oversample_counts.png",
+            caption="../report/captions/oversample_counts.rst",
             category="2. Splits and sampling",
             labels={"figure": "class frequency before/after oversampling"},
         ),

@@ -24,6 +24,7 @@ rule plot_average_image:
     output:
         figure=report(
             "results/figures/average_image.png",
+            caption="../report/captions/average_image.rst",
             category="1. Data",
             labels={"figure": "average image"},
         ),

@@ -9,7 +9,13 @@ rule train_model:
     output:
         best="results/models/{arch}/best.pt",
         last="results/models/{arch}/last.pt",
-        history="results/models/{arch}/history.csv",
+        history=report(
+            "results/models/{arch}/history.csv",
+            caption="../report/captions/history_csv.rst",
+            category="3. Training",
+            subcategory="{arch}",
+            labels={"model": "{arch}", "table": "history per epoch"},
+        ),
     log:
         "logs/train_model/{arch}.log",
     benchmark:

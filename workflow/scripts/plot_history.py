@@ -4,4 +4,9 @@ from cxr14.figures import plot_history
 from cxr14.logs import log_to
 
 with log_to(snakemake.log[0]):
-    plot_history(snakemake.input.history, snakemake.output.figure, snakemake.wildcards.arch)
+    plot_history(
+        snakemake.input.history,
+        snakemake.output.figure,
+        snakemake.wildcards.arch,
+        snakemake.input.checkpoint,
+    )

@@ -1,0 +1,41 @@
+"""The figure functions' choices: readable filters, distinct CAM examples, caveats in words."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cxr14.checkpoint import model_caveat
+from cxr14.figures import cam_examples, filter_layers
+from cxr14.models import build_model
+
+
+def test_filter_figure_shows_only_kernels_that_are_images():
+    state = build_model("densenet121", 14, weights="none").state_dict()
+    layers = filter_layers(state, 6)
+    assert len(layers) == 6
+    assert all(min(w.shape[-2:]) >= 3 for _, w in layers)
+    assert layers[0][0] == "features.conv0"  # the first layer (7x7) is included
+    # densenet121's 1x1 bottleneck convolutions would have been 4 of the first 6 layers.
+    all_convs = [k for k, v in state.items() if k.endswith("weight") and v.dim() == 4]
+    assert sum(min(state[k].shape[-2:]) == 1 for k in all_convs[:6]) >= 3
+
+
+def test_cam_examples_are_distinct_images_covering_many_classes():
+    boxes = pd.DataFrame(
+        {
+            "image": ["a", "a", "b", "b", "c", "d", "d", "e"],
+            "label": ["Mass", "Nodule", "Mass", "Edema", "Mass", "Nodule", "Hernia", "Mass"],
+        }
+    )
+    chosen = cam_examples(boxes, 4)
+    assert len(chosen) == len(set(chosen["image"])) == 4
+    assert {"Mass", "Edema", "Nodule"} <= set(chosen["label"])
+    assert len(cam_examples(boxes, 10)) == 5  # only five distinct images exist
+
+
+def test_a_frozen_random_backbone_is_named_a_linear_probe():
+    frozen = {"config": {"arch": "resnet18", "freeze": "backbone"}, "weights_used": "none (x)"}
+    assert "linear probe on random features" in model_caveat(frozen)
+    tuned = {"config": {"freeze": "backbone"}, "weights_used": "/w/resnet18-f37072fd.pth"}
+    scratch = {"config": {"arch": "vgg_like"}, "weights_used": "none (trained from scratch)"}
+    assert model_caveat(tuned) == model_caveat(scratch) == ""
