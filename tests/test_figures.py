@@ -39,3 +39,19 @@ def test_a_frozen_random_backbone_is_named_a_linear_probe():
     tuned = {"config": {"freeze": "backbone"}, "weights_used": "/w/resnet18-f37072fd.pth"}
     scratch = {"config": {"arch": "vgg_like"}, "weights_used": "none (trained from scratch)"}
     assert model_caveat(tuned) == model_caveat(scratch) == ""
+
+
+def test_figures_are_laid_out_so_labels_are_not_cut(tmp_path, monkeypatch):
+    from cxr14 import figures
+    from cxr14.layouts.nih import LABELS
+
+    saved = []
+    original = figures._save
+    monkeypatch.setattr(
+        figures, "_save", lambda fig, *a, **k: saved.append(fig) or original(fig, *a, **k)
+    )
+    row = {"model": "m", "mean_auroc": 0.8, **dict.fromkeys(LABELS, 0.8)}
+    figures.plot_auroc_comparison(pd.DataFrame([row]), list(LABELS), "x", set(), tmp_path / "a.png")
+    assert saved[0].get_layout_engine() is not None
+    # The rotated class names fit: the axes leave room below them.
+    assert saved[0].axes[0].get_position().y0 > 0.15

@@ -22,7 +22,7 @@ from cxr14.metadata import NO_FINDING
 
 def _subplots(nrows=1, ncols=1, *, figsize, squeeze=True):
     # The object-oriented API: no pyplot state, no display backend needed.
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
 
 
