@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cxr14 import __version__
+import cxr14
 from cxr14.errors import DataError
 from cxr14.imageio import BadImage, load_gray
 from cxr14.metadata import META_COLUMNS, label_columns
@@ -232,7 +232,7 @@ def merge_shards(
         "labels": json.dumps(label_list),
         "size": size,
         "n_skipped": len(skipped_df),
-        "cxr14_version": __version__,
+        "cxr14_version": cxr14.__version__,
         **(attrs or {}),
     }
     _write_store(tmp, shard_paths, kept, size, store_attrs)

@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from cxr14 import __version__
+import cxr14
 from cxr14.checkpoint import RESUME_KEYS, atomic_save, load_checkpoint, rng_state, set_rng_state
 from cxr14.data import DeviceData, Normalizer, augment, read_rows
 from cxr14.device import autocast, resolve_device
@@ -333,7 +333,7 @@ def save_checkpoint(
         "best_epoch": state.best_epoch,
         "weights_used": parts.model.weights_used,
         "labels": labels,
-        "cxr14_version": __version__,
+        "cxr14_version": cxr14.__version__,
     }
     if parts.scaler is not None:
         ckpt["scaler"] = parts.scaler.state_dict()
