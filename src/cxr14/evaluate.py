@@ -9,7 +9,6 @@ accuracy.
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ from cxr14.data import read_rows
 from cxr14.inference import Scorer
 from cxr14.logs import CONSOLE
 from cxr14.metadata import read_labels
-from cxr14.metrics import nanmean, per_class_auroc
+from cxr14.metrics import nanmean, patient_resamples, per_class_auroc, percentile_ci
 
 log = logging.getLogger(__name__)
 
@@ -40,24 +39,13 @@ def youden_thresholds(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
 
 def bootstrap_auroc(y, p, groups, n_boot=1000, seed=0, alpha=0.05):
     """Percentile CIs of per-class and mean AUROC, resampling patients (not images) with
-    replacement: images of one patient are correlated, so resampling them one by one would
-    make the intervals too narrow. Returns (low, high) arrays of length 15 (14 classes, mean)."""
-    rng = np.random.default_rng(seed)
-    uniq, inverse = np.unique(groups, return_inverse=True)
-    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
+    replacement. Returns (low, high) arrays of length classes + 1 (the last: the mean)."""
     stats = np.full((n_boot, y.shape[1] + 1), np.nan)
-    for b in range(n_boot):
-        pick = rng.integers(0, len(uniq), len(uniq))
-        idx = np.concatenate([members[g] for g in pick])
+    for b, idx in enumerate(patient_resamples(groups, n_boot, seed)):
         aucs = per_class_auroc(y[idx], p[idx])
         stats[b, :-1] = aucs
-        if not np.isnan(aucs).all():
-            stats[b, -1] = np.nanmean(aucs)
-    with warnings.catch_warnings():  # all-NaN columns (a class without positives) stay NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        low = np.nanpercentile(stats, 100 * alpha / 2, axis=0)
-        high = np.nanpercentile(stats, 100 * (1 - alpha / 2), axis=0)
-    return low, high
+        stats[b, -1] = nanmean(aucs)
+    return percentile_ci(stats, alpha)
 
 
 def operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
