@@ -8,7 +8,7 @@ import pytest
 
 from cxr14 import DataError
 from cxr14.layouts.nih import LABELS, read_data_entry
-from cxr14.splits import make_splits, stratified_group_split
+from cxr14.splits import make_splits, patient_folds, stratified_group_split
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +103,31 @@ def test_official_split_refuses_leaky_lists(tmp_path, labels_csv, nih_dir):
             train_val_list=tmp_path / "tv.txt",
             test_list=tmp_path / "t.txt",
         )
+
+
+def test_patient_folds_on_real_metadata(labels_csv):
+    """Five patient-disjoint folds: every patient in exactly one, sizes and label prevalence
+    balanced across folds, Hernia included."""
+    table = pd.read_csv(labels_csv)
+    y = table[list(LABELS)].to_numpy()
+    folds = patient_folds(y, table["patient"].to_numpy(), 5, seed=0)
+    assert set(folds) == set(range(5))
+    assert table.assign(fold=folds).groupby("patient")["fold"].nunique().max() == 1
+    sizes = np.bincount(folds) / len(folds)
+    np.testing.assert_allclose(sizes, 0.2, atol=0.005)
+    overall = y.mean(axis=0)
+    for f in range(5):
+        rel = y[folds == f].mean(axis=0) / overall
+        assert ((rel > 0.9) & (rel < 1.1)).all(), (f, dict(zip(LABELS, rel.round(3), strict=True)))
+    np.testing.assert_array_equal(folds, patient_folds(y, table["patient"].to_numpy(), 5, seed=0))
+
+
+def test_patient_folds_refuse_impossible_counts():
+    y = np.zeros((6, 2), int)
+    groups = np.array([1, 1, 2, 2, 3, 3])
+    with pytest.raises(
+        ValueError, match=r"split.folds must be between 2 and the number of patients \(3\), not 4"
+    ):
+        patient_folds(y, groups, 4, seed=0)
+    with pytest.raises(ValueError, match="not 1"):
+        patient_folds(y, groups, 1, seed=0)

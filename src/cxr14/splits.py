@@ -65,6 +65,19 @@ def stratified_group_split(
     return np.array(names, dtype=object)[assigned[inverse]]
 
 
+def patient_folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold number (0..k-1) of each row: k patient-disjoint folds of about equal size,
+    stratified over the labels like ``stratified_group_split`` (every patient in exactly one
+    fold)."""
+    n_groups = len(np.unique(groups))
+    if not 2 <= k <= n_groups:
+        raise ValueError(
+            f"split.folds must be between 2 and the number of patients ({n_groups}), not {k}"
+        )
+    names = stratified_group_split(labels, groups, {str(f): 1 / k for f in range(k)}, seed)
+    return names.astype(int)
+
+
 def official_split(
     table: pd.DataFrame, y: np.ndarray, train_val_list, test_list, val_fraction: float, seed: int
 ) -> np.ndarray:
