@@ -51,10 +51,12 @@ def summarize_models(
         rows.append(tables.model_row(arch, dataset, metrics, loc, history, ckpt, parameters))
     lay = get_layout(layout)
     published = lay.published_auroc()
-    rows += tables.published_rows(published, labels)
+    rows += tables.published_rows(published, labels, lay.published_dataset)
     table = pd.DataFrame(rows)
     table.to_csv(out_csv, index=False, float_format="%.4f")
-    markdown = tables.summary_markdown(table, labels, dataset, lay.comparable_to_published)
+    markdown = tables.summary_markdown(
+        table, labels, dataset, lay.published_dataset, lay.results_caveat
+    )
     Path(out_md).write_text(markdown)
     figures.plot_auroc_comparison(table, labels, dataset, set(published["model"]), out_png)
     log.info("summary of %d models written to %s", len(archs), out_md)

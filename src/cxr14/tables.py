@@ -56,11 +56,12 @@ def model_row(
     }
 
 
-def published_rows(published: pd.DataFrame, labels: list[str]) -> list[dict]:
-    """Summary rows of published results, each labelled with its source and split."""
+def published_rows(published: pd.DataFrame, labels: list[str], on: str) -> list[dict]:
+    """Summary rows of published results on data set ``on``, each labelled with its source
+    and split."""
     rows = []
     for r in published.to_dict("records"):
-        dataset = f"NIH ChestX-ray14 (published: {r['source']}; {r['split']})"
+        dataset = f"{on} (published: {r['source']}; {r['split']})"
         aucs = {c: r[c] for c in labels}
         rows.append(
             {
@@ -103,16 +104,17 @@ def _markdown_row(r: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def summary_markdown(table: pd.DataFrame, labels: list[str], dataset: str, comparable: bool) -> str:
-    """The summary as Markdown: a disclaimer naming the data set, the models, per-class AUROC."""
-    caveat = (
-        "." if comparable else " - and results on the synthetic demo set are never NIH results."
-    )
+def summary_markdown(
+    table: pd.DataFrame, labels: list[str], dataset: str, published_on: str, caveat: str
+) -> str:
+    """The summary as Markdown: a disclaimer naming the data sets (and the layout's
+    ``caveat``), the models, per-class AUROC."""
+    caveat = f" - and {caveat}." if caveat else "."
     lines = [
         "# Model summary",
         "",
-        f"Results of this run are on **{dataset}**. The published rows were measured on NIH "
-        f"ChestX-ray14 with other splits: they are references, not comparable numbers{caveat}",
+        f"Results of this run are on **{dataset}**. The published rows were measured on "
+        f"{published_on} with other splits: they are references, not comparable numbers{caveat}",
         "",
         "| model | data set | mean AUROC (95% CI) | mean F1 @0.5 | mean F1 @val | classes never "
         "positive @0.5 | loc. acc. IoU>=0.3 | epochs | train min | parameters (trainable) "

@@ -97,11 +97,12 @@ class State:
 
 def setup(settings: dict, threads: int | None) -> Process:
     """Device, process group under torchrun, CPU threads and seeds."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))  # set by torchrun
     proc = Process(
-        device=resolve_device(settings["device"], int(os.environ.get("LOCAL_RANK", "0"))),
+        device=resolve_device(settings["device"], local_rank),
         rank=int(os.environ.get("RANK", "0")),
         world=int(os.environ.get("WORLD_SIZE", "1")),
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        local_rank=local_rank,
     )
     if proc.world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if proc.device.type == "cuda" else "gloo")

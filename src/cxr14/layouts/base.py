@@ -24,10 +24,18 @@ class Layout:
 
     name: str = ""
     labels: tuple[str, ...] = ()
-    # Whether results can stand beside the published numbers (real images of this data set).
-    comparable_to_published: bool = False
+    # What every summary of a run on this layout must say about its results ("" for real
+    # images of the data set the published numbers were measured on).
+    results_caveat: str = ""
+    # The data set of the published rows.
+    published_dataset: str = ""
     # CSV of published per-class AUROCs: model, source, split and one column per label.
     published_auroc_file: Path | None = None
+
+    @property
+    def comparable_to_published(self) -> bool:
+        """Whether results can stand beside the published numbers."""
+        return not self.results_caveat
 
     def data_dir(self, config: dict) -> str:
         """The folder the images are found under."""

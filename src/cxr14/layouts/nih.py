@@ -260,8 +260,8 @@ class NIH(Layout):
 
     name = "nih"
     labels = LABELS
-    comparable_to_published = True
     published_auroc_file = PUBLISHED_AUROC
+    published_dataset = "NIH ChestX-ray14"
 
     def data_dir(self, config: dict) -> str:
         return config["data"]["nih_dir"]
