@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from cxr14.compare import compare_models, delong_test
+from cxr14.compare import collect_comparisons, compare_models, compare_runs, delong_test
 from cxr14.evaluate import bootstrap_auroc
 
 LABELS = ["A", "B", "C"]
@@ -90,3 +91,127 @@ def test_delong_matches_the_textbook_formula_with_ties():
     assert diff == pytest.approx(ref_diff)
     assert p == pytest.approx(2 * norm.sf(abs(ref_diff) / np.sqrt(ref_var)))
     assert np.isnan(delong_test(np.zeros(5), a[:5], b[:5])[1])  # no positives: undefined
+
+
+def _replicates(base, n_rep, scale, seed):
+    """``n_rep`` replicates of a model: ``base`` plus a little seed-specific noise."""
+    rng = np.random.default_rng(seed)
+    return np.stack([base + scale * rng.random(base.shape) for _ in range(n_rep)])
+
+
+def test_a_stack_of_replicates_compared_with_itself_differs_by_exactly_zero():
+    y, weak, _, groups = _case(n_patients=40)
+    stack = _replicates(weak, 3, 0.2, seed=1)
+    table = compare_models(y, stack, stack, groups, LABELS, n_boot=20).set_index("label")
+    assert (table["difference"] == 0).all()
+    assert (table[["ci_low", "ci_high"]] == 0).all().all()
+    assert (table["p_bootstrap"] == 1).all()
+    assert table["p_delong"].isna().all()  # DeLong: only for two single score vectors
+
+
+def test_stacks_with_a_known_difference_and_their_auroc_is_the_mean_over_replicates():
+    y, weak, strong, groups = _case(n_patients=40)
+    a, b = _replicates(weak, 2, 0.1, seed=1), _replicates(strong, 3, 0.1, seed=2)
+    table = compare_models(y, a, b, groups, LABELS, n_boot=40).set_index("label")
+    for c in [*LABELS, "mean"]:
+        assert 0 < table.loc[c, "ci_low"] <= table.loc[c, "difference"]
+        assert table.loc[c, "p_bootstrap"] < 0.05
+    assert table["p_delong"].isna().all()
+    per_rep = [[roc_auc_score(y[:, k], s[:, k]) for k in range(3)] for s in b]
+    np.testing.assert_allclose(table.loc[LABELS, "auroc_b"], np.mean(per_rep, axis=0))
+    assert table.loc["mean", "auroc_b"] == pytest.approx(np.mean(per_rep))
+    swapped = compare_models(y, b, a, groups, LABELS, n_boot=5).set_index("label")
+    np.testing.assert_allclose(swapped["difference"], -table["difference"])
+    # A stack of one is the plain 2-D model, DeLong included.
+    one = compare_models(y, weak[None], strong[None], groups, LABELS, n_boot=5)
+    pd.testing.assert_frame_equal(one, compare_models(y, weak, strong, groups, LABELS, n_boot=5))
+
+
+def _write_run(tmp_path, run, probs, y, groups, images, folds, seeds, pos_at_val):
+    """Predictions and metrics files of one run, one per seed x fold; returns the paths."""
+    preds, metrics, seed_of = [], [], []
+    for r, s in enumerate(seeds):
+        for f, rows in enumerate(folds):
+            df = pd.DataFrame({"image": images[rows], "patient": groups[rows]})
+            for k, c in enumerate(LABELS):
+                df[f"prob_{c}"] = probs[r, rows, k]
+                df[f"label_{c}"] = y[rows, k]
+            pred, met = tmp_path / f"{run}_s{s}_f{f}_pred.csv", tmp_path / f"{run}_s{s}_f{f}_m.csv"
+            df.sample(frac=1, random_state=r + f).to_csv(pred, index=False)  # any row order
+            counts = [pos_at_val(r, f, k) for k in range(3)]
+            rows_m = {"label": [*LABELS, "mean"], "predicted_pos_at_val": [*counts, sum(counts)]}
+            pd.DataFrame(rows_m).to_csv(met, index=False)
+            preds.append(pred)
+            metrics.append(met)
+            seed_of.append(s)
+    return preds, metrics, seed_of
+
+
+def _two_runs(tmp_path, n_patients=20):
+    y, weak, strong, groups = _case(n_patients=n_patients)
+    images = np.array([f"img{i:04d}.png" for i in range(len(y))])
+    folds = [np.flatnonzero(groups % 2 == 0), np.flatnonzero(groups % 2 == 1)]  # by patient
+    a, b = _replicates(weak, 2, 0.1, seed=1), _replicates(strong, 2, 0.1, seed=2)
+    run_a = _write_run(tmp_path, "a", a, y, groups, images, folds, [3, 7], lambda r, f, k: 0)
+    run_b = _write_run(
+        tmp_path, "b", b, y, groups, images, folds, [3, 7], lambda r, f, k: 10 * r + f + k
+    )
+    return (y, a, b, groups), run_a, run_b
+
+
+def test_compare_runs_pools_folds_per_seed_and_equals_compare_models(tmp_path):
+    (y, a, b, groups), run_a, run_b = _two_runs(tmp_path)
+    (pa, ma, sa), (pb, mb, sb) = run_a, run_b
+    out = tmp_path / "cmp.csv"
+    table = compare_runs("weak", "strong", pa, pb, ma, mb, sa, sb, out, n_boot=30, seed=4)
+    ref = compare_models(y, a, b, groups, LABELS, n_boot=30, seed=4)
+    cols = ["auroc_a", "auroc_b", "difference", "ci_low", "ci_high", "p_bootstrap"]
+    np.testing.assert_allclose(table[cols], ref[cols])
+    assert list(table.columns[:3]) == ["run_a", "run_b", "label"]
+    assert (table["run_a"] == "weak").all() and (table["run_b"] == "strong").all()
+    assert (table["replicates_a"] == 2).all() and (table["replicates_b"] == 2).all()
+    assert (table["n_images"] == len(y)).all() and (table["n_patients"] == 20).all()
+    # b: per fold f and seed index r, 10 r + f + k; summed over folds 20 r + 1 + 2 k, then
+    # averaged over r in {0, 1}: 11 + 2 k; a predicts no positives.
+    expected_b = [11, 13, 15, 39]
+    np.testing.assert_allclose(table["predicted_pos_b"], expected_b)
+    assert (table["predicted_pos_a"] == 0).all()
+    np.testing.assert_allclose(table["predicted_pos_difference"], expected_b)
+    written = pd.read_csv(out)
+    assert list(written.columns) == list(table.columns)
+    np.testing.assert_allclose(written["difference"], table["difference"], rtol=1e-5)
+
+
+def test_compare_runs_refuses_runs_scored_on_different_images(tmp_path):
+    _, (pa, ma, sa), (pb, mb, sb) = _two_runs(tmp_path)
+    df = pd.read_csv(pb[-1])
+    df.iloc[1:].to_csv(pb[-1], index=False)  # one image missing in one fold of one seed of b
+    with pytest.raises(ValueError, match="'weak' and 'strong' were not scored on the same test"):
+        compare_runs("weak", "strong", pa, pb, ma, mb, sa, sb, tmp_path / "c.csv", n_boot=5)
+
+
+def test_compare_runs_refuses_an_image_twice_within_a_seed(tmp_path):
+    _, (pa, ma, sa), (pb, mb, sb) = _two_runs(tmp_path)
+    df = pd.read_csv(pa[1])
+    pd.concat([df, df.iloc[:1]]).to_csv(pa[1], index=False)
+    with pytest.raises(ValueError, match=pa[1].name):
+        compare_runs("weak", "strong", pa, pb, ma, mb, sa, sb, tmp_path / "c.csv", n_boot=5)
+
+
+def test_collect_comparisons_writes_one_table_and_a_forest_plot(tmp_path):
+    _, (pa, ma, sa), (pb, mb, sb) = _two_runs(tmp_path)
+    c1, c2 = tmp_path / "c1.csv", tmp_path / "c2.csv"
+    compare_runs("weak", "strong", pa, pb, ma, mb, sa, sb, c1, n_boot=10)
+    # Second pair: one seed each, and a class without positives (NaN, skipped in the plot).
+    first = pd.read_csv(pa[0])
+    first["label_C"] = 0
+    first.to_csv(pa[0], index=False)
+    b0 = pd.read_csv(pb[0]).assign(label_C=0)
+    b0.to_csv(pb[0], index=False)
+    compare_runs("weak", "strong-s3", pa[:1], pb[:1], ma[:1], mb[:1], sa[:1], sb[:1], c2, n_boot=10)
+    out_csv, out_png = tmp_path / "all.csv", tmp_path / "all.png"
+    table = collect_comparisons([c1, c2], out_csv, out_png)
+    assert len(table) == 2 * (len(LABELS) + 1)
+    assert np.isnan(table.set_index(["run_b", "label"]).loc[("strong-s3", "C"), "difference"])
+    assert len(pd.read_csv(out_csv)) == len(table)
+    assert out_png.stat().st_size > 1000

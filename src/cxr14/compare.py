@@ -7,15 +7,28 @@ varies. Two-sided p-values: from the bootstrap distribution of the difference, a
 from DeLong's test (DeLong et al. 1988, Biometrics 44:837; the fast form of Sun and Xu 2014,
 IEEE SPL 21:1389), which treats images as independent and so is the less conservative of the
 two when patients have several images. Statistics: docs/evaluation.md.
+
+A model may be a stack of replicates (seeds) of one training run, shape (S, n, C): its AUROC is
+then the mean over the replicates, so the comparison is of the two runs and not of two lucky
+or unlucky seeds. ``compare_runs`` pools the folds of each seed of two runs from their
+prediction files, checks that both were scored on the same test images, and adds how many
+images each run predicts positive at its validation-chosen thresholds.
 """
 
 from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm, rankdata
 
+from cxr14.logs import CONSOLE
 from cxr14.metrics import nanmean, patient_resamples, per_class_auroc, percentile_ci
+
+log = logging.getLogger(__name__)
 
 
 def delong_test(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray) -> tuple[float, float]:
@@ -54,36 +67,211 @@ def _bootstrap_p(diffs: np.ndarray) -> np.ndarray:
     return np.where(count > 0, p, np.nan)
 
 
+def _stack(p) -> np.ndarray:
+    """Predictions as a stack of replicates (S, n, C); a 2-D array is one replicate."""
+    p = np.asarray(p, dtype=float)
+    if p.ndim == 2:
+        return p[None]
+    if p.ndim != 3:
+        raise ValueError(f"predictions must be (n, C) or (S, n, C), not of shape {p.shape}")
+    return p
+
+
+def stack_auroc(y: np.ndarray, stack: np.ndarray) -> tuple[np.ndarray, float]:
+    """AUROC of a stack of replicates: per class the mean over replicates, and the mean over
+    replicates of the mean over classes (NaN classes, without positives, left out)."""
+    per_rep = np.array([per_class_auroc(y, p) for p in stack])
+    return per_rep.mean(axis=0), float(np.mean([nanmean(a) for a in per_rep]))
+
+
 def paired_bootstrap(y, p_a, p_b, groups, n_boot=1000, seed=0) -> np.ndarray:
     """Replicates (n_boot, classes + 1) of AUROC(b) - AUROC(a), per class and of the mean,
-    each on the same resampled patients for both models."""
+    each on the same resampled patients for both models and all their replicates."""
+    p_a, p_b = _stack(p_a), _stack(p_b)
     diffs = np.full((n_boot, y.shape[1] + 1), np.nan)
     for b, idx in enumerate(patient_resamples(groups, n_boot, seed)):
-        a_auc, b_auc = per_class_auroc(y[idx], p_a[idx]), per_class_auroc(y[idx], p_b[idx])
+        a_auc, a_mean = stack_auroc(y[idx], p_a[:, idx])
+        b_auc, b_mean = stack_auroc(y[idx], p_b[:, idx])
         diffs[b, :-1] = b_auc - a_auc
-        diffs[b, -1] = nanmean(b_auc) - nanmean(a_auc)
+        diffs[b, -1] = b_mean - a_mean
     return diffs
 
 
 def compare_models(y, p_a, p_b, groups, labels, n_boot=1000, seed=0, alpha=0.05) -> pd.DataFrame:
     """One row per class and a ``mean`` row: both AUROCs, their difference (b - a) with a
-    paired patient-bootstrap CI and p-value, and DeLong's p-value per class."""
-    auc_a, auc_b = per_class_auroc(y, p_a), per_class_auroc(y, p_b)
+    paired patient-bootstrap CI and p-value, and DeLong's p-value per class.
+
+    ``p_a``, ``p_b``: (n, C), or stacks (S, n, C) of replicates whose AUROCs are averaged.
+    DeLong's test is for two fixed score vectors, so ``p_delong`` is NaN unless both models
+    are a single replicate.
+    """
+    p_a, p_b = _stack(p_a), _stack(p_b)
+    (auc_a, mean_a), (auc_b, mean_b) = stack_auroc(y, p_a), stack_auroc(y, p_b)
     diffs = paired_bootstrap(y, p_a, p_b, groups, n_boot, seed)
     low, high = percentile_ci(diffs, alpha)
     p_boot = _bootstrap_p(diffs)
-    delong = [delong_test(y[:, k], p_a[:, k], p_b[:, k])[1] for k in range(y.shape[1])]
+    delong = [np.nan] * y.shape[1]
+    if len(p_a) == len(p_b) == 1:
+        delong = [delong_test(y[:, k], p_a[0, :, k], p_b[0, :, k])[1] for k in range(y.shape[1])]
     table = pd.DataFrame(
         {
             "label": [*labels, "mean"],
             "n_pos": [*y.sum(axis=0).astype(int), int(y.sum())],
-            "auroc_a": [*auc_a, nanmean(auc_a)],
-            "auroc_b": [*auc_b, nanmean(auc_b)],
-            "difference": [*(auc_b - auc_a), nanmean(auc_b) - nanmean(auc_a)],
+            "auroc_a": [*auc_a, mean_a],
+            "auroc_b": [*auc_b, mean_b],
+            "difference": [*(auc_b - auc_a), mean_b - mean_a],
             "ci_low": low,
             "ci_high": high,
             "p_bootstrap": p_boot,
             "p_delong": [*delong, np.nan],
         }
     )
+    return table
+
+
+def _pool_seeds(run: str, predictions: Sequence, seeds: Sequence[int]) -> dict[int, pd.DataFrame]:
+    """Per seed, its folds' predictions concatenated; an image twice within a seed stops."""
+    pooled = {}
+    for s in dict.fromkeys(int(s) for s in seeds):
+        files = [f for f, t in zip(predictions, seeds, strict=True) if int(t) == s]
+        frames = [pd.read_csv(f).assign(_file=str(f)) for f in files]
+        df = pd.concat(frames, ignore_index=True)
+        twice = df[df["image"].duplicated(keep=False)]
+        if len(twice):
+            image = twice["image"].iloc[0]
+            where = sorted(set(twice.loc[twice["image"] == image, "_file"]))
+            raise ValueError(
+                f"run {run!r}, seed {s}: image {image!r} appears twice, in "
+                f"{' and '.join(where)} (repeated images: {twice['image'].nunique()})"
+            )
+        pooled[s] = df.drop(columns="_file").set_index("image")
+    return pooled
+
+
+def _check_same_images(run_a, run_b, pooled_a, pooled_b) -> pd.Index:
+    """The test images of the first seed of ``run_a``, after checking every seed of both runs
+    was scored on exactly those: otherwise the two AUROCs are not comparable."""
+    ref = next(iter(pooled_a.values())).index
+    for run, pooled in ((run_a, pooled_a), (run_b, pooled_b)):
+        for s, df in pooled.items():
+            if set(df.index) == set(ref):
+                continue
+            only = sorted(set(df.index) ^ set(ref))
+            raise ValueError(
+                f"runs {run_a!r} and {run_b!r} were not scored on the same test images: "
+                f"{run!r} seed {s} has {len(df)} images, {run_a!r} seed "
+                f"{next(iter(pooled_a))} has {len(ref)}; images in only one of them: {len(only)}, "
+                f"e.g. {only[0]!r}"
+            )
+    return ref
+
+
+def _prob_labels(df: pd.DataFrame) -> list[str]:
+    return [c.removeprefix("prob_") for c in df.columns if c.startswith("prob_")]
+
+
+def _aligned_arrays(run_a, run_b, pooled_a, pooled_b):
+    """y, the two stacks (S, n, C), the patients and the labels, aligned by image."""
+    images = _check_same_images(run_a, run_b, pooled_a, pooled_b)
+    first = next(iter(pooled_a.values())).loc[images]
+    labels = _prob_labels(first)
+    label_cols = [f"label_{c}" for c in labels]
+    y = first[label_cols].to_numpy()
+    stacks = []
+    for run, pooled in ((run_a, pooled_a), (run_b, pooled_b)):
+        stack = []
+        for s, df in pooled.items():
+            if set(_prob_labels(df)) != set(labels):
+                raise ValueError(
+                    f"{run!r} seed {s} predicts {_prob_labels(df)}, {run_a!r} {labels}"
+                )
+            df = df.loc[images]
+            if not np.array_equal(df[label_cols].to_numpy(), y) or not np.array_equal(
+                df["patient"].to_numpy(), first["patient"].to_numpy()
+            ):
+                raise ValueError(
+                    f"runs {run_a!r} and {run_b!r} disagree on the labels or patients of the "
+                    f"test images ({run!r} seed {s})"
+                )
+            stack.append(df[[f"prob_{c}" for c in labels]].to_numpy(dtype=float))
+        stacks.append(np.stack(stack))
+    return y, stacks[0], stacks[1], first["patient"].to_numpy(), labels
+
+
+def _predicted_pos(metrics: Sequence, seeds: Sequence[int], labels: list[str]) -> np.ndarray:
+    """Per label, images predicted positive at the validation-chosen thresholds, summed over
+    the folds of a seed and averaged over seeds; last, the sum over labels."""
+    per_seed: dict[int, np.ndarray] = {}
+    for f, s in zip(metrics, seeds, strict=True):
+        table = pd.read_csv(f)
+        table = table[table["label"] != "mean"].set_index("label")
+        if set(table.index) != set(labels):
+            raise ValueError(f"{f} has the labels {list(table.index)}, the predictions {labels}")
+        counts = table.loc[labels, "predicted_pos_at_val"].to_numpy(dtype=float)
+        per_seed[int(s)] = per_seed.get(int(s), 0) + counts
+    mean = np.mean(list(per_seed.values()), axis=0)
+    return np.append(mean, mean.sum())
+
+
+def compare_runs(
+    run_a: str,
+    run_b: str,
+    predictions_a: Sequence[str | os.PathLike],
+    predictions_b: Sequence[str | os.PathLike],
+    metrics_a: Sequence[str | os.PathLike],
+    metrics_b: Sequence[str | os.PathLike],
+    seeds_a: Sequence[int],
+    seeds_b: Sequence[int],
+    out_csv: str | os.PathLike,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """``compare_models`` of two runs from their files, one per replicate (seed) and fold; the
+    folds of a seed are pooled, so every seed covers the whole test set. Adds the predicted-
+    positive counts at the validation thresholds: an AUROC can look fine while a run (e.g.
+    trained without class weights) predicts no positives at all."""
+    for run, files in (
+        (run_a, (predictions_a, metrics_a, seeds_a)),
+        (run_b, (predictions_b, metrics_b, seeds_b)),
+    ):
+        if not files[0] or len({len(f) for f in files}) != 1:
+            raise ValueError(
+                f"run {run!r}: needs as many predictions, metrics and seeds (at least one), "
+                f"got {[len(f) for f in files]}"
+            )
+    pooled_a = _pool_seeds(run_a, predictions_a, seeds_a)
+    pooled_b = _pool_seeds(run_b, predictions_b, seeds_b)
+    y, p_a, p_b, groups, labels = _aligned_arrays(run_a, run_b, pooled_a, pooled_b)
+    table = compare_models(y, p_a, p_b, groups, labels, n_boot, seed, alpha)
+    table.insert(0, "run_a", run_a)
+    table.insert(1, "run_b", run_b)
+    table["replicates_a"], table["replicates_b"] = len(pooled_a), len(pooled_b)
+    table["n_images"], table["n_patients"] = len(y), len(np.unique(groups))
+    table["predicted_pos_a"] = _predicted_pos(metrics_a, seeds_a, labels)
+    table["predicted_pos_b"] = _predicted_pos(metrics_b, seeds_b, labels)
+    table["predicted_pos_difference"] = table["predicted_pos_b"] - table["predicted_pos_a"]
+    table.to_csv(out_csv, index=False, float_format="%.6g")
+    m = table.iloc[-1]
+    log.info(
+        "%s - %s on %d test images: mean AUROC difference %.4f (95%% CI %.4f to %.4f)",
+        run_b,
+        run_a,
+        len(y),
+        m["difference"],
+        m["ci_low"],
+        m["ci_high"],
+        extra=CONSOLE,
+    )
+    return table
+
+
+def collect_comparisons(csvs, out_csv, out_png) -> pd.DataFrame:
+    """All pairwise tables of ``compare_runs`` in one CSV and one forest plot."""
+    # Imported here: the figures module pulls in torch, which the statistics do not need.
+    from cxr14.figures import plot_comparisons
+
+    table = pd.concat([pd.read_csv(f) for f in csvs], ignore_index=True)
+    table.to_csv(out_csv, index=False, float_format="%.6g")
+    plot_comparisons(table, out_png)
     return table

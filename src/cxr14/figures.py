@@ -273,3 +273,43 @@ def plot_auroc_comparison(table: pd.DataFrame, labels, dataset: str, published, 
     ax.set_title(f"Per-class AUROC: this run on {dataset}; hatched: published results")
     ax.legend(fontsize=8, ncol=3, loc="lower left")
     _save(fig, out_png)
+
+
+def _forest_panel(ax, rows: pd.DataFrame) -> None:
+    """One pair's differences with CI bars, classes top down and the mean last, in bold."""
+    y = np.arange(len(rows))[::-1]
+    is_mean = (rows["label"] == "mean").to_numpy()
+    d = rows["difference"].to_numpy(dtype=float)
+    lo, hi = rows["ci_low"].to_numpy(dtype=float), rows["ci_high"].to_numpy(dtype=float)
+    for mask, color, size, lw in ((~is_mean, "tab:blue", 5, 1.5), (is_mean, "black", 8, 2.5)):
+        ok = mask & ~np.isnan(d)  # NaN: a class without positives, AUROC undefined
+        # The percentile CI need not contain the point estimate: bars from its ends.
+        ax.hlines(y[ok], lo[ok], hi[ok], color=color, lw=lw)
+        ax.plot(d[ok], y[ok], "o", color=color, ms=size)
+    ax.axvline(0, color="grey", lw=0.8, ls="--")
+    undefined = np.where(np.isnan(d), " (undefined)", "")
+    ax.set_yticks(y, rows["label"].astype(str) + undefined)
+    for tick, bold in zip(ax.get_yticklabels(), is_mean, strict=True):
+        tick.set_fontweight("bold" if bold else "normal")
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.grid(axis="x", alpha=0.3)
+    first = rows.iloc[0]
+    ax.set_title(f"{first['run_b']} vs {first['run_a']}", fontsize=10)
+
+
+def plot_comparisons(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
+    """Forest plot of ``compare.compare_runs`` tables: per pair of runs, the AUROC difference
+    per class and of the mean with its paired-bootstrap CI, so a gain shows beside its
+    uncertainty (one panel per pair, shared x)."""
+    pairs = list(dict.fromkeys(zip(table["run_a"], table["run_b"], strict=True)))
+    n_rows = max(len(table) // max(len(pairs), 1), 1)
+    fig, axes = _subplots(
+        len(pairs), 1, figsize=(7, 0.3 * n_rows * len(pairs) + 1.2), squeeze=False
+    )
+    fig.get_layout_engine().set(h_pad=0.1)
+    for ax in axes[1:, 0]:
+        ax.sharex(axes[0, 0])  # before drawing, so that the limits cover every panel
+    for ax, (a, b) in zip(axes[:, 0], pairs, strict=True):
+        _forest_panel(ax, table[(table["run_a"] == a) & (table["run_b"] == b)])
+    axes[-1, 0].set_xlabel("AUROC difference (run_b - run_a), paired patient-bootstrap 95% CI")
+    _save(fig, out_png)
