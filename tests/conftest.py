@@ -22,9 +22,10 @@ def full_settings(settings: dict) -> dict:
     schema's defaults."""
     from cxr14.settings import train_settings, with_defaults
 
-    arch = settings["arch"]
-    config = with_defaults({"train": {k: v for k, v in settings.items() if k != "arch"}}, SCHEMA)
-    return train_settings(config, arch)
+    arch, seed = settings["arch"], settings.get("seed", 0)
+    train = {k: v for k, v in settings.items() if k not in ("arch", "seed")}
+    config = with_defaults({"train": train, "runs": [{"name": arch, "arch": arch}]}, SCHEMA)
+    return train_settings(config, arch, seed)
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +65,6 @@ TINY_CONFIG = {
     "split": {"method": "patient_random", "seed": 1},
     "oversample": {"enabled": True},
     "train": {
-        "archs": ["simple_cnn", "vgg_like", "resnet18", "densenet121"],
         "threads": 2,
         "epochs": 2,
         "milestones": [1],
@@ -77,10 +77,20 @@ TINY_CONFIG = {
         "resnet18": {"weights": "none"},
         "densenet121": {"weights": "none", "epochs": 1},
     },
+    "runs": [
+        {"name": "simple_cnn", "arch": "simple_cnn"},
+        {"name": "vgg_like", "arch": "vgg_like"},
+        {"name": "resnet18", "arch": "resnet18"},
+        {"name": "densenet121", "arch": "densenet121"},
+    ],
+    "compare": [],
     "eval": {"bootstrap": 20, "cam_images": 2, "device": "cpu"},
 }
 
-DATA_TARGETS = ("results/splits/oversample_index.npy", "results/stats/pixel_stats.json")
+DATA_TARGETS = (
+    "results/splits/holdout/oversample_index.npy",
+    "results/stats/holdout/pixel_stats.json",
+)
 
 
 @pytest.fixture(scope="session")
@@ -93,18 +103,22 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     return {
         "store_h5": r / "hdf5/images_64.h5",
         "labels_csv": r / "metadata/labels.csv",
-        "splits_csv": r / "splits/splits.csv",
-        "index_npy": r / "splits/oversample_index.npy",
-        "average_npy": r / "stats/average_image.npy",
-        "stats_json": r / "stats/pixel_stats.json",
+        "splits_csv": r / "splits/holdout/splits.csv",
+        "index_npy": r / "splits/holdout/oversample_index.npy",
+        "average_npy": r / "stats/holdout/average_image.npy",
+        "stats_json": r / "stats/holdout/pixel_stats.json",
     }
 
 
 def write_config(workdir: Path, overrides: dict | None = None, base: dict | None = None) -> Path:
-    """Write a config file into ``workdir``; ``overrides`` are merged one level deep."""
-    cfg = {k: dict(v) for k, v in (base or TINY_CONFIG).items()}
+    """Write a config file into ``workdir``; ``overrides`` are merged one level deep (lists,
+    such as ``runs`` and ``compare``, are replaced)."""
+    cfg = {k: dict(v) if isinstance(v, dict) else list(v) for k, v in (base or TINY_CONFIG).items()}
     for k, v in (overrides or {}).items():
-        cfg.setdefault(k, {}).update(v)
+        if isinstance(v, dict):
+            cfg.setdefault(k, {}).update(v)
+        else:
+            cfg[k] = v
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

@@ -10,6 +10,8 @@ import yaml
 from conftest import REPO, snakemake
 from snakemake.utils import update_config, validate
 
+from cxr14.settings import config_problems, runs, train_settings
+
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 
 
@@ -17,9 +19,13 @@ def _load(name):
     return yaml.safe_load((REPO / "config" / name).read_text())
 
 
-def _settings(cfg, arch):
-    shared = {k: v for k, v in cfg["train"].items() if k not in ("archs", "gpus", "threads")}
-    return {**shared, **cfg["models"].get(arch, {})}
+def _merged(*names):
+    """config.yaml with the presets merged over it, as `--configfile` does, validated."""
+    cfg = copy.deepcopy(_load("config.yaml"))
+    for name in names:
+        update_config(cfg, _load(name))
+    validate(cfg, SCHEMA)
+    return cfg
 
 
 def test_default_config_is_valid():
@@ -28,18 +34,24 @@ def test_default_config_is_valid():
     assert cfg["data"]["source"] == "synthetic" and cfg["preprocess"]["size"] == 256
 
 
-@pytest.mark.parametrize("arch", ["simple_cnn", "vgg_like", "resnet18", "densenet121"])
-def test_nih_preset_merged_over_defaults_keeps_the_seed_settings(arch):
-    cfg = copy.deepcopy(_load("config.yaml"))
-    update_config(cfg, _load("nih.yaml"))  # what `--configfile config/nih.yaml` does
-    validate(cfg, SCHEMA)
-    s = _settings(cfg, arch)
-    assert (s["input_size"], s["batch_size"], s["epochs"], s["milestones"]) == (256, 64, 120, [60])
-    assert s["lr"] == (1e-4 if arch == "resnet18" else 1e-3)
-    assert s["loss"] == "wcel" and s["sampling"] == "oversample" and s["augment"] is False
+def test_nih_preset_merged_over_defaults_keeps_the_seed_settings():
+    cfg = _merged("nih.yaml")
+    assert config_problems(cfg) == []
+    for run in runs(cfg):
+        s = train_settings(cfg, run, 0)
+        arch = s["arch"]
+        assert (s["input_size"], s["batch_size"], s["epochs"], s["milestones"]) == (
+            256,
+            64,
+            120,
+            [60],
+        )
+        assert s["lr"] == (1e-4 if arch == "resnet18" else 1e-3)
+        assert s["loss"] == ("bce" if run.endswith("_bce") else "wcel"), run
+        assert s["sampling"] == "oversample" and s["augment"] is False
+        if arch in ("resnet18", "densenet121"):
+            assert s["weights"] == "imagenet"
     assert cfg["data"]["source"] == "nih" and cfg["preprocess"]["size"] == 256
-    if arch in ("resnet18", "densenet121"):
-        assert s["weights"] == "imagenet"
 
 
 def test_schema_rejects_unknown_model_keys():

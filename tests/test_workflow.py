@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import REPO, TINY_CONFIG, planned_jobs, snakemake, write_config
 
 from cxr14.layouts.nih import LABELS
@@ -21,15 +22,31 @@ from cxr14.layouts.nih import LABELS
 pytestmark = pytest.mark.slow
 
 ARCHS = ("simple_cnn", "vgg_like", "resnet18", "densenet121")
-EVAL_FILES = (
-    "predictions.csv",
-    "metrics.csv",
-    "localization.csv",
-    "history.png",
-    "roc.png",
-    "filters.png",
-    "cam.png",
-)
+# Every architecture, and a second simple_cnn run (unweighted loss) compared with the first;
+# the two simple_cnn runs have two seeds each.
+RUNS = [*TINY_CONFIG["runs"], {"name": "simple_cnn_bce", "arch": "simple_cnn", "loss": "bce"}]
+RUNS = [{**r, "seeds": [0, 1]} if r["arch"] == "simple_cnn" else r for r in RUNS]
+COMPARE = [["simple_cnn", "simple_cnn_bce"]]
+NAMES = [r["name"] for r in RUNS]
+REPLICATES = [(r["name"], "holdout", s) for r in RUNS for s in r.get("seeds", [0])]
+TABLES = ("predictions.csv", "metrics.csv", "localization.csv")
+FIGURES = ("history.png", "roc.png", "filters.png", "cam.png")
+EVAL_FILES = TABLES + FIGURES
+
+
+def model(run: str, split: str = "holdout", seed: int = 0) -> str:
+    return f"results/models/{run}/{split}/seed{seed}"
+
+
+def evals(run: str, split: str = "holdout", seed: int = 0) -> str:
+    return f"results/eval/{run}/{split}/seed{seed}"
+
+
+def tiny_runs(wd, overrides=None):
+    """The end-to-end test's configuration: TINY_CONFIG with RUNS and COMPARE."""
+    return write_config(wd, {"runs": RUNS, "compare": COMPARE, **(overrides or {})})
+
+
 PREPROCESSING = {"generate_synthetic_data", "parse_metadata", "downsample_images", "merge_shards"}
 EVALUATION = {
     "evaluate_model",
@@ -38,6 +55,9 @@ EVALUATION = {
     "plot_roc",
     "plot_filters",
     "plot_cams",
+    "aggregate_run",
+    "compare_runs",
+    "collect_comparisons",
     "summarize_models",
 }
 OUTPUTS = [
@@ -46,17 +66,23 @@ OUTPUTS = [
     "results/tables/skipped_images.csv",
     "results/tables/class_counts.csv",
     "results/figures/class_counts.png",
-    "results/stats/average_image.npy",
-    "results/stats/pixel_stats.json",
-    "results/figures/average_image.png",
-    "results/splits/splits.csv",
-    "results/tables/split_counts.csv",
-    "results/splits/oversample_index.npy",
-    "results/tables/oversample_counts.csv",
-    "results/figures/oversample_counts.png",
-    *[f"results/models/{a}/{f}" for a in ARCHS for f in ("best.pt", "last.pt", "history.csv")],
-    *[f"results/eval/{a}/{f}" for a in ARCHS for f in EVAL_FILES],
+    "results/stats/holdout/average_image.npy",
+    "results/stats/holdout/pixel_stats.json",
+    "results/figures/holdout/average_image.png",
+    "results/splits/holdout/splits.csv",
+    "results/tables/holdout/split_counts.csv",
+    "results/splits/holdout/oversample_index.npy",
+    "results/tables/holdout/oversample_counts.csv",
+    "results/figures/holdout/oversample_counts.png",
+    *[f"{model(*r)}/{f}" for r in REPLICATES for f in ("best.pt", "last.pt", "history.csv")],
+    *[f"{evals(*r)}/{f}" for r in REPLICATES for f in TABLES],
+    *[f"{evals(run)}/{f}" for run in NAMES for f in FIGURES],
+    *[f"results/eval/{run}/replicates.csv" for run in NAMES],
+    "results/compare/simple_cnn/simple_cnn_bce.csv",
+    "results/report/comparisons.csv",
+    "results/report/comparisons.png",
     "results/report/summary.csv",
+    "results/report/replicates.csv",
     "results/report/summary.md",
     "results/report/auroc_comparison.png",
 ]
@@ -69,7 +95,7 @@ DATA_OUTPUTS = [
 def done(tmp_path_factory):
     """One complete run of the default target."""
     wd = tmp_path_factory.mktemp("wf")
-    write_config(wd)
+    tiny_runs(wd)
     proc = snakemake(wd)
     (wd / "console.txt").write_text(proc.stdout + proc.stderr)
     return wd
@@ -79,7 +105,7 @@ def test_every_output_is_built_and_consistent(done):
     for out in OUTPUTS:
         assert (done / out).stat().st_size > 0, out
     labels = pd.read_csv(done / "results/metadata/labels.csv")
-    splits = pd.read_csv(done / "results/splits/splits.csv")
+    splits = pd.read_csv(done / "results/splits/holdout/splits.csv")
     with h5py.File(done / "results/hdf5/images_32.h5") as h5:
         assert h5["images"].shape == (60, 32, 32)
         assert h5["image_index"].asstr()[:].tolist() == labels["image"].tolist()
@@ -87,12 +113,13 @@ def test_every_output_is_built_and_consistent(done):
         assert "bilinear" in h5.attrs["resize"] and h5.attrs["source"] == "synthetic"
     assert splits["image"].tolist() == labels["image"].tolist()
     assert splits.groupby("patient")["split"].nunique().max() == 1
-    index = np.load(done / "results/splits/oversample_index.npy")
+    index = np.load(done / "results/splits/holdout/oversample_index.npy")
     assert set(splits.loc[index, "split"]) == {"train"}
-    avg = np.load(done / "results/stats/average_image.npy")
+    avg = np.load(done / "results/stats/holdout/average_image.npy")
     assert avg.shape == (32, 32) and avg.dtype == np.float32
-    for log in ("parse_metadata", "merge_shards", "make_splits", "compute_average_image"):
+    for log in ("parse_metadata", "merge_shards", "make_splits/holdout"):
         assert (done / "logs" / f"{log}.log").stat().st_size > 0
+    assert (done / "logs/compute_average_image/holdout.log").stat().st_size > 0
 
 
 def test_console_shows_one_line_per_epoch_and_evaluation(done):
@@ -106,8 +133,8 @@ def test_console_shows_one_line_per_epoch_and_evaluation(done):
 
 def test_jobs_use_the_threads_their_rules_declare(done):
     # TINY_CONFIG: --cores 2, eval.threads 2 (the default); plots declare 1.
-    assert "CPU threads: 2" in (done / "logs/evaluate_model/vgg_like.log").read_text()
-    assert "CPU threads: 1" in (done / "logs/plot_roc/vgg_like.log").read_text()
+    assert "CPU threads: 2" in (done / "logs/evaluate_model/vgg_like/holdout/seed0.log").read_text()
+    assert "CPU threads: 1" in (done / "logs/plot_roc/vgg_like/holdout/seed0.log").read_text()
 
 
 def test_rerun_is_a_no_op(done):
@@ -116,55 +143,126 @@ def test_rerun_is_a_no_op(done):
 
 def test_downstream_setting_reruns_only_downstream_jobs(done):
     try:
-        write_config(done, {"oversample": {"threshold": 0.3}})
+        tiny_runs(done, {"oversample": {"threshold": 0.3}})
         jobs = planned_jobs(done)
         assert {
             k: jobs.pop(k) for k in ("make_oversample_index", "plot_oversampling", "train_model")
-        } == {"make_oversample_index": 1, "plot_oversampling": 1, "train_model": 4}
+        } == {"make_oversample_index": 1, "plot_oversampling": 1, "train_model": 7}
         assert set(jobs) <= EVALUATION | {"all"}  # and what depends on the models
-        write_config(done, {"split": {"seed": 2}})
+        tiny_runs(done, {"split": {"seed": 2}})
         jobs = planned_jobs(done)
         assert "make_splits" in jobs and "compute_average_image" in jobs
         assert not PREPROCESSING & set(jobs)
     finally:
-        write_config(done)
+        tiny_runs(done)
     assert planned_jobs(done) == {}
+
+
+def _planned_models(workdir) -> set[str]:
+    out = snakemake(workdir, "-n").stdout
+    return {r for r in NAMES if f"output: results/models/{r}/" in out}
 
 
 def test_training_setting_reruns_no_preprocessing(done):
     try:
-        write_config(done, {"train": {**TINY_CONFIG["train"], "lr": 5e-4}})
+        tiny_runs(done, {"train": {**TINY_CONFIG["train"], "lr": 5e-4}})
         jobs = planned_jobs(done)
-        assert jobs.pop("train_model") == 4 and set(jobs) <= EVALUATION | {"all"}
+        assert jobs.pop("train_model") == 7 and set(jobs) <= EVALUATION | {"all"}
         # densenet121 overrides `epochs`, so the shared value does not concern it.
-        write_config(done, {"train": {**TINY_CONFIG["train"], "epochs": 3}})
+        tiny_runs(done, {"train": {**TINY_CONFIG["train"], "epochs": 3}})
         jobs = planned_jobs(done)
-        assert jobs.pop("train_model") == 3 and set(jobs) <= EVALUATION | {"all"}
+        assert jobs.pop("train_model") == 6 and set(jobs) <= EVALUATION | {"all"}
         # One architecture's hyperparameter: only that architecture's training.
         models = {**TINY_CONFIG["models"], "vgg_like": {"widths": [4, 8], "fc": 16, "lr": 3e-4}}
-        write_config(done, {"models": models})
+        tiny_runs(done, {"models": models})
         jobs = planned_jobs(done)
         assert jobs.pop("train_model") == 1 and set(jobs) <= EVALUATION | {"all"}
         assert jobs["evaluate_model"] == 1 and jobs["summarize_models"] == 1
-        out = snakemake(done, "-n").stdout
-        planned = {a for a in ARCHS if f"output: results/models/{a}/" in out}
-        assert planned == {"vgg_like"}
+        assert _planned_models(done) == {"vgg_like"}
     finally:
-        write_config(done)
+        tiny_runs(done)
+    assert planned_jobs(done) == {}
+
+
+def test_changing_one_run_reruns_its_jobs_and_its_comparison_only(done):
+    runs = [{**r, "lr": 5e-4} if r["name"] == "simple_cnn_bce" else r for r in RUNS]
+    try:
+        tiny_runs(done, {"runs": runs})
+        assert planned_jobs(done) == {
+            "train_model": 2,  # its two seeds
+            "evaluate_model": 2,
+            "localize_findings": 2,
+            "plot_history": 1,  # figures of its first replicate
+            "plot_roc": 1,
+            "plot_filters": 1,
+            "plot_cams": 1,
+            "aggregate_run": 1,
+            "compare_runs": 1,
+            "collect_comparisons": 1,
+            "summarize_models": 1,
+            "all": 1,
+        }
+        assert _planned_models(done) == {"simple_cnn_bce"}
+    finally:
+        tiny_runs(done)
+    assert planned_jobs(done) == {}
+
+
+def test_adding_a_run_or_a_seed_adds_only_its_jobs(done):
+    new = {"name": "vgg-narrow", "arch": "vgg_like", "widths": [4], "fc": 8}
+    per_replicate = {"train_model": 1, "evaluate_model": 1, "localize_findings": 1}
+    try:
+        tiny_runs(done, {"runs": [*RUNS, new]})
+        assert planned_jobs(done) == {
+            **per_replicate,
+            **{f"plot_{f}": 1 for f in ("history", "roc", "filters", "cams")},
+            "aggregate_run": 1,
+            "summarize_models": 1,
+            "all": 1,
+        }
+        assert _planned_models(done) == {"vgg-narrow"}
+        runs = [{**r, "seeds": [0, 7]} if r["name"] == "vgg_like" else r for r in RUNS]
+        tiny_runs(done, {"runs": runs})
+        jobs = planned_jobs(done)
+        assert jobs == {**per_replicate, "aggregate_run": 1, "summarize_models": 1, "all": 1}
+        assert "results/models/vgg_like/holdout/seed7/" in snakemake(done, "-n").stdout
+    finally:
+        tiny_runs(done)
+    assert planned_jobs(done) == {}
+
+
+def test_changing_compare_reruns_only_the_comparisons(done):
+    try:
+        tiny_runs(done, {"compare": [*COMPARE, ["vgg_like", "resnet18"]]})
+        assert planned_jobs(done) == {"compare_runs": 1, "collect_comparisons": 1, "all": 1}
+        tiny_runs(done, {"compare": [["simple_cnn_bce", "simple_cnn"]]})
+        assert planned_jobs(done) == {"compare_runs": 1, "collect_comparisons": 1, "all": 1}
+    finally:
+        tiny_runs(done)
     assert planned_jobs(done) == {}
 
 
 def test_trained_models(done):
-    for arch in ARCHS:
-        hist = pd.read_csv(done / f"results/models/{arch}/history.csv")
-        assert len(hist) == (1 if arch == "densenet121" else 2), arch
-        log = (done / f"logs/train_model/{arch}.log").read_text()
+    for run, split, seed in REPLICATES:
+        arch = next(r["arch"] for r in RUNS if r["name"] == run)
+        hist = pd.read_csv(done / f"{model(run, split, seed)}/history.csv")
+        assert len(hist) == (1 if arch == "densenet121" else 2), run
+        log = (done / f"logs/train_model/{run}/{split}/seed{seed}.log").read_text()
         assert "best val mean AUROC" in log and "epoch 1" in log
-    assert "random initialisation" in (done / "logs/train_model/resnet18.log").read_text()
+    log = (done / "logs/train_model/resnet18/holdout/seed0.log").read_text()
+    assert "random initialisation" in log
+    # Seeds give different models; the runs' settings reach their checkpoints.
+    a = torch.load(done / f"{model('simple_cnn', seed=0)}/best.pt", weights_only=True)
+    b = torch.load(done / f"{model('simple_cnn', seed=1)}/best.pt", weights_only=True)
+    bce = torch.load(done / f"{model('simple_cnn_bce')}/best.pt", weights_only=True)
+    assert (a["config"]["seed"], b["config"]["seed"]) == (0, 1)
+    assert (a["config"]["loss"], bce["config"]["loss"]) == ("wcel", "bce")
+    assert bce["config"]["run"] == "simple_cnn_bce"
+    assert not torch.equal(a["model"]["classifier.weight"], b["model"]["classifier.weight"])
 
 
 def test_deleted_figure_rebuilds_only_its_job(done):
-    (done / "results/figures/average_image.png").unlink()
+    (done / "results/figures/holdout/average_image.png").unlink()
     assert planned_jobs(done) == {"plot_average_image": 1, "all": 1}
     snakemake(done)
     assert planned_jobs(done) == {}
@@ -212,7 +310,7 @@ def test_bad_image_stops_the_run_or_is_skipped_everywhere(tmp_path):
     for name, reason in bad.items():
         assert skipped.set_index("image").loc[name, "reason"].startswith(reason)
     labels = pd.read_csv(tmp_path / "results/metadata/labels.csv")
-    splits = pd.read_csv(tmp_path / "results/splits/splits.csv")
+    splits = pd.read_csv(tmp_path / "results/splits/holdout/splits.csv")
     assert len(labels) == len(splits) == 58
     assert not set(bad) & set(labels["image"]) and not set(bad) & set(splits["image"])
     with h5py.File(tmp_path / "results/hdf5/images_32.h5") as h5:
@@ -281,11 +379,11 @@ def test_interrupted_shard_is_redone_and_the_store_is_identical(tmp_path):
     ):
         np.testing.assert_array_equal(a["images"][:], b["images"][:])
         assert a["image_index"].asstr()[:].tolist() == b["image_index"].asstr()[:].tolist()
-    for out in ("results/metadata/labels.csv", "results/splits/splits.csv"):
+    for out in ("results/metadata/labels.csv", "results/splits/holdout/splits.csv"):
         assert (ref / out).read_bytes() == (wd / out).read_bytes()
     np.testing.assert_array_equal(
-        np.load(ref / "results/stats/average_image.npy"),
-        np.load(wd / "results/stats/average_image.npy"),
+        np.load(ref / "results/stats/holdout/average_image.npy"),
+        np.load(wd / "results/stats/holdout/average_image.npy"),
     )
     shutil.rmtree(ref / "results/synthetic")  # 120 1024x1024 PNGs: free the space early
 
@@ -301,22 +399,96 @@ def test_nih_source_and_official_split_dry_run(tmp_path, nih_dir):
     assert jobs["parse_metadata"] == 1 and jobs["make_splits"] == 1
 
 
+def test_kfold_on_the_real_metadata_plans_one_job_per_fold_and_seed(tmp_path, nih_dir):
+    nih = {"source": "nih", "nih_dir": str(nih_dir)}
+    split = {"method": "patient_kfold", "folds": 5}
+    write_config(tmp_path, {"data": nih, "split": split, "train": {"seeds": [0, 1, 2]}})
+    jobs = planned_jobs(tmp_path)
+    assert jobs["make_splits"] == 5 and jobs["compute_average_image"] == 5
+    assert jobs["train_model"] == 4 * 5 * 3 and jobs["evaluate_model"] == 60
+    assert jobs["plot_cams"] == 4 and jobs["aggregate_run"] == 4
+    assert "results/models/densenet121/fold5/seed2/best.pt" in snakemake(tmp_path, "-n").stdout
+
+
+@pytest.fixture(scope="module")
+def kfold(tmp_path_factory):
+    """Two runs cross-validated over 3 patient-wise folds, and their comparison."""
+    wd = tmp_path_factory.mktemp("kfold")
+    runs = [r for r in RUNS if r["arch"] == "simple_cnn"]
+    runs = [{**r, "seeds": [0]} for r in runs]
+    split = {"method": "patient_kfold", "folds": 3, "seed": 1}
+    write_config(wd, {"runs": runs, "compare": COMPARE, "split": split})
+    snakemake(wd)
+    return wd
+
+
+def test_kfold_folds_cover_every_patient_once_and_are_compared_pooled(kfold):
+    labels = pd.read_csv(kfold / "results/metadata/labels.csv")
+    tests = []
+    for f in (1, 2, 3):
+        splits = pd.read_csv(kfold / f"results/splits/fold{f}/splits.csv")
+        assert splits["image"].tolist() == labels["image"].tolist()
+        assert (splits["split"] == "test").eq(splits["fold"] == f).all()
+        assert splits.groupby("patient")["split"].nunique().max() == 1
+        assert set(splits["split"]) == {"train", "val", "test"}
+        pred = pd.read_csv(kfold / f"results/eval/simple_cnn/fold{f}/seed0/predictions.csv")
+        assert set(pred["image"]) == set(splits.loc[splits["split"] == "test", "image"])
+        tests.append(pred)
+        stats = json.loads((kfold / f"results/stats/fold{f}/pixel_stats.json").read_text())
+        assert stats["n_images"] == (splits["split"] == "train").sum()
+    pooled = pd.concat(tests)
+    assert sorted(pooled["image"]) == sorted(labels["image"])  # every image tested once
+    table = pd.read_csv(kfold / "results/eval/simple_cnn/replicates.csv").set_index("label")
+    assert list(table.columns[:3]) == ["fold1/seed0", "fold2/seed0", "fold3/seed0"]
+    comparisons = pd.read_csv(kfold / "results/report/comparisons.csv")
+    assert (comparisons["n_images"] == len(labels)).all()
+    assert (comparisons["n_patients"] == labels["patient"].nunique()).all()
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"runs": [{"name": "a.b", "arch": "simple_cnn"}]}, "runs[0] ('a.b'): a run name"),
+        ({"runs": [{"name": "x/y", "arch": "simple_cnn"}]}, "runs[0] ('x/y'): a run name"),
+        ({"runs": [{"name": "x", "arch": "alexnet"}]}, "unknown arch 'alexnet'"),
+        (
+            {"runs": [{"name": "x", "arch": "simple_cnn", "freeze": "none"}]},
+            "'freeze' is not a setting of simple_cnn",
+        ),
+        (
+            {"runs": [{"name": "x", "arch": "resnet18"}, {"name": "x", "arch": "vgg_like"}]},
+            "runs[1] ('x'): the run name 'x' is used twice",
+        ),
+        ({"compare": [["vgg_like", "vgg_like"]]}, "compares run 'vgg_like' with itself"),
+        ({"compare": [["vgg_like", "nope"]]}, "compare[0] ['vgg_like', 'nope']: unknown run"),
+        ({"split": {"method": "official", "folds": 5}}, "split.folds (5) is only for"),
+        ({"split": {"method": "patient_kfold", "folds": 1}}, "split.folds must be at least 2"),
+        ({"split": {"method": "patient_kfold"}}, "patient_kfold needs split.folds"),
+        ({"split": {"method": "patient_kfold", "folds": 999}}, "more than the data set's"),
+    ],
+)
+def test_bad_experiment_plan_fails_before_any_job_naming_the_key(tmp_path, overrides, expected):
+    write_config(tmp_path, overrides)
+    proc = snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    assert expected in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
 def test_evaluation_artifacts(done):
     from PIL import Image
 
-    for arch in ARCHS:
-        for f in EVAL_FILES:
-            path = done / f"results/eval/{arch}/{f}"
-            if f.endswith(".png"):
-                with Image.open(path) as im:
-                    assert im.size[0] > 300 and im.size[1] > 200, path
-                    assert np.asarray(im.convert("L")).std() > 5, f"{path} is blank"
-        metrics = pd.read_csv(done / f"results/eval/{arch}/metrics.csv")
+    for path in [f"{evals(run)}/{f}" for run in NAMES for f in FIGURES]:
+        with Image.open(done / path) as im:
+            assert im.size[0] > 300 and im.size[1] > 200, path
+            assert np.asarray(im.convert("L")).std() > 5, f"{path} is blank"
+    splits = pd.read_csv(done / "results/splits/holdout/splits.csv")
+    for replicate in REPLICATES:
+        metrics = pd.read_csv(done / f"{evals(*replicate)}/metrics.csv")
         assert list(metrics["label"]) == [*LABELS, "mean"]
-        pred = pd.read_csv(done / f"results/eval/{arch}/predictions.csv")
-        splits = pd.read_csv(done / "results/splits/splits.csv")
+        pred = pd.read_csv(done / f"{evals(*replicate)}/predictions.csv")
         assert set(pred["image"]) == set(splits.loc[splits["split"] == "test", "image"])
-        loc = pd.read_csv(done / f"results/eval/{arch}/localization.csv")
+        loc = pd.read_csv(done / f"{evals(*replicate)}/localization.csv")
         assert loc.iloc[-1]["label"] == "all" and loc.iloc[-1]["n_boxes"] > 0
     md = (done / "results/report/summary.md").read_text()
     assert "synthetic demo data (not NIH)" in md and "never NIH results" in md
@@ -330,17 +502,71 @@ def test_evaluation_artifacts(done):
     assert "linear probe" in md
 
 
+def test_replicates_are_aggregated_per_run(done):
+    per_replicate = pd.read_csv(done / "results/report/replicates.csv")
+    rows = per_replicate[["model", "split", "seed"]].itertuples(index=False, name=None)
+    assert list(rows) == REPLICATES
+    summary = pd.read_csv(done / "results/report/summary.csv").set_index("model")
+    two = per_replicate[per_replicate["model"] == "simple_cnn"]
+    row = summary.loc["simple_cnn"]
+    assert row["replicates"] == 2 and row["arch"] == "simple_cnn"
+    assert row["mean_auroc"] == pytest.approx(two["mean_auroc"].mean(), abs=1e-4)
+    assert row["auroc_sd"] == pytest.approx(two["mean_auroc"].std(), abs=1e-4)
+    assert row["auroc_min"] <= row["mean_auroc"] <= row["auroc_max"]
+    assert np.isnan(row["auroc_ci_low"])  # a CI over test patients, not over seeds
+    assert summary.loc["vgg_like", "replicates"] == 1
+    assert summary.loc["vgg_like", "auroc_ci_low"] < summary.loc["vgg_like", "mean_auroc"]
+    table = pd.read_csv(done / "results/eval/simple_cnn/replicates.csv").set_index("label")
+    assert list(table.columns) == [
+        "holdout/seed0",
+        "holdout/seed1",
+        "mean",
+        "sd",
+        "min",
+        "max",
+        "n",
+    ]
+    for seed in (0, 1):
+        metrics = pd.read_csv(done / f"{evals('simple_cnn', seed=seed)}/metrics.csv")
+        np.testing.assert_allclose(
+            table[f"holdout/seed{seed}"], metrics.set_index("label")["auroc"], atol=1e-4
+        )
+    md = (done / "results/report/summary.md").read_text()
+    assert "simple_cnn (simple_cnn)" in md and "n=2" in md and "## Replicates" in md
+
+
+def test_comparison_table_and_figure(done):
+    from PIL import Image
+
+    table = pd.read_csv(done / "results/report/comparisons.csv")
+    assert list(table["label"]) == [*LABELS, "mean"]
+    assert set(table["run_a"]) == {"simple_cnn"} and set(table["run_b"]) == {"simple_cnn_bce"}
+    assert (table["replicates_a"] == 2).all() and (table["replicates_b"] == 2).all()
+    mean = table.set_index("label").loc["mean"]
+    a = pd.read_csv(done / "results/eval/simple_cnn/replicates.csv").set_index("label")
+    b = pd.read_csv(done / "results/eval/simple_cnn_bce/replicates.csv").set_index("label")
+    assert mean["auroc_a"] == pytest.approx(a.loc["mean", "mean"], abs=1e-4)
+    assert mean["difference"] == pytest.approx(
+        b.loc["mean", "mean"] - a.loc["mean", "mean"], abs=2e-4
+    )
+    assert mean["ci_low"] <= mean["difference"] <= mean["ci_high"]
+    assert 0 <= mean["p_bootstrap"] <= 1
+    with Image.open(done / "results/report/comparisons.png") as im:
+        assert np.asarray(im.convert("L")).std() > 5
+
+
 def test_evaluation_setting_reruns_only_evaluation(done):
     try:
-        write_config(done, {"eval": {**TINY_CONFIG["eval"], "bootstrap": 30}})
+        tiny_runs(done, {"eval": {**TINY_CONFIG["eval"], "bootstrap": 30}})
         jobs = planned_jobs(done)
-        assert jobs["evaluate_model"] == 4 and set(jobs) <= EVALUATION | {"all"}
-        write_config(done, {"eval": {**TINY_CONFIG["eval"], "cam_threshold": 0.6}})
+        assert jobs["evaluate_model"] == 7 and jobs["compare_runs"] == 1
+        assert set(jobs) <= EVALUATION | {"all"}
+        tiny_runs(done, {"eval": {**TINY_CONFIG["eval"], "cam_threshold": 0.6}})
         jobs = planned_jobs(done)
-        assert jobs == {"localize_findings": 4, "plot_cams": 4, "summarize_models": 1, "all": 1}
+        assert jobs == {"localize_findings": 7, "plot_cams": 5, "summarize_models": 1, "all": 1}
     finally:
-        write_config(done)
-    (done / "results/eval/vgg_like/roc.png").unlink()
+        tiny_runs(done)
+    (done / f"{evals('vgg_like')}/roc.png").unlink()
     assert planned_jobs(done) == {"plot_roc": 1, "all": 1}
     snakemake(done)
     assert planned_jobs(done) == {}
@@ -426,7 +652,9 @@ def test_html_report_renders_in_chromium(done, tmp_path):
         assert category in dom, category
     # Every embedded figure decodes in the browser (naturalWidth > 0).
     uris = re.findall(r'"data_uri": "(data:image/png;[^"]+)"', html)
-    assert len(uris) == 4 * 4 + 4  # per model: history, roc, filters, cam; 4 overall figures
+    # Per run: history, roc, filters, cam; overall: class counts, average image, oversampling,
+    # AUROC comparison, forest plot.
+    assert len(uris) == 4 * len(NAMES) + 5
     for uri in uris:
         assert base64.b64decode(uri.split("base64,", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     page = tmp_path / "figures.html"

@@ -11,6 +11,7 @@ import pandas as pd
 from cxr14 import figures, tables
 from cxr14.checkpoint import load_model
 from cxr14.layouts import get_layout
+from cxr14.logs import CONSOLE
 from cxr14.metadata import read_labels
 from cxr14.models import count_parameters
 
@@ -26,8 +27,44 @@ def count_classes(labels_csv: str | os.PathLike, out_csv, out_png) -> pd.DataFra
     return counts
 
 
+def aggregate_run(replicates: list[str], metrics_csvs, out_csv) -> pd.DataFrame:
+    """A run's test AUROC per replicate (named by ``replicates``, e.g. ``fold2/seed0``) beside
+    their mean, sd, min and max."""
+    metrics = {name: pd.read_csv(path) for name, path in zip(replicates, metrics_csvs, strict=True)}
+    labels = [c for c in next(iter(metrics.values()))["label"] if c != "mean"]
+    table = tables.replicate_table(metrics, labels)
+    table.to_csv(out_csv, float_format="%.4f")
+    m = table.loc["mean"]
+    log.info(
+        "mean AUROC over %d replicate(s): %.4f (sd %.4f, %.4f-%.4f)",
+        m["n"],
+        m["mean"],
+        m["sd"],
+        m["min"],
+        m["max"],
+        extra=CONSOLE,
+    )
+    return table
+
+
+def _replicate_rows(replicates, metrics_csvs, localization_csvs, checkpoints, histories, dataset):
+    rows, labels = [], None
+    files = zip(replicates, metrics_csvs, localization_csvs, checkpoints, histories, strict=True)
+    for replicate, mcsv, lcsv, ckpt_path, history_csv in files:
+        model, ckpt = load_model(ckpt_path)
+        labels = list(ckpt["labels"])
+        metrics = pd.read_csv(mcsv).set_index("label")
+        loc = pd.read_csv(lcsv).set_index("label")
+        history = pd.read_csv(history_csv)
+        parameters = count_parameters(model)
+        rows.append(
+            tables.model_row(tuple(replicate), dataset, metrics, loc, history, ckpt, parameters)
+        )
+    return pd.DataFrame(rows), labels
+
+
 def summarize_models(
-    archs,
+    replicates,
     metrics_csvs,
     localization_csvs,
     checkpoints,
@@ -35,29 +72,26 @@ def summarize_models(
     layout: str,
     dataset: str,
     out_csv,
+    out_replicates,
     out_md,
     out_png,
 ) -> pd.DataFrame:
-    """One row per architecture beside the layout's published results: CSV, Markdown, figure."""
-    rows, labels = [], None
-    runs = zip(archs, metrics_csvs, localization_csvs, checkpoints, histories, strict=True)
-    for arch, mcsv, lcsv, ckpt_path, history_csv in runs:
-        model, ckpt = load_model(ckpt_path)
-        labels = list(ckpt["labels"])
-        metrics = pd.read_csv(mcsv).set_index("label")
-        loc = pd.read_csv(lcsv).set_index("label")
-        history = pd.read_csv(history_csv)
-        parameters = count_parameters(model)
-        rows.append(tables.model_row(arch, dataset, metrics, loc, history, ckpt, parameters))
+    """One row per run (``replicates``: the (run, split, seed) of each file, in order) beside
+    the layout's published results, and one per replicate: CSVs, Markdown, figure."""
+    per_replicate, labels = _replicate_rows(
+        replicates, metrics_csvs, localization_csvs, checkpoints, histories, dataset
+    )
+    per_replicate.to_csv(out_replicates, index=False, float_format="%.4f")
     lay = get_layout(layout)
     published = lay.published_auroc()
+    rows = tables.run_rows(per_replicate, labels)
     rows += tables.published_rows(published, labels, lay.published_dataset)
     table = pd.DataFrame(rows)
     table.to_csv(out_csv, index=False, float_format="%.4f")
     markdown = tables.summary_markdown(
-        table, labels, dataset, lay.published_dataset, lay.results_caveat
+        table, per_replicate, labels, dataset, lay.published_dataset, lay.results_caveat
     )
     Path(out_md).write_text(markdown)
     figures.plot_auroc_comparison(table, labels, dataset, set(published["model"]), out_png)
-    log.info("summary of %d models written to %s", len(archs), out_md)
+    log.info("summary of %d replicate(s) written to %s", len(per_replicate), out_md)
     return table

@@ -1,20 +1,30 @@
-"""A training's settings from the workflow configuration (no torch: the workflow imports it).
+"""The workflow's experiment plan from its configuration (no torch: the workflow imports it).
 
-The defaults live in ``config/config.yaml`` and the schema (``workflow/schemas``); model
-settings an architecture's section leaves out take the registry's defaults at training time.
+A configuration names *runs* (an architecture and its training overrides), the random *seeds*
+each run is trained with and the *splits* it is trained on (one hold-out split, or the K folds
+of patient-wise cross-validation). Settings are layered, each level overriding the one before:
+the schema's ``train`` defaults, ``train`` in the configuration, ``models.<arch>`` (the one place
+for per-architecture settings), then the run's own overrides. Model settings a configuration
+leaves out take the registry's defaults at training time.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import re
+from pathlib import Path
+
+import yaml
 
 # Keys of the `train` section that configure the jobs, not the training itself.
-JOB_KEYS = ("archs", "gpus", "threads")
-# Settings every training needs (the schema gives each a default under `train`).
+JOB_KEYS = ("gpus", "threads", "seeds")
+# Keys of a run entry that are not training settings.
+RUN_KEYS = ("name", "arch", "seeds")
+# Settings every training needs besides its architecture and seed (the job's): the schema
+# gives each a default under `train`, and each `models.<arch>` section and run may override it.
 TRAIN_KEYS = (
     "device",
-    "seed",
     "sampling",
     "loss",
     "augment",
@@ -28,20 +38,56 @@ TRAIN_KEYS = (
     "amp",
     "channels_last",
 )
+RUN_NAME = re.compile(r"[A-Za-z0-9_-]+")
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
-def train_settings(config: dict, arch: str) -> dict:
-    """The settings of one architecture's training: ``train`` + ``models.<arch>`` on top.
+def runs(config: dict) -> dict[str, dict]:
+    """The configured runs by name (in the configuration's order)."""
+    return {r["name"]: r for r in config["runs"]}
 
-    Only these go into the job's params, so changing one architecture's hyperparameter reruns
-    only that architecture's training (and what depends on it).
+
+def run_seeds(config: dict, run: str) -> list[int]:
+    """The seeds ``run`` is trained with: its own ``seeds``, else ``train.seeds``."""
+    return list(runs(config)[run].get("seeds", config["train"]["seeds"]))
+
+
+def split_ids(config: dict) -> list[str]:
+    """Names of the splits every run is trained on: ``fold1`` ... ``foldK`` for patient-wise
+    cross-validation, else the one ``holdout`` split."""
+    if config["split"]["method"] == "patient_kfold":
+        return [f"fold{f}" for f in range(1, config["split"]["folds"] + 1)]
+    return ["holdout"]
+
+
+def fold_number(split_id: str) -> int | None:
+    """1..K for ``fold<k>``, None for the hold-out split."""
+    return int(split_id[4:]) if split_id.startswith("fold") else None
+
+
+def replicates(config: dict, run: str | None = None) -> list[tuple[str, str, int]]:
+    """Every (run, split, seed) to train, run by run: one training job each."""
+    names = [run] if run else list(runs(config))
+    return [(r, s, seed) for r in names for s in split_ids(config) for seed in run_seeds(config, r)]
+
+
+def train_settings(config: dict, run: str, seed: int) -> dict:
+    """The settings of one training job: ``train`` + ``models.<arch>`` + the run's overrides,
+    and the job's seed.
+
+    Only these go into the job's params, so changing one run's setting reruns only that run's
+    trainings (and what depends on them), and adding a seed only adds jobs.
     """
+    entry = runs(config)[run]
+    arch = entry["arch"]
     shared = {k: v for k, v in config["train"].items() if k not in JOB_KEYS}
-    return {"arch": arch, **shared, **config["models"].get(arch, {})}
+    overrides = {k: v for k, v in entry.items() if k not in RUN_KEYS}
+    model = config["models"].get(arch, {})
+    return {"run": run, "arch": arch, **shared, **model, **overrides, "seed": int(seed)}
 
 
 def check_complete(settings: dict) -> None:
-    missing = [k for k in ("arch", *TRAIN_KEYS) if k not in settings]
+    missing = [k for k in ("arch", "seed", *TRAIN_KEYS) if k not in settings]
     if missing:
         raise ValueError(
             f"training settings lack {', '.join(missing)} (the workflow fills them from "
@@ -49,7 +95,7 @@ def check_complete(settings: dict) -> None:
         )
 
 
-def with_defaults(config: dict, schema: str | os.PathLike) -> dict:
+def with_defaults(config: dict, schema: str | os.PathLike = SCHEMA) -> dict:
     """A copy of ``config`` validated against the workflow's ``schema`` with its defaults
     filled in, as the Snakefile does (for programs that train outside the workflow; needs
     snakemake)."""
@@ -60,11 +106,90 @@ def with_defaults(config: dict, schema: str | os.PathLike) -> dict:
     return config
 
 
-def config_problems(config: dict) -> list[str]:
+def config_problems(config: dict, schema: str | os.PathLike = SCHEMA) -> list[str]:
     """What the schema cannot say about a configuration, each naming its key."""
+    with open(schema) as f:
+        schema = yaml.safe_load(f)
+    return [
+        *_split_problems(config["split"]),
+        *_run_problems(config["runs"], schema),
+        *_compare_problems(config.get("compare", []), [r.get("name") for r in config["runs"]]),
+    ]
+
+
+def _split_problems(split: dict) -> list[str]:
     problems = []
-    fractions = config["split"]["fractions"]
+    fractions = split["fractions"]
     if abs(sum(fractions.values()) - 1) > 1e-6:
         text = ", ".join(f"{k} {v:g}" for k, v in fractions.items())
         problems.append(f"split.fractions must sum to 1, not {sum(fractions.values()):g} ({text})")
+    folds = split.get("folds")
+    if split["method"] == "patient_kfold" and folds is None:
+        problems.append("split.method patient_kfold needs split.folds (the number of folds, >= 2)")
+    elif split["method"] != "patient_kfold" and folds is not None:
+        problems.append(
+            f"split.folds ({folds}) is only for split.method patient_kfold, not "
+            f"{split['method']!r}: remove it, or set the method to patient_kfold"
+        )
+    elif folds is not None and folds < 2:
+        problems.append(f"split.folds must be at least 2, not {folds}")
+    return problems
+
+
+def fold_problems(config: dict, n_patients: int | None) -> list[str]:
+    """Cross-validation needs at least one patient per fold."""
+    folds = config["split"].get("folds")
+    if folds is None or n_patients is None or folds <= n_patients:
+        return []
+    return [f"split.folds ({folds}) is more than the data set's {n_patients} patients"]
+
+
+def _run_problems(entries: list[dict], schema: dict) -> list[str]:
+    """Names unique and path-safe; known architectures; overrides the architecture accepts,
+    with valid values (checked against that architecture's `models.<arch>` schema)."""
+    from jsonschema import Draft202012Validator
+
+    archs = schema["properties"]["models"]["properties"]
+    problems, seen = [], set()
+    for i, entry in enumerate(entries):
+        name, arch = entry.get("name", ""), entry.get("arch")
+        key = f"runs[{i}] ({name!r})"
+        if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+            problems.append(
+                f"{key}: a run name must be letters, digits, '_' and '-' only (it names "
+                "folders and Snakemake wildcards), not empty and without '/', spaces or dots"
+            )
+        elif name in seen:
+            problems.append(f"{key}: the run name {name!r} is used twice; names must be unique")
+        seen.add(name)
+        if arch not in archs:
+            problems.append(f"{key}: unknown arch {arch!r}; known: {', '.join(archs)}")
+            continue
+        sub = {**archs[arch], "$defs": schema["$defs"]}
+        overrides = {k: v for k, v in entry.items() if k not in RUN_KEYS}
+        accepted = list(sub["properties"])
+        for k in overrides:
+            if k not in accepted:
+                problems.append(
+                    f"{key}: {k!r} is not a setting of {arch} (it accepts: {', '.join(accepted)})"
+                )
+        for error in Draft202012Validator(sub).iter_errors(overrides):
+            if error.validator != "additionalProperties":
+                where = ".".join(str(p) for p in error.absolute_path)
+                problems.append(f"{key}: {where}: {error.message}")
+    return problems
+
+
+def _compare_problems(pairs: list, names: list[str]) -> list[str]:
+    problems, seen = [], set()
+    for i, pair in enumerate(pairs):
+        key = f"compare[{i}] {pair}"
+        unknown = [r for r in pair if r not in names]
+        if unknown:
+            problems.append(f"{key}: unknown run {unknown[0]!r}; runs: {', '.join(names)}")
+        elif pair[0] == pair[1]:
+            problems.append(f"{key}: compares run {pair[0]!r} with itself")
+        elif tuple(pair) in seen:
+            problems.append(f"{key}: the pair is listed twice")
+        seen.add(tuple(pair))
     return problems

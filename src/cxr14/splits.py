@@ -110,6 +110,22 @@ def official_split(
     return split
 
 
+def kfold_split(
+    y: np.ndarray, groups: np.ndarray, folds: int, fold: int, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fold ``fold`` (1..folds) of patient-wise cross-validation: that fold's patients are the
+    test split, ``val_fraction`` of the other patients (stratified) the validation split.
+    Returns (split name per row, fold number 1..folds per row)."""
+    if not 1 <= fold <= folds:
+        raise ValueError(f"fold must be between 1 and split.folds ({folds}), not {fold}")
+    number = patient_folds(y, groups, folds, seed) + 1
+    split = np.full(len(y), "test", dtype=object)
+    rest = number != fold
+    fractions = {"train": 1 - val_fraction, "val": val_fraction}
+    split[rest] = stratified_group_split(y[rest], groups[rest], fractions, seed)
+    return split, number
+
+
 def make_splits(
     labels_csv: str | os.PathLike,
     out_splits: str | os.PathLike,
@@ -120,16 +136,26 @@ def make_splits(
     train_val_list: str | os.PathLike | None = None,
     test_list: str | os.PathLike | None = None,
     val_fraction: float = 0.1,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> pd.DataFrame:
-    """Write ``splits.csv`` (image, patient, split) and the per-split, per-class count table.
+    """Write ``splits.csv`` (image, patient, split; and fold for k-fold) and the per-split,
+    per-class count table.
 
     ``method: patient_random`` splits all patients by ``fractions``; ``official`` uses the
     official ``test_list`` as the test split and carves ``val_fraction`` of the images of
-    ``train_val_list`` out as validation, by patient.
+    ``train_val_list`` out as validation, by patient; ``patient_kfold`` makes fold ``fold`` of
+    ``folds`` the test split and carves ``val_fraction`` of the other patients out as validation.
     """
     table, labels = read_labels(labels_csv)
     y = table[labels].to_numpy()
-    if method == "patient_random":
+    number = None
+    if method == "patient_kfold":
+        if folds is None or fold is None:
+            raise ValueError("method 'patient_kfold' needs folds and fold")
+        groups = table["patient"].to_numpy()
+        split, number = kfold_split(y, groups, folds, fold, val_fraction, seed)
+    elif method == "patient_random":
         fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
         split = stratified_group_split(y, table["patient"].to_numpy(), fractions, seed)
     elif method == "official":
@@ -139,6 +165,8 @@ def make_splits(
     else:
         raise ValueError(f"unknown split method {method!r}")
     out = pd.DataFrame({"image": table["image"], "patient": table["patient"], "split": split})
+    if number is not None:
+        out["fold"] = number
     out.to_csv(out_splits, index=False)
     counts = split_counts(table, out["split"], labels)
     counts.to_csv(out_counts)

@@ -23,7 +23,7 @@ def class_counts(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
 
 
 def model_row(
-    arch: str,
+    replicate: tuple[str, str, int],
     dataset: str,
     metrics: pd.DataFrame,
     localization: pd.DataFrame,
@@ -31,12 +31,17 @@ def model_row(
     ckpt: dict,
     parameters: tuple[int, int],
 ) -> dict:
-    """One trained model's summary row (``metrics`` and ``localization`` indexed by label)."""
+    """One trained model's summary row: ``replicate`` is its (run, split, seed); ``metrics``
+    and ``localization`` are indexed by label."""
     m = metrics
     per_class = m.drop("mean")
     loc_03 = localization.loc["all", "acc_iou_0.3"] if "acc_iou_0.3" in localization else np.nan
+    run, split, seed = replicate
     return {
-        "model": arch,
+        "model": run,
+        "arch": ckpt["config"]["arch"],
+        "split": split,
+        "seed": seed,
         "dataset": dataset,
         "mean_auroc": m.loc["mean", "auroc"],
         "auroc_ci_low": m.loc["mean", "auroc_ci_low"],
@@ -54,6 +59,58 @@ def model_row(
         "note": model_caveat(ckpt, ""),
         **per_class["auroc"].to_dict(),
     }
+
+
+# Columns of the per-run row that are the replicates' mean (the rest: first replicate's).
+_MEANS = (
+    "mean_f1_at_0.5",
+    "mean_f1_at_val",
+    "classes_never_positive_at_0.5",
+    "loc_acc_iou_0.3",
+    "epochs",
+    "best_epoch",
+    "train_minutes",
+)
+
+
+def run_rows(replicates: pd.DataFrame, labels: list[str]) -> list[dict]:
+    """One row per run from its replicates' rows (``model_row``): the mean over replicates,
+    the spread of the mean AUROC (sd, min, max) and, for a single replicate, its bootstrap CI."""
+    rows = []
+    for _, group in replicates.groupby("model", sort=False):
+        first, n = group.iloc[0], len(group)
+        auroc = group["mean_auroc"]
+        row = {
+            **first.drop(["split", "seed", *labels]).to_dict(),
+            "replicates": n,
+            "mean_auroc": auroc.mean(),
+            "auroc_sd": auroc.std() if n > 1 else np.nan,
+            "auroc_min": auroc.min(),
+            "auroc_max": auroc.max(),
+            **group[list(_MEANS)].mean().to_dict(),
+            **group[labels].mean().to_dict(),
+        }
+        if n > 1:
+            row["auroc_ci_low"] = row["auroc_ci_high"] = np.nan
+        rows.append(row)
+    return rows
+
+
+def replicate_table(metrics: dict, labels: list[str]) -> pd.DataFrame:
+    """Per class and ``mean``: each replicate's AUROC (columns named by ``metrics``' keys),
+    then their mean, sample sd, min, max and count."""
+    aurocs = pd.DataFrame({k: m.set_index("label")["auroc"] for k, m in metrics.items()})
+    aurocs = aurocs.loc[[*labels, "mean"]]
+    stats = pd.DataFrame(
+        {
+            "mean": aurocs.mean(axis=1),
+            "sd": aurocs.std(axis=1),
+            "min": aurocs.min(axis=1),
+            "max": aurocs.max(axis=1),
+            "n": aurocs.notna().sum(axis=1),
+        }
+    )
+    return pd.concat([aurocs, stats], axis=1).rename_axis("label")
 
 
 def published_rows(published: pd.DataFrame, labels: list[str], on: str) -> list[dict]:
@@ -80,17 +137,26 @@ def _fmt(v, digits=3) -> str:
     return str(v)
 
 
-def _markdown_row(r: dict) -> str:
+def _auroc_cell(r: dict) -> str:
+    """Mean AUROC with its bootstrap CI (one replicate) or its spread over replicates."""
     ci = ""
     if not pd.isna(r.get("auroc_ci_low", np.nan)):
         ci = f" ({_fmt(r['auroc_ci_low'])}-{_fmt(r['auroc_ci_high'])})"
+    elif r.get("replicates", 1) > 1:
+        spread = f"{_fmt(r['auroc_min'])}-{_fmt(r['auroc_max'])}"
+        ci = f" ± {_fmt(r['auroc_sd'])} ({spread}, n={int(r['replicates'])})"
+    return f"{_fmt(r['mean_auroc'])}{ci}"
+
+
+def _markdown_row(r: dict) -> str:
     params = ""
     if not pd.isna(r.get("parameters", np.nan)):
         params = f"{int(r['parameters']):,} ({int(r['trainable_parameters']):,})"
+    arch = r.get("arch", "")
     cells = [
-        r["model"],
+        f"{r['model']} ({arch})" if isinstance(arch, str) and arch else r["model"],
         r["dataset"],
-        f"{_fmt(r['mean_auroc'])}{ci}",
+        _auroc_cell(r),
         _fmt(r.get("mean_f1_at_0.5", np.nan)),
         _fmt(r.get("mean_f1_at_val", np.nan)),
         _fmt(r.get("classes_never_positive_at_0.5", np.nan), 0),
@@ -104,11 +170,30 @@ def _markdown_row(r: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _replicate_lines(replicates: pd.DataFrame) -> list[str]:
+    lines = [
+        "## Replicates",
+        "",
+        "| run | split | seed | mean AUROC (95% CI) | best epoch |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in replicates.to_dict("records"):
+        cells = [r["model"], r["split"], str(r["seed"]), _auroc_cell(r), _fmt(r["best_epoch"], 0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def summary_markdown(
-    table: pd.DataFrame, labels: list[str], dataset: str, published_on: str, caveat: str
+    table: pd.DataFrame,
+    replicates: pd.DataFrame,
+    labels: list[str],
+    dataset: str,
+    published_on: str,
+    caveat: str,
 ) -> str:
     """The summary as Markdown: a disclaimer naming the data sets (and the layout's
-    ``caveat``), the models, per-class AUROC."""
+    ``caveat``), the runs (mean AUROC with its CI, or mean ± sd (min-max, n) over the run's
+    replicates), per-class AUROC, then every replicate."""
     caveat = f" - and {caveat}." if caveat else "."
     lines = [
         "# Model summary",
@@ -116,7 +201,8 @@ def summary_markdown(
         f"Results of this run are on **{dataset}**. The published rows were measured on "
         f"{published_on} with other splits: they are references, not comparable numbers{caveat}",
         "",
-        "| model | data set | mean AUROC (95% CI) | mean F1 @0.5 | mean F1 @val | classes never "
+        "| run (architecture) | data set | mean AUROC (95% CI, or ± sd over replicates) "
+        "| mean F1 @0.5 | mean F1 @val | classes never "
         "positive @0.5 | loc. acc. IoU>=0.3 | epochs | train min | parameters (trainable) "
         "| weights | note |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -129,4 +215,5 @@ def summary_markdown(
     ]
     for c in labels:
         lines.append(f"| {c} | " + " | ".join(_fmt(v) for v in table[c]) + " |")
-    return "\n".join(lines).replace("nan", "") + "\n"
+    lines += ["", *_replicate_lines(replicates)]
+    return "\n".join(lines) + "\n"

@@ -1,11 +1,20 @@
 import os
+import re
 import sys
 
 # The workflow's own library, also where it is not installed (a conda env from --sdm conda).
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from cxr14.layouts import get_layout
-from cxr14.settings import config_problems, train_settings
+from cxr14.settings import (
+    config_problems,
+    fold_number,
+    fold_problems,
+    replicates,
+    runs,
+    split_ids,
+    train_settings,
+)
 
 # Jobs import the project's library from this checkout's src/, also inside conda environments
 # (--sdm conda) and on cluster nodes, so a job always runs the code of the workflow it is part of.
@@ -21,18 +30,36 @@ os.environ.update(
 LAYOUT = get_layout(config["data"]["source"])
 # Wrong paths and inconsistent settings stop the run here, before any job, whatever results/
 # already holds from an earlier run.
-_problems = config_problems(config) + LAYOUT.missing_paths(config)
+_problems = config_problems(
+    config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+) + LAYOUT.missing_paths(config)
+if not _problems and config["split"]["method"] == "patient_kfold":
+    _problems = fold_problems(config, LAYOUT.count_patients(config))
 if _problems:
     raise WorkflowError("configuration problem(s):\n  " + "\n  ".join(_problems))
 SYNTHETIC_DIR = get_layout("synthetic").data_dir(config)
-ARCHS = config["train"]["archs"]
 SIZE = config["preprocess"]["size"]
 STORE = f"results/hdf5/images_{SIZE}.h5"
+# The experiment plan: runs, the splits they are trained on (the hold-out split, or the folds
+# of cross-validation), and each (run, split, seed) replicate: one training job each.
+RUNS = list(runs(config))
+SPLITS = split_ids(config)
+REPLICATES = replicates(config)
+# Pixel statistics per split, or once when averaging over every image.
+STATS = SPLITS if config["average_image"]["over"] == "train" else ["all"]
+COMPARE = [tuple(pair) for pair in config["compare"]]
+MODEL = "results/models/{run}/{split}/seed{seed}"
+EVAL = "results/eval/{run}/{split}/seed{seed}"
 
 
 wildcard_constraints:
     shard=r"\d+",
-    arch="|".join(ARCHS),
+    run="|".join(re.escape(r) for r in RUNS),
+    run_a="|".join(re.escape(r) for r in RUNS),
+    run_b="|".join(re.escape(r) for r in RUNS),
+    split="|".join(SPLITS),
+    stats="|".join(STATS),
+    seed=r"\d+",
 
 
 def get_data_dir(wildcards):
@@ -54,74 +81,117 @@ def get_shards(wildcards):
     ]
 
 
+def stats_dir(split):
+    """Where a split's average image and pixel std are (shared when averaging over all)."""
+    return f"results/stats/{split if config['average_image']['over'] == 'train' else 'all'}"
+
+
 def get_average_image_inputs(wildcards):
-    """The store, plus the splits when averaging over the training split only."""
+    """The store, plus the split when averaging over its training images only."""
     inputs = {"store": STORE}
-    if config["average_image"]["over"] == "train":
-        inputs["splits"] = "results/splits/splits.csv"
+    if wildcards.stats != "all":
+        inputs["splits"] = f"results/splits/{wildcards.stats}/splits.csv"
     return inputs
 
 
-def get_final_outputs():
+def replicate_paths(pattern, run=None):
+    """``pattern`` (with {run}, {split}, {seed}) for every replicate (of ``run``)."""
     return [
+        pattern.format(run=r, split=s, seed=seed)
+        for r, s, seed in replicates(config, run)
+    ]
+
+
+def replica_path(pattern, wildcards):
+    """``pattern`` filled in with a job's run, split and seed."""
+    return pattern.format(run=wildcards.run, split=wildcards.split, seed=wildcards.seed)
+
+
+def first_replicate(run):
+    """The replicate a run's figures are drawn for (its first split and seed)."""
+    return dict(zip(("run", "split", "seed"), replicates(config, run)[0]))
+
+
+def get_final_outputs():
+    data = [
         STORE,
         "results/metadata/labels.csv",
         "results/tables/skipped_images.csv",
         "results/tables/class_counts.csv",
         "results/figures/class_counts.png",
-        "results/stats/average_image.npy",
-        "results/stats/pixel_stats.json",
-        "results/figures/average_image.png",
-        "results/splits/splits.csv",
-        "results/tables/split_counts.csv",
-        "results/splits/oversample_index.npy",
-        "results/tables/oversample_counts.csv",
-        "results/figures/oversample_counts.png",
+    ]
+    per_split = [
+        "results/splits/{split}/splits.csv",
+        "results/tables/{split}/split_counts.csv",
+        "results/splits/{split}/oversample_index.npy",
+        "results/tables/{split}/oversample_counts.csv",
+        "results/figures/{split}/oversample_counts.png",
+    ]
+    per_stats = [
+        "results/stats/{stats}/average_image.npy",
+        "results/figures/{stats}/average_image.png",
+    ]
+    return [
+        *data,
+        *expand(per_split, split=SPLITS),
+        *expand(per_stats, stats=STATS),
         *get_model_outputs(),
         *get_eval_outputs(),
     ]
 
 
 def get_train_settings(wildcards):
-    """One architecture's settings only: changing one reruns only that training."""
-    return train_settings(config, wildcards.arch)
+    """One replicate's settings only: changing one run reruns only that run's trainings."""
+    return train_settings(config, wildcards.run, int(wildcards.seed))
+
+
+def get_train_inputs(wildcards):
+    split = wildcards.split
+    return {
+        "store": STORE,
+        "labels": "results/metadata/labels.csv",
+        "splits": f"results/splits/{split}/splits.csv",
+        "index": f"results/splits/{split}/oversample_index.npy",
+        "average": f"{stats_dir(split)}/average_image.npy",
+        "stats": f"{stats_dir(split)}/pixel_stats.json",
+    }
 
 
 def get_model_outputs():
-    return expand(
-        "results/models/{arch}/{file}",
-        arch=ARCHS,
-        file=["best.pt", "last.pt", "history.csv"],
-    )
+    files = ["best.pt", "last.pt", "history.csv"]
+    return [p for f in files for p in replicate_paths(f"{MODEL}/{f}")]
 
 
 def get_eval_outputs():
-    per_arch = [
-        "eval/{arch}/predictions.csv",
-        "eval/{arch}/metrics.csv",
-        "eval/{arch}/localization.csv",
-        "eval/{arch}/history.png",
-        "eval/{arch}/roc.png",
-        "eval/{arch}/filters.png",
-        "eval/{arch}/cam.png",
+    tables = ["predictions.csv", "metrics.csv", "localization.csv"]
+    figures = ["history.png", "roc.png", "filters.png", "cam.png"]
+    outputs = [p for f in tables for p in replicate_paths(f"{EVAL}/{f}")]
+    outputs += [
+        f"{EVAL}/{f}".format(**first_replicate(r)) for r in RUNS for f in figures
     ]
-    return expand([f"results/{p}" for p in per_arch], arch=ARCHS) + [
+    outputs += expand("results/eval/{run}/replicates.csv", run=RUNS)
+    outputs += [
         "results/report/summary.csv",
+        "results/report/replicates.csv",
         "results/report/summary.md",
         "results/report/auroc_comparison.png",
     ]
+    if COMPARE:
+        outputs += ["results/report/comparisons.csv", "results/report/comparisons.png"]
+    return outputs
 
 
 def get_model_eval_inputs(wildcards):
-    """What an evaluation of one trained model reads: its best checkpoint and the data.
-    Named as the scoring functions' arguments, which the scripts pass them to."""
+    """What an evaluation of one trained model reads: its best checkpoint and the data of its
+    split. Named as the scoring functions' arguments, which the scripts pass them to."""
+    split = wildcards.split
     return {
-        "checkpoint": f"results/models/{wildcards.arch}/best.pt",
+        "checkpoint": replica_path(f"{MODEL}/best.pt", wildcards),
         "store_h5": STORE,
         "labels_csv": "results/metadata/labels.csv",
-        "splits_csv": "results/splits/splits.csv",
-        "average_npy": "results/stats/average_image.npy",
-        "stats_json": "results/stats/pixel_stats.json",
+        "splits_csv": f"results/splits/{split}/splits.csv",
+        "average_npy": f"{stats_dir(split)}/average_image.npy",
+        "stats_json": f"{stats_dir(split)}/pixel_stats.json",
     }
 
 
@@ -130,10 +200,33 @@ def get_cam_inputs(wildcards):
     return {**get_model_eval_inputs(wildcards), "bbox_csv": LAYOUT.bbox_file(config)}
 
 
+def get_run_metrics(wildcards):
+    """Every replicate's metrics of one run (its aggregate over seeds and folds)."""
+    return replicate_paths(f"{EVAL}/metrics.csv", wildcards.run)
+
+
+def get_comparison_inputs(wildcards):
+    a, b = wildcards.run_a, wildcards.run_b
+    return {
+        "predictions_a": replicate_paths(f"{EVAL}/predictions.csv", a),
+        "predictions_b": replicate_paths(f"{EVAL}/predictions.csv", b),
+        "metrics_a": replicate_paths(f"{EVAL}/metrics.csv", a),
+        "metrics_b": replicate_paths(f"{EVAL}/metrics.csv", b),
+    }
+
+
+def get_comparison_params(wildcards):
+    """The seed of each predictions file (files of one seed are the folds of one replicate)."""
+    return {
+        side: [seed for _, _, seed in replicates(config, run)]
+        for side, run in (("a", wildcards.run_a), ("b", wildcards.run_b))
+    }
+
+
 def get_summary_inputs(wildcards):
     return {
-        "metrics": expand("results/eval/{arch}/metrics.csv", arch=ARCHS),
-        "localization": expand("results/eval/{arch}/localization.csv", arch=ARCHS),
-        "checkpoints": expand("results/models/{arch}/best.pt", arch=ARCHS),
-        "histories": expand("results/models/{arch}/history.csv", arch=ARCHS),
+        "metrics": replicate_paths(f"{EVAL}/metrics.csv"),
+        "localization": replicate_paths(f"{EVAL}/localization.csv"),
+        "checkpoints": replicate_paths(f"{MODEL}/best.pt"),
+        "histories": replicate_paths(f"{MODEL}/history.csv"),
     }

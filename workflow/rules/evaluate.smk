@@ -2,21 +2,22 @@ rule evaluate_model:
     input:
         unpack(get_model_eval_inputs),
     output:
-        predictions="results/eval/{arch}/predictions.csv",
+        predictions=f"{EVAL}/predictions.csv",
         metrics=report(
-            "results/eval/{arch}/metrics.csv",
+            f"{EVAL}/metrics.csv",
             caption="../report/captions/metrics.rst",
             category="4. Evaluation",
-            subcategory="{arch}",
+            subcategory="{run}",
             labels={
-                "model": "{arch}",
+                "run": "{run}",
+                "replicate": "{split} seed{seed}",
                 "table": "metrics (AUROC with CI, operating points)",
             },
         ),
     log:
-        "logs/evaluate_model/{arch}.log",
+        "logs/evaluate_model/{run}/{split}/seed{seed}.log",
     benchmark:
-        "benchmarks/evaluate_model/{arch}.tsv"
+        "benchmarks/evaluate_model/{run}/{split}/seed{seed}.tsv"
     conda:
         "../../envs/cxr14.yaml"
     threads: config["eval"]["threads"]
@@ -34,16 +35,20 @@ rule localize_findings:
         unpack(get_cam_inputs),
     output:
         table=report(
-            "results/eval/{arch}/localization.csv",
+            f"{EVAL}/localization.csv",
             caption="../report/captions/localization.rst",
             category="4. Evaluation",
-            subcategory="{arch}",
-            labels={"model": "{arch}", "table": "localisation accuracy by IoU"},
+            subcategory="{run}",
+            labels={
+                "run": "{run}",
+                "replicate": "{split} seed{seed}",
+                "table": "localisation accuracy by IoU",
+            },
         ),
     log:
-        "logs/localize_findings/{arch}.log",
+        "logs/localize_findings/{run}/{split}/seed{seed}.log",
     benchmark:
-        "benchmarks/localize_findings/{arch}.tsv"
+        "benchmarks/localize_findings/{run}/{split}/seed{seed}.tsv"
     conda:
         "../../envs/cxr14.yaml"
     threads: config["eval"]["threads"]
@@ -59,21 +64,22 @@ rule localize_findings:
 
 rule plot_history:
     input:
-        history="results/models/{arch}/history.csv",
-        checkpoint="results/models/{arch}/best.pt",
+        history=f"{MODEL}/history.csv",
+        checkpoint=f"{MODEL}/best.pt",
     output:
         figure=report(
-            "results/eval/{arch}/history.png",
+            f"{EVAL}/history.png",
             caption="../report/captions/history.rst",
             category="3. Training",
-            subcategory="{arch}",
+            subcategory="{run}",
             labels={
-                "model": "{arch}",
+                "run": "{run}",
+                "replicate": "{split} seed{seed}",
                 "figure": "loss and validation AUROC per epoch",
             },
         ),
     log:
-        "logs/plot_history/{arch}.log",
+        "logs/plot_history/{run}/{split}/seed{seed}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
@@ -83,18 +89,22 @@ rule plot_history:
 
 rule plot_roc:
     input:
-        predictions="results/eval/{arch}/predictions.csv",
-        checkpoint="results/models/{arch}/best.pt",
+        predictions=f"{EVAL}/predictions.csv",
+        checkpoint=f"{MODEL}/best.pt",
     output:
         figure=report(
-            "results/eval/{arch}/roc.png",
+            f"{EVAL}/roc.png",
             caption="../report/captions/roc.rst",
             category="4. Evaluation",
-            subcategory="{arch}",
-            labels={"model": "{arch}", "figure": "ROC curves"},
+            subcategory="{run}",
+            labels={
+                "run": "{run}",
+                "replicate": "{split} seed{seed}",
+                "figure": "ROC curves",
+            },
         ),
     log:
-        "logs/plot_roc/{arch}.log",
+        "logs/plot_roc/{run}/{split}/seed{seed}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
@@ -104,17 +114,21 @@ rule plot_roc:
 
 rule plot_filters:
     input:
-        checkpoint="results/models/{arch}/best.pt",
+        checkpoint=f"{MODEL}/best.pt",
     output:
         figure=report(
-            "results/eval/{arch}/filters.png",
+            f"{EVAL}/filters.png",
             caption="../report/captions/filters.rst",
             category="4. Evaluation",
-            subcategory="{arch}",
-            labels={"model": "{arch}", "figure": "learned filters"},
+            subcategory="{run}",
+            labels={
+                "run": "{run}",
+                "replicate": "{split} seed{seed}",
+                "figure": "learned filters",
+            },
         ),
     log:
-        "logs/plot_filters/{arch}.log",
+        "logs/plot_filters/{run}/{split}/seed{seed}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
@@ -129,14 +143,18 @@ rule plot_cams:
         unpack(get_cam_inputs),
     output:
         figure=report(
-            "results/eval/{arch}/cam.png",
+            f"{EVAL}/cam.png",
             caption="../report/captions/cam.rst",
             category="4. Evaluation",
-            subcategory="{arch}",
-            labels={"model": "{arch}", "figure": "Grad-CAM with expert boxes"},
+            subcategory="{run}",
+            labels={
+                "run": "{run}",
+                "replicate": "{split} seed{seed}",
+                "figure": "Grad-CAM with expert boxes",
+            },
         ),
     log:
-        "logs/plot_cams/{arch}.log",
+        "logs/plot_cams/{run}/{split}/seed{seed}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: config["eval"]["threads"]
@@ -150,6 +168,78 @@ rule plot_cams:
         "../scripts/plot_cams.py"
 
 
+rule aggregate_run:
+    input:
+        metrics=get_run_metrics,
+    output:
+        table=report(
+            "results/eval/{run}/replicates.csv",
+            caption="../report/captions/replicates.rst",
+            category="4. Evaluation",
+            subcategory="{run}",
+            labels={
+                "run": "{run}",
+                "table": "AUROC per replicate, mean, sd, min, max",
+            },
+        ),
+    log:
+        "logs/aggregate_run/{run}.log",
+    conda:
+        "../../envs/cxr14.yaml"
+    threads: 1
+    params:
+        replicates=lambda w: [
+            f"{s}/seed{seed}" for _, s, seed in replicates(config, w.run)
+        ],
+    script:
+        "../scripts/aggregate_run.py"
+
+
+rule compare_runs:
+    input:
+        unpack(get_comparison_inputs),
+    output:
+        table="results/compare/{run_a}/{run_b}.csv",
+    log:
+        "logs/compare_runs/{run_a}/{run_b}.log",
+    benchmark:
+        "benchmarks/compare_runs/{run_a}/{run_b}.tsv"
+    conda:
+        "../../envs/cxr14.yaml"
+    threads: 1
+    params:
+        seeds=get_comparison_params,
+        bootstrap=config["eval"]["bootstrap"],
+        seed=config["eval"]["seed"],
+    script:
+        "../scripts/compare_runs.py"
+
+
+rule collect_comparisons:
+    input:
+        tables=[f"results/compare/{a}/{b}.csv" for a, b in COMPARE],
+    output:
+        table=report(
+            "results/report/comparisons.csv",
+            caption="../report/captions/comparisons.rst",
+            category="5. Summary",
+            labels={"table": "paired comparisons of runs"},
+        ),
+        figure=report(
+            "results/report/comparisons.png",
+            caption="../report/captions/comparisons_png.rst",
+            category="5. Summary",
+            labels={"figure": "paired comparisons (forest plot)"},
+        ),
+    log:
+        "logs/collect_comparisons.log",
+    conda:
+        "../../envs/cxr14.yaml"
+    threads: 1
+    script:
+        "../scripts/collect_comparisons.py"
+
+
 rule summarize_models:
     input:
         unpack(get_summary_inputs),
@@ -158,7 +248,13 @@ rule summarize_models:
             "results/report/summary.csv",
             caption="../report/captions/summary.rst",
             category="5. Summary",
-            labels={"table": "summary (CSV)"},
+            labels={"table": "summary per run (CSV)"},
+        ),
+        replicates=report(
+            "results/report/replicates.csv",
+            caption="../report/captions/replicates_summary.rst",
+            category="5. Summary",
+            labels={"table": "summary per replicate (CSV)"},
         ),
         markdown=report(
             "results/report/summary.md",
@@ -178,7 +274,7 @@ rule summarize_models:
         "../../envs/cxr14.yaml"
     threads: 1
     params:
-        archs=ARCHS,
+        replicates=REPLICATES,
         layout=config["data"]["source"],
         dataset=LAYOUT.display_label(config),
     script:

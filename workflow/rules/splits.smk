@@ -3,17 +3,18 @@ rule make_splits:
         unpack(get_split_lists),
         labels="results/metadata/labels.csv",
     output:
-        splits="results/splits/splits.csv",
+        splits="results/splits/{split}/splits.csv",
         counts=report(
-            "results/tables/split_counts.csv",
+            "results/tables/{split}/split_counts.csv",
             caption="../report/captions/split_counts.rst",
             category="2. Splits and sampling",
-            labels={"table": "per-split, per-class counts"},
+            subcategory="{split}",
+            labels={"split": "{split}", "table": "per-split, per-class counts"},
         ),
     log:
-        "logs/make_splits.log",
+        "logs/make_splits/{split}.log",
     benchmark:
-        "benchmarks/make_splits.tsv"
+        "benchmarks/make_splits/{split}.tsv"
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
@@ -22,6 +23,8 @@ rule make_splits:
         seed=config["split"]["seed"],
         fractions=config["split"]["fractions"],
         val_fraction=config["split"]["val_fraction"],
+        folds=config["split"].get("folds"),
+        fold=lambda w: fold_number(w.split),
     script:
         "../scripts/make_splits.py"
 
@@ -29,12 +32,12 @@ rule make_splits:
 rule make_oversample_index:
     input:
         labels="results/metadata/labels.csv",
-        splits="results/splits/splits.csv",
+        splits="results/splits/{split}/splits.csv",
     output:
-        index="results/splits/oversample_index.npy",
-        table="results/tables/oversample_counts.csv",
+        index="results/splits/{split}/oversample_index.npy",
+        table="results/tables/{split}/oversample_counts.csv",
     log:
-        "logs/make_oversample_index.log",
+        "logs/make_oversample_index/{split}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
@@ -50,16 +53,20 @@ rule make_oversample_index:
 
 rule plot_oversampling:
     input:
-        table="results/tables/oversample_counts.csv",
+        table="results/tables/{split}/oversample_counts.csv",
     output:
         figure=report(
-            "results/figures/oversample_counts.png",
+            "results/figures/{split}/oversample_counts.png",
             caption="../report/captions/oversample_counts.rst",
             category="2. Splits and sampling",
-            labels={"figure": "class frequency before/after oversampling"},
+            subcategory="{split}",
+            labels={
+                "split": "{split}",
+                "figure": "class frequency before/after oversampling",
+            },
         ),
     log:
-        "logs/plot_oversampling.log",
+        "logs/plot_oversampling/{split}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: 1

@@ -2,12 +2,12 @@ rule compute_average_image:
     input:
         unpack(get_average_image_inputs),
     output:
-        average="results/stats/average_image.npy",
-        stats="results/stats/pixel_stats.json",
+        average="results/stats/{stats}/average_image.npy",
+        stats="results/stats/{stats}/pixel_stats.json",
     log:
-        "logs/compute_average_image.log",
+        "logs/compute_average_image/{stats}.log",
     benchmark:
-        "benchmarks/compute_average_image.tsv"
+        "benchmarks/compute_average_image/{stats}.tsv"
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
@@ -19,17 +19,17 @@ rule compute_average_image:
 
 rule plot_average_image:
     input:
-        average="results/stats/average_image.npy",
-        stats="results/stats/pixel_stats.json",
+        average="results/stats/{stats}/average_image.npy",
+        stats="results/stats/{stats}/pixel_stats.json",
     output:
         figure=report(
-            "results/figures/average_image.png",
+            "results/figures/{stats}/average_image.png",
             caption="../report/captions/average_image.rst",
             category="1. Data",
-            labels={"figure": "average image"},
+            labels={"figure": "average image ({stats})"},
         ),
     log:
-        "logs/plot_average_image.log",
+        "logs/plot_average_image/{stats}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: 1

@@ -1,25 +1,24 @@
 rule train_model:
     input:
-        store=STORE,
-        labels="results/metadata/labels.csv",
-        splits="results/splits/splits.csv",
-        index="results/splits/oversample_index.npy",
-        average="results/stats/average_image.npy",
-        stats="results/stats/pixel_stats.json",
+        unpack(get_train_inputs),
     output:
-        best="results/models/{arch}/best.pt",
-        last="results/models/{arch}/last.pt",
+        best=f"{MODEL}/best.pt",
+        last=f"{MODEL}/last.pt",
         history=report(
-            "results/models/{arch}/history.csv",
+            f"{MODEL}/history.csv",
             caption="../report/captions/history_csv.rst",
             category="3. Training",
-            subcategory="{arch}",
-            labels={"model": "{arch}", "table": "history per epoch"},
+            subcategory="{run}",
+            labels={
+                "run": "{run}",
+                "replicate": "{split} seed{seed}",
+                "table": "history",
+            },
         ),
     log:
-        "logs/train_model/{arch}.log",
+        "logs/train_model/{run}/{split}/seed{seed}.log",
     benchmark:
-        "benchmarks/train_model/{arch}.tsv"
+        "benchmarks/train_model/{run}/{split}/seed{seed}.tsv"
     conda:
         "../../envs/cxr14.yaml"
     threads: config["train"]["threads"]

@@ -14,4 +14,6 @@ with log_to(snakemake.log[0]):
         train_val_list=snakemake.input.get("train_val_list"),
         test_list=snakemake.input.get("test_list"),
         val_fraction=snakemake.params.val_fraction,
+        folds=snakemake.params.folds,
+        fold=snakemake.params.fold,
     )

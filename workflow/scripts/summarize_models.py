@@ -5,7 +5,7 @@ from cxr14.report import summarize_models
 
 with log_to(snakemake.log[0]):
     summarize_models(
-        archs=snakemake.params.archs,
+        replicates=snakemake.params.replicates,
         metrics_csvs=snakemake.input.metrics,
         localization_csvs=snakemake.input.localization,
         checkpoints=snakemake.input.checkpoints,
@@ -13,6 +13,7 @@ with log_to(snakemake.log[0]):
         layout=snakemake.params.layout,
         dataset=snakemake.params.dataset,
         out_csv=snakemake.output.table,
+        out_replicates=snakemake.output.replicates,
         out_md=snakemake.output.markdown,
         out_png=snakemake.output.figure,
     )

@@ -69,6 +69,11 @@ class Layout:
         runs); each entry names the path and the key that sets it."""
         return []
 
+    def count_patients(self, config: dict) -> int | None:
+        """Number of patients in the data set, from its metadata alone (None when unknown
+        before the workflow runs); checks a cross-validation's fold count before any job."""
+        return None
+
     def published_auroc(self) -> pd.DataFrame:
         """Published per-class AUROCs (empty when the layout has none)."""
         if self.published_auroc_file is None:

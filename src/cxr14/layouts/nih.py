@@ -297,6 +297,10 @@ class NIH(Layout):
     def display_label(self, config: dict) -> str:
         return f"NIH ChestX-ray14, {config['split']['method']} split"
 
+    def count_patients(self, config: dict) -> int | None:
+        path = self.metadata_file(config)
+        return int(pd.read_csv(path, usecols=["Patient ID"])["Patient ID"].nunique())
+
     read_metadata = staticmethod(read_data_entry)
     locate_images = staticmethod(locate_images)
     read_boxes = staticmethod(read_bbox_list)

@@ -55,6 +55,8 @@ NIH_COUNTS = {
     "Pneumothorax": 5298,
 }
 NIH_IMAGES = 112120
+# Follow-up images per patient: 1 to this many.
+MAX_IMAGES_PER_PATIENT = 12
 # Findings that persist across a patient's follow-up images (decided once per patient).
 CHRONIC = ("Cardiomegaly", "Emphysema", "Fibrosis", "Hernia", "Pleural_Thickening")
 BASE = 256  # findings are drawn at this resolution, then resized to image_size
@@ -397,7 +399,7 @@ def generate(
     image_size: int = 1024,
     seed: int = 0,
     min_prevalence: float = 0.04,
-    max_images_per_patient: int = 12,
+    max_images_per_patient: int = MAX_IMAGES_PER_PATIENT,
     test_fraction: float = 0.2,
     workers: int = 1,
 ) -> pd.DataFrame:
@@ -454,6 +456,18 @@ class Synthetic(NIH):
     def parse_inputs(self, config: dict) -> dict[str, str]:
         # The image folder is an output of the generating rule: depend on it.
         return {**super().parse_inputs(config), "images": f"{self.DIR}/images"}
+
+    def count_patients(self, config: dict) -> int | None:
+        # The metadata is drawn before any image (and quickly): draw it again.
+        s = config["synthetic"]
+        args = (
+            s["n_images"],
+            s["min_prevalence"],
+            MAX_IMAGES_PER_PATIENT,
+            s["test_fraction"],
+            s["seed"],
+        )
+        return int(_sample_metadata(*args)["Patient ID"].nunique())
 
     def box_space(self, config: dict) -> int:
         # Boxes are written in the pixels of the generated PNGs.
