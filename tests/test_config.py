@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import yaml
-from conftest import REPO, snakemake
+from conftest import REPO, planned_jobs, snakemake
 from snakemake.utils import update_config, validate
 
 from cxr14.settings import config_problems, runs, train_settings
@@ -66,6 +66,13 @@ def _dry_run(tmp_path, cfg):
     return snakemake(tmp_path, "-n", check=False)
 
 
+def planned_jobs_of(tmp_path, cfg, *presets):
+    """The jobs a dry run plans with config/<presets> and then ``cfg`` over the defaults."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    files = [str(REPO / "config" / p) for p in presets]
+    return planned_jobs(tmp_path, "--configfile", *files, str(tmp_path / "config.yaml"))
+
+
 def test_wrong_data_paths_stop_the_run_before_any_job(tmp_path, nih_copy):
     # A folder that already ran the demo: its old tables must not hide the wrong path.
     (tmp_path / "results" / "metadata").mkdir(parents=True)
@@ -99,3 +106,30 @@ def test_wrong_data_paths_stop_the_run_before_any_job(tmp_path, nih_copy):
 def test_split_fractions_are_checked_before_any_job(tmp_path, fractions, message):
     proc = _dry_run(tmp_path, {"split": {"fractions": fractions}})
     assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+
+
+def test_seed_study_preset_holds_the_reference_studys_runs_and_comparisons():
+    cfg = _merged("nih.yaml", "seed_study.yaml")
+    assert config_problems(cfg) == []
+    s = {run: train_settings(cfg, run, 0) for run in runs(cfg)}
+    assert cfg["train"]["seeds"] == [0, 1, 2]
+    assert (s["vgg_like_b64"]["batch_size"], s["vgg_like_b32"]["batch_size"]) == (64, 32)
+    for run in ("simple_cnn", "vgg_like_b64", "vgg_like_b32", "vgg_like_bce"):
+        assert (s[run]["lr"], s[run]["milestones"], s[run]["gamma"]) == (1e-3, [60], 0.1)
+        assert s[run]["epochs"] == 120
+    for run in ("resnet18_wcel", "resnet18_bce"):
+        # Section 4.3.1: the final layer at a constant 1e-4.
+        assert (s[run]["lr"], s[run]["milestones"], s[run]["freeze"]) == (1e-4, [], "backbone")
+    assert [r for r in s if s[r]["loss"] == "bce"] == ["vgg_like_bce", "resnet18_bce"]
+    assert ["resnet18_bce", "resnet18_wcel"] in cfg["compare"]
+    # Over the demo configuration alone it is valid too (plans the study on the demo data).
+    assert config_problems(_merged("seed_study.yaml")) == []
+
+
+def test_seed_study_plans_every_job_on_the_real_metadata(tmp_path, nih_dir):
+    cfg = copy.deepcopy(_load("seed_study.yaml"))
+    cfg["data"] = {"source": "nih", "nih_dir": str(nih_dir)}
+    jobs = planned_jobs_of(tmp_path, cfg, "nih.yaml")
+    assert jobs["train_model"] == 7 * 3 and jobs["evaluate_model"] == 21
+    assert jobs["compare_runs"] == 6 and jobs["collect_comparisons"] == 1
+    assert jobs["aggregate_run"] == 7 and jobs["make_splits"] == 1

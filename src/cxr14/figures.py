@@ -75,25 +75,25 @@ def plot_oversampling(table_csv: str | os.PathLike, out_png: str | os.PathLike) 
     _save(fig, out_png, dpi=120)
 
 
-def plot_history(history_csv, out_png, arch: str, checkpoint=None) -> None:
+def plot_history(history_csv, out_png, name: str, checkpoint=None) -> None:
     """Training/validation loss and validation mean AUROC per epoch (the reference study's
     Figure 4)."""
     h = pd.read_csv(history_csv)
     fig, (a, b) = _subplots(1, 2, figsize=(11, 4))
     if checkpoint is not None and (caveat := model_caveat(load_checkpoint(checkpoint), "")):
-        fig.suptitle(f"{arch}: {caveat}", fontsize=10)
+        fig.suptitle(f"{name}: {caveat}", fontsize=10)
     a.plot(h["epoch"], h["train_loss"], "o-", label="training")
     a.plot(h["epoch"], h["val_loss"], "s-", label="validation")
-    a.set(xlabel="epoch", ylabel="loss", title=f"{arch}: loss per epoch")
+    a.set(xlabel="epoch", ylabel="loss", title=f"{name}: loss per epoch")
     a.legend()
     b.plot(h["epoch"], h["val_mean_auroc"], "o-", color="tab:green")
-    b.set(xlabel="epoch", ylabel="mean AUROC", title=f"{arch}: validation mean AUROC")
+    b.set(xlabel="epoch", ylabel="mean AUROC", title=f"{name}: validation mean AUROC")
     b.set_ylim(max(0.0, min(0.5, h["val_mean_auroc"].min() - 0.05)), 1.0)
     b.grid(alpha=0.3)
     _save(fig, out_png)
 
 
-def plot_roc(predictions_csv, out_png, arch: str, checkpoint=None) -> None:
+def plot_roc(predictions_csv, out_png, name: str, checkpoint=None) -> None:
     """ROC curves of every class on the test split."""
     pred = pd.read_csv(predictions_csv)
     caveat = model_caveat(load_checkpoint(checkpoint), "\n") if checkpoint is not None else ""
@@ -111,7 +111,7 @@ def plot_roc(predictions_csv, out_png, arch: str, checkpoint=None) -> None:
     ax.set(
         xlabel="false positive rate (1 - specificity)",
         ylabel="true positive rate",
-        title=f"{arch}: ROC curves on the test split ({len(pred)} images){caveat}",
+        title=f"{name}: ROC curves on the test split ({len(pred)} images){caveat}",
     )
     ax.legend(fontsize=7.5, loc="lower right")
     _save(fig, out_png)
@@ -159,7 +159,8 @@ def plot_filters(checkpoint, out_png, max_layers: int = 6, max_filters: int = 64
         ax.set_title(f"{name}\n{shape} (out x in x kh x kw)", fontsize=10)
     if not convs:
         axes[0, 0].text(0.5, 0.5, "no convolution with kernels of 3x3 or more", ha="center")
-    title = f"{ckpt['config']['arch']}: learned filters, first {len(convs)} layers with k >= 3"
+    name = ckpt["config"].get("run", ckpt["config"]["arch"])
+    title = f"{name}: learned filters, first {len(convs)} layers with k >= 3"
     fig.suptitle(title + model_caveat(ckpt, "\n"), fontsize=12)
     _save(fig, out_png)
 
@@ -245,7 +246,8 @@ def plot_cams(
             title = f"{b.image}\n{b.label}: p={p:.2f}, IoU={found.ious[j]:.2f}"
             args = (found.images[j].numpy(), found.cams[j], found.expert[j], found.predicted[j])
             _draw_cam(ax, *args, title)
-    title = f"{scorer.arch}: Grad-CAM (green: expert box, white dashed: CAM box)"
+    name = scorer.checkpoint["config"].get("run", scorer.arch)
+    title = f"{name}: Grad-CAM (green: expert box, white dashed: CAM box)"
     if len(boxes) < n_images:
         title += f"\nonly {len(boxes)} test images with expert boxes (of {n_images} asked)"
     fig.suptitle(title + model_caveat(scorer.checkpoint, "\n"), fontsize=10)

@@ -3,10 +3,11 @@
 from cxr14.figures import plot_history
 from cxr14.logs import log_to
 
+w = snakemake.wildcards
 with log_to(snakemake.log[0]):
     plot_history(
         snakemake.input.history,
         snakemake.output.figure,
-        snakemake.wildcards.arch,
+        f"{w.run} ({w.split}, seed {w.seed})",
         snakemake.input.checkpoint,
     )
