@@ -131,3 +131,36 @@ def test_patient_folds_refuse_impossible_counts():
         patient_folds(y, groups, 4, seed=0)
     with pytest.raises(ValueError, match="not 1"):
         patient_folds(y, groups, 1, seed=0)
+
+
+def test_kfold_splits_on_real_metadata(labels_csv, tmp_path):
+    """Fold k of 5 is fold k's patients as test, whole patients of the rest as train/val; the
+    five test splits together hold every image exactly once and never share a patient."""
+    labels = pd.read_csv(labels_csv)
+    tests = []
+    for k in range(1, 6):
+        (tmp_path / str(k)).mkdir()
+        kw = {"method": "patient_kfold", "folds": 5, "fold": k, "seed": 0, "val_fraction": 0.1}
+        splits, counts = _split(labels_csv, tmp_path / str(k), **kw)
+        assert splits["image"].tolist() == labels["image"].tolist()
+        assert (splits["split"] == "test").eq(splits["fold"] == k).all()
+        assert splits.groupby("patient")["split"].nunique().max() == 1
+        rest = splits[splits["split"] != "test"]
+        frac = rest["split"].value_counts(normalize=True)
+        assert frac["val"] == pytest.approx(0.1, abs=0.005)
+        # Every class in every part, within 10% (relative) of its prevalence overall.
+        for s in ("train", "val", "test"):
+            rel = counts.loc[list(LABELS), f"{s}_%"] / counts.loc[list(LABELS), "all_%"]
+            assert rel.between(0.85, 1.15).all(), (k, s, rel)
+        tests.append(splits.loc[splits["split"] == "test", ["image", "patient"]])
+    pooled = pd.concat(tests)
+    assert sorted(pooled["image"]) == sorted(labels["image"])
+    assert pooled.groupby("patient").ngroups == labels["patient"].nunique()
+    # The folds themselves are the same in every fold's file.
+    first = pd.read_csv(tmp_path / "1" / "splits.csv")["fold"]
+    assert first.equals(pd.read_csv(tmp_path / "5" / "splits.csv")["fold"])
+
+
+def test_kfold_split_refuses_a_fold_outside_the_folds(labels_csv, tmp_path):
+    with pytest.raises(ValueError, match=r"fold must be between 1 and split.folds \(3\), not 4"):
+        _split(labels_csv, tmp_path, method="patient_kfold", folds=3, fold=4)

@@ -1,0 +1,123 @@
+"""The experiment plan from a configuration: runs, seeds, splits, layered settings, and every
+configuration problem named by its key (cxr14.settings; the workflow runs the same checks)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import SCHEMA
+
+from cxr14.settings import (
+    check_complete,
+    config_problems,
+    fold_problems,
+    replicates,
+    split_ids,
+    train_settings,
+    with_defaults,
+)
+
+
+def _config(**overrides):
+    base = {
+        "train": {"lr": 1e-3, "epochs": 4, "seeds": [0, 1]},
+        "models": {"resnet18": {"lr": 1e-4, "weights": "none"}},
+        "runs": [
+            {"name": "cnn", "arch": "simple_cnn"},
+            {"name": "r18", "arch": "resnet18"},
+            {"name": "r18-bce", "arch": "resnet18", "loss": "bce", "epochs": 2, "seeds": [5]},
+        ],
+        "compare": [["r18", "r18-bce"]],
+    }
+    return with_defaults({**base, **overrides}, SCHEMA)
+
+
+def test_settings_are_layered_train_then_architecture_then_run():
+    cfg = _config()
+    cnn, r18, bce = (train_settings(cfg, r, 3) for r in ("cnn", "r18", "r18-bce"))
+    assert (cnn["lr"], r18["lr"], bce["lr"]) == (1e-3, 1e-4, 1e-4)
+    assert (cnn["epochs"], r18["epochs"], bce["epochs"]) == (4, 4, 2)
+    assert (r18["loss"], bce["loss"]) == ("wcel", "bce")
+    assert bce["weights"] == "none" and bce["run"] == "r18-bce" and bce["seed"] == 3
+    assert not {"name", "seeds", "gpus", "threads"} & set(bce)
+    for s in (cnn, r18, bce):
+        check_complete(s)
+
+
+def test_one_job_per_run_split_and_seed():
+    cfg = _config()
+    assert replicates(cfg) == [
+        ("cnn", "holdout", 0),
+        ("cnn", "holdout", 1),
+        ("r18", "holdout", 0),
+        ("r18", "holdout", 1),
+        ("r18-bce", "holdout", 5),
+    ]
+    kfold = _config(split={"method": "patient_kfold", "folds": 3})
+    assert split_ids(kfold) == ["fold1", "fold2", "fold3"]
+    assert len(replicates(kfold)) == 3 * 5
+    assert replicates(kfold, "r18-bce") == [("r18-bce", f"fold{k}", 5) for k in (1, 2, 3)]
+
+
+def test_a_valid_plan_has_no_problems():
+    assert config_problems(_config()) == []
+    assert config_problems(_config(split={"method": "patient_kfold", "folds": 2})) == []
+
+
+@pytest.mark.parametrize(
+    "runs, expected",
+    [
+        ([{"name": "", "arch": "simple_cnn"}], "runs[0] (''): a run name must be"),
+        ([{"name": "a b", "arch": "simple_cnn"}], "runs[0] ('a b'): a run name must be"),
+        ([{"name": "v1.2", "arch": "simple_cnn"}], "runs[0] ('v1.2'): a run name must be"),
+        ([{"name": "a/b", "arch": "simple_cnn"}], "runs[0] ('a/b'): a run name must be"),
+        (
+            [{"name": "a", "arch": "resnet18"}, {"name": "a", "arch": "resnet18"}],
+            "runs[1] ('a'): the run name 'a' is used twice",
+        ),
+        (
+            [{"name": "a", "arch": "vgg16"}],
+            "runs[0] ('a'): unknown arch 'vgg16'; known: simple_cnn",
+        ),
+        (
+            [{"name": "a", "arch": "simple_cnn", "freeze": "none"}],
+            "runs[0] ('a'): 'freeze' is not a setting of simple_cnn",
+        ),
+        ([{"name": "a", "arch": "resnet18", "batch_size": 0}], "runs[0] ('a'): batch_size: 0"),
+        ([{"name": "a", "arch": "resnet18", "loss": "focal"}], "runs[0] ('a'): loss: 'focal'"),
+    ],
+)
+def test_bad_runs_are_named(runs, expected):
+    problems = config_problems(_config(runs=runs, compare=[]))
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "compare, expected",
+    [
+        ([["r18", "nope"]], "compare[0] ['r18', 'nope']: unknown run 'nope'"),
+        ([["r18", "r18"]], "compare[0] ['r18', 'r18']: compares run 'r18' with itself"),
+        ([["cnn", "r18"], ["cnn", "r18"]], "compare[1] ['cnn', 'r18']: the pair is listed twice"),
+    ],
+)
+def test_bad_comparisons_are_named(compare, expected):
+    assert any(p.startswith(expected) for p in config_problems(_config(compare=compare)))
+
+
+@pytest.mark.parametrize(
+    "split, expected",
+    [
+        ({"method": "patient_kfold"}, "split.method patient_kfold needs split.folds"),
+        ({"method": "patient_kfold", "folds": 1}, "split.folds must be at least 2, not 1"),
+        ({"method": "official", "folds": 5}, "split.folds (5) is only for split.method"),
+        ({"method": "patient_random", "folds": 5}, "split.folds (5) is only for split.method"),
+    ],
+)
+def test_bad_folds_are_named(split, expected):
+    assert any(p.startswith(expected) for p in config_problems(_config(split=split)))
+
+
+def test_more_folds_than_patients_is_refused():
+    cfg = _config(split={"method": "patient_kfold", "folds": 30})
+    assert fold_problems(cfg, 30) == []
+    assert fold_problems(cfg, 29) == ["split.folds (30) is more than the data set's 29 patients"]
+    assert fold_problems(cfg, None) == []  # unknown before the run: make_splits checks it
