@@ -64,3 +64,10 @@ def test_lint_and_dry_run_with_the_slurm_profile(tmp_path):
     write_config(tmp_path)
     jobs = planned_jobs(tmp_path, "--profile", str(REPO / "profiles/slurm"))
     assert jobs["downsample_images"] == 3 and jobs["train_model"] == 4
+    # Every run x fold x seed is its own (GPU) job.
+    write_config(
+        tmp_path,
+        {"split": {"method": "patient_kfold", "folds": 3}, "train": {"seeds": [0, 1]}},
+    )
+    jobs = planned_jobs(tmp_path, "--profile", str(REPO / "profiles/slurm"))
+    assert jobs["train_model"] == 4 * 3 * 2 and jobs["make_splits"] == 3

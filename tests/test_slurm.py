@@ -91,15 +91,15 @@ def test_workflow_runs_through_sbatch(slurm, tmp_path):
     write_config(
         tmp_path,
         {
+            "runs": [{"name": "simple_cnn", "arch": "simple_cnn", "seeds": [0, 1]}],
             "train": {
-                "archs": ["simple_cnn"],
                 "threads": 1,
                 "epochs": 1,
                 "milestones": [1],
                 "input_size": 32,
                 "batch_size": 8,
                 "device": "cpu",
-            }
+            },
         },
     )
     before = {j["id"] for j in _jobs(slurm)}
@@ -114,9 +114,10 @@ def test_workflow_runs_through_sbatch(slurm, tmp_path):
     jobs = [j for j in _jobs(slurm) if j["id"] not in before]
     assert len(submitted) == len(jobs) == n_jobs > 10
     assert {j["state"] for j in jobs} == {"COMPLETED"}
-    # The training job asked the scheduler for a GPU (the rule's gpu resource -> --gpus).
+    # Each training job (one per seed) asked the scheduler for a GPU (the rule's gpu resource
+    # -> --gpus).
     train = [j for j in jobs if "train_model" in j["comment"]]
-    assert len(train) == 1 and "gpu:1" in train[0]["tres"], train
+    assert len(train) == 2 and all("gpu:1" in j["tres"] for j in train), train
     others = [j for j in jobs if "train_model" not in j["comment"]]
     assert all("gpu" not in j["tres"] for j in others)
 
@@ -154,8 +155,8 @@ def test_preempted_training_is_resubmitted_and_resumes(slurm, tmp_path):
         {
             "synthetic": {"n_images": 400, "image_size": 128},
             "preprocess": {"size": 64},
+            "runs": [{"name": "vgg_like", "arch": "vgg_like"}],
             "train": {
-                "archs": ["vgg_like"],
                 "threads": 1,
                 "epochs": 12,
                 "milestones": [100],
@@ -166,7 +167,7 @@ def test_preempted_training_is_resubmitted_and_resumes(slurm, tmp_path):
             "models": {"vgg_like": {"widths": [16, 32], "fc": 64}},
         },
     )
-    target = "results/models/vgg_like/history.csv"
+    target = "results/models/vgg_like/holdout/seed0/history.csv"
     cmd = [
         "timeout",
         "-k",
@@ -187,7 +188,7 @@ def test_preempted_training_is_resubmitted_and_resumes(slurm, tmp_path):
     proc = subprocess.Popen(
         cmd, cwd=tmp_path, env=slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    last = tmp_path / "results/models/vgg_like/.resume/last.pt"
+    last = tmp_path / "results/models/vgg_like/holdout/seed0/.resume/last.pt"
     deadline = time.time() + 600
     cancelled = None
     while time.time() < deadline and proc.poll() is None and cancelled is None:
