@@ -215,3 +215,11 @@ def test_collect_comparisons_writes_one_table_and_a_forest_plot(tmp_path):
     assert np.isnan(table.set_index(["run_b", "label"]).loc[("strong-s3", "C"), "difference"])
     assert len(pd.read_csv(out_csv)) == len(table)
     assert out_png.stat().st_size > 1000
+
+
+def test_one_patient_has_no_bootstrap_interval():
+    """Resampling a single patient always gives the same images: no CI, no p-value."""
+    y, weak, strong, _ = _case(n_patients=1, per_patient=40)
+    table = compare_models(y, weak, strong, np.zeros(len(y)), LABELS, n_boot=20)
+    assert table[["ci_low", "ci_high", "p_bootstrap"]].isna().all().all()
+    assert table["difference"].notna().all()

@@ -108,6 +108,9 @@ def compare_models(y, p_a, p_b, groups, labels, n_boot=1000, seed=0, alpha=0.05)
     p_a, p_b = _stack(p_a), _stack(p_b)
     (auc_a, mean_a), (auc_b, mean_b) = stack_auroc(y, p_a), stack_auroc(y, p_b)
     diffs = paired_bootstrap(y, p_a, p_b, groups, n_boot, seed)
+    if len(np.unique(groups)) < 2:
+        # Resampling one patient always draws the same images: no sampling distribution.
+        diffs[:] = np.nan
     low, high = percentile_ci(diffs, alpha)
     p_boot = _bootstrap_p(diffs)
     delong = [np.nan] * y.shape[1]
