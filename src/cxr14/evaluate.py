@@ -159,7 +159,7 @@ def evaluate_model(
     m = metrics.iloc[-1]
     log.info(
         "%s on %d test images: mean AUROC %.4f (95%% CI %.4f-%.4f), weights: %s",
-        scorer.arch,
+        scorer.name,
         len(test),
         m["auroc"],
         m["auroc_ci_low"],

@@ -18,6 +18,7 @@ from cxr14.checkpoint import load_checkpoint, model_caveat
 from cxr14.inference import Scorer
 from cxr14.localization import boxes_on_test_images, cam_boxes
 from cxr14.metadata import NO_FINDING
+from cxr14.settings import run_name
 
 
 def _subplots(nrows=1, ncols=1, *, figsize, squeeze=True):
@@ -159,7 +160,7 @@ def plot_filters(checkpoint, out_png, max_layers: int = 6, max_filters: int = 64
         ax.set_title(f"{name}\n{shape} (out x in x kh x kw)", fontsize=10)
     if not convs:
         axes[0, 0].text(0.5, 0.5, "no convolution with kernels of 3x3 or more", ha="center")
-    name = ckpt["config"].get("run", ckpt["config"]["arch"])
+    name = run_name(ckpt["config"])
     title = f"{name}: learned filters, first {len(convs)} layers with k >= 3"
     fig.suptitle(title + model_caveat(ckpt, "\n"), fontsize=12)
     _save(fig, out_png)
@@ -246,8 +247,7 @@ def plot_cams(
             title = f"{b.image}\n{b.label}: p={p:.2f}, IoU={found.ious[j]:.2f}"
             args = (found.images[j].numpy(), found.cams[j], found.expert[j], found.predicted[j])
             _draw_cam(ax, *args, title)
-    name = scorer.checkpoint["config"].get("run", scorer.arch)
-    title = f"{name}: Grad-CAM (green: expert box, white dashed: CAM box)"
+    title = f"{scorer.name}: Grad-CAM (green: expert box, white dashed: CAM box)"
     if len(boxes) < n_images:
         title += f"\nonly {len(boxes)} test images with expert boxes (of {n_images} asked)"
     fig.suptitle(title + model_caveat(scorer.checkpoint, "\n"), fontsize=10)

@@ -15,6 +15,7 @@ from cxr14.checkpoint import load_model
 from cxr14.data import DeviceData, Normalizer
 from cxr14.device import resolve_device
 from cxr14.models import cam_layer
+from cxr14.settings import run_name
 
 
 @dataclass
@@ -45,6 +46,10 @@ class Scorer:
     @property
     def arch(self) -> str:
         return self.checkpoint["config"]["arch"]
+
+    @property
+    def name(self) -> str:
+        return run_name(self.checkpoint["config"])
 
     @property
     def labels(self) -> list[str]:

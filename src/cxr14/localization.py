@@ -175,7 +175,8 @@ def localize(
     table = accuracy_table(res, scorer.labels, iou_thresholds)
     table.to_csv(out_table, index=False, float_format="%.6g")
     log.info(
-        "localisation of %d boxes: accuracy at IoU 0.3 %.3f",
+        "%s: localisation of %d boxes: accuracy at IoU 0.3 %.3f",
+        scorer.name,
         len(res),
         table.iloc[-1].get("acc_iou_0.3", np.nan),
         extra=CONSOLE,

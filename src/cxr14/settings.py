@@ -86,6 +86,12 @@ def train_settings(config: dict, run: str, seed: int) -> dict:
     return {"run": run, "arch": arch, **shared, **model, **overrides, "seed": int(seed)}
 
 
+def run_name(settings: dict) -> str:
+    """What logs and figures call a training: its run's name (its architecture for settings
+    made outside the workflow)."""
+    return settings.get("run", settings["arch"])
+
+
 def check_complete(settings: dict) -> None:
     missing = [k for k in ("arch", "seed", *TRAIN_KEYS) if k not in settings]
     if missing:

@@ -41,7 +41,7 @@ from cxr14.losses import build_loss
 from cxr14.metadata import read_labels
 from cxr14.metrics import nanmean, per_class_auroc
 from cxr14.models import build_model, model_settings
-from cxr14.settings import check_complete
+from cxr14.settings import check_complete, run_name
 
 log = logging.getLogger(__name__)
 RESUME_DIR = ".resume"
@@ -145,7 +145,7 @@ def load_data(
     log.info(
         "%s: %d training images (%d samples per epoch), %d validation images, loaded in "
         "%.1f s (%s)",
-        settings["arch"],
+        run_name(settings),
         len(train_rows),
         len(index_rows),
         len(val_rows),
@@ -200,7 +200,7 @@ def resume(path: Path, parts: Parts, settings: dict) -> State:
         )
         log.warning(
             "%s: %s was made with other settings (%s); starting afresh",
-            settings["arch"],
+            run_name(settings),
             path,
             ", ".join(changed),
         )
@@ -212,7 +212,11 @@ def resume(path: Path, parts: Parts, settings: dict) -> State:
         parts.scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])
     log.info(
-        "%s: resuming after epoch %d from %s", settings["arch"], ckpt["epoch"], path, extra=CONSOLE
+        "%s: resuming after epoch %d from %s",
+        run_name(settings),
+        ckpt["epoch"],
+        path,
+        extra=CONSOLE,
     )
     return State(ckpt["epoch"], ckpt["history"], ckpt["best_auroc"], ckpt["best_epoch"])
 
@@ -351,7 +355,7 @@ def finish(out_dir: Path, state: State, settings: dict, weights_used: str) -> No
     resume_dir = out_dir / RESUME_DIR
     if not (resume_dir / "best.pt").exists():  # zero epochs requested
         raise ValueError(
-            f"{settings['arch']}: no epoch was trained (epochs = {settings['epochs']})"
+            f"{run_name(settings)}: no epoch was trained (epochs = {settings['epochs']})"
         )
     pd.DataFrame(state.history).to_csv(out_dir / "history.csv.tmp", index=False)
     os.replace(out_dir / "history.csv.tmp", out_dir / "history.csv")
@@ -361,7 +365,7 @@ def finish(out_dir: Path, state: State, settings: dict, weights_used: str) -> No
     shutil.rmtree(resume_dir)  # the run is complete: nothing to resume any more
     log.info(
         "%s: best val mean AUROC %.4f at epoch %d (weights: %s)",
-        settings["arch"],
+        run_name(settings),
         state.best_auroc,
         state.best_epoch,
         weights_used,
@@ -379,7 +383,7 @@ def run_epoch(epoch: int, settings: dict, data: Data, parts: Parts, proc: Proces
         data.index_rows, data.train_rows, seed, epoch, batch, proc.rank, proc.world
     )
     lr = parts.optimizer.param_groups[0]["lr"]
-    desc = f"{settings['arch']} epoch {epoch + 1}"
+    desc = f"{run_name(settings)} epoch {epoch + 1}"
     train_loss, seen = train_one_epoch(
         parts,
         data.train,
@@ -483,7 +487,7 @@ def _log_epoch(settings: dict, row: dict) -> None:
     log.info(
         "%s epoch %d/%d: lr %.2g, train loss %.4f, val loss %.4f, val mean AUROC %.4f, "
         "%.0f samples/s, %.1f s",
-        settings["arch"],
+        run_name(settings),
         row["epoch"],
         settings["epochs"],
         row["lr"],
