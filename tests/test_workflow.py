@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -58,6 +59,7 @@ EVALUATION = {
     "aggregate_run",
     "compare_runs",
     "collect_comparisons",
+    "export_model",
     "summarize_models",
 }
 OUTPUTS = [
@@ -78,6 +80,7 @@ OUTPUTS = [
     *[f"{evals(*r)}/{f}" for r in REPLICATES for f in TABLES],
     *[f"{evals(run)}/{f}" for run in NAMES for f in FIGURES],
     *[f"results/eval/{run}/replicates.csv" for run in NAMES],
+    *[f"results/models/{run}/{f}" for run in NAMES for f in ("bundle.pt", "model_card.md")],
     "results/compare/simple_cnn/simple_cnn_bce.csv",
     "results/report/comparisons.csv",
     "results/report/comparisons.png",
@@ -199,6 +202,7 @@ def test_changing_one_run_reruns_its_jobs_and_its_comparison_only(done):
             "plot_filters": 1,
             "plot_cams": 1,
             "aggregate_run": 1,
+            "export_model": 1,
             "compare_runs": 1,
             "collect_comparisons": 1,
             "summarize_models": 1,
@@ -219,6 +223,7 @@ def test_adding_a_run_or_a_seed_adds_only_its_jobs(done):
             **per_replicate,
             **{f"plot_{f}": 1 for f in ("history", "roc", "filters", "cams")},
             "aggregate_run": 1,
+            "export_model": 1,
             "summarize_models": 1,
             "all": 1,
         }
@@ -688,3 +693,79 @@ def test_html_report_renders_in_chromium(done, tmp_path):
     ).stdout
     widths = [int(w) for w in re.search(r'data-widths="([^"]*)"', dom).group(1).split(",")]
     assert len(widths) == len(uris) and min(widths) > 300
+
+
+def _predict(*args):
+    cmd = [str(Path(sys.executable).with_name("cxr14")), "predict", "--device", "cpu", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_bundle_and_model_card(done):
+    bundle = torch.load(done / "results/models/vgg_like/bundle.pt", weights_only=True)
+    assert (bundle["format"], bundle["version"], bundle["arch"]) == (
+        "cxr14-model-bundle",
+        1,
+        "vgg_like",
+    )
+    assert bundle["labels"] == list(LABELS)
+    assert bundle["preprocess"]["store_size"] == 32 and bundle["preprocess"]["input_size"] == 32
+    metrics = pd.read_csv(done / f"{evals('vgg_like')}/metrics.csv").set_index("label")
+    # The bundle's thresholds are the evaluation's validation-chosen ones.
+    np.testing.assert_allclose(
+        bundle["thresholds"]["youden"], metrics.loc[list(LABELS), "threshold_at_val"], atol=1e-5
+    )
+    assert bundle["test"]["mean"]["auroc"] == pytest.approx(metrics.loc["mean", "auroc"], abs=1e-6)
+    card = (done / "results/models/vgg_like/model_card.md").read_text().splitlines()
+    assert (
+        card[0]
+        == "**Not a real-data model: results on the synthetic demo set are never NIH results.**"
+    )
+    assert any("not for diagnosis" in line for line in card)
+
+
+def test_predict_gives_the_pipelines_probabilities_from_the_original_pngs(done, tmp_path):
+    """`cxr14 predict` on the original 128x128 PNGs of the test split reproduces the
+    evaluation's predictions.csv: same decoding, resize, normalisation and model."""
+    for run in ("vgg_like", "densenet121"):
+        pred = pd.read_csv(done / f"{evals(run)}/predictions.csv")
+        images = [str(done / "results/synthetic/images" / n) for n in pred["image"]]
+        out = tmp_path / run / "predictions.csv"
+        proc = _predict(
+            "--model", str(done / f"results/models/{run}/bundle.pt"), "--out", str(out), *images
+        )
+        assert proc.returncode == 0, proc.stderr
+        mine = pd.read_csv(out)
+        assert [Path(p).name for p in mine["image"]] == pred["image"].tolist()
+        probs = [c for c in pred.columns if c.startswith("prob_")]
+        np.testing.assert_allclose(mine[probs], pred[probs], atol=1e-5)
+        assert pd.read_csv(out.parent / "failures.csv").empty
+
+
+def test_predict_names_bad_inputs_and_scores_the_rest(done, tmp_path):
+    folder = tmp_path / "in" / "nested"
+    folder.mkdir(parents=True)
+    good = sorted((done / "results/synthetic/images").iterdir())[:3]
+    for p in good:
+        shutil.copy(p, folder / p.name)
+    (folder / "notes.png").write_text("not an image")
+    (folder / "cut.png").write_bytes(good[0].read_bytes()[:200])
+    (folder / "readme.txt").write_text("ignored: not an image suffix")
+    out = tmp_path / "out" / "predictions.csv"
+    bundle = str(done / "results/models/simple_cnn/bundle.pt")
+    proc = _predict(
+        "--model", bundle, "--out", str(out), str(tmp_path / "in"), str(tmp_path / "gone.png")
+    )
+    assert proc.returncode == 1
+    scored = pd.read_csv(out)
+    assert sorted(Path(p).name for p in scored["image"]) == sorted(p.name for p in good)
+    assert set(scored[[f"positive_{c}" for c in LABELS]].stack()) <= {0, 1}
+    failures = pd.read_csv(out.parent / "failures.csv").set_index("image")
+    assert failures.loc[str(folder / "notes.png"), "reason"].startswith("not a PNG or JPEG file")
+    assert failures.loc[str(folder / "cut.png"), "reason"].startswith("truncated or corrupt PNG")
+    assert failures.loc[str(tmp_path / "gone.png"), "reason"] == "no such file or folder"
+    assert len(failures) == 3 and "notes.png" in proc.stderr
+    # A training checkpoint is not a bundle: refused, saying what it is.
+    ckpt = str(done / f"{model('simple_cnn')}/best.pt")
+    proc = _predict("--model", ckpt, "--out", str(tmp_path / "x.csv"), str(folder))
+    assert proc.returncode == 2 and "is a training checkpoint, not a model bundle" in proc.stderr
+    assert not (tmp_path / "x.csv").exists()

@@ -50,12 +50,13 @@ def high_depth_to_unit(arr: np.ndarray) -> np.ndarray:
     return arr * (255.0 / (2**bits - 1))
 
 
-def load_gray(path: str | os.PathLike, size: int, resample: str = "bilinear") -> np.ndarray:
-    """Decode one PNG and return a (size, size) uint8 grayscale array (antialiased resize).
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+# What `load_gray` decodes: the format PIL is told to read, by the file's first bytes.
+FORMATS = {PNG_SIGNATURE: "PNG", JPEG_SIGNATURE: "JPEG"}
 
-    Raises BadImage naming the file for a missing, zero-byte, non-PNG or truncated file.
-    """
-    filt = RESAMPLE[resample]
+
+def _open(path: str | os.PathLike, formats: tuple[str, ...]) -> Image.Image:
+    """Decode ``path`` completely, if it is one of ``formats``; BadImage otherwise."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -66,14 +67,33 @@ def load_gray(path: str | os.PathLike, size: int, resample: str = "bilinear") ->
         head = f.read(8)
         if not head:
             raise BadImage(path, "zero-byte file")
-        if head != PNG_SIGNATURE:
-            raise BadImage(path, f"not a PNG file (starts with {head[:8]!r})")
+        fmt = next((n for sig, n in FORMATS.items() if head.startswith(sig)), None)
+        if fmt not in formats:
+            raise BadImage(path, f"not a {' or '.join(formats)} file (starts with {head!r})")
         f.seek(0)
         try:
-            im = Image.open(f, formats=["PNG"])
+            im = Image.open(f, formats=[fmt])
             im.load()
         except (OSError, SyntaxError, UnidentifiedImageError, ValueError) as exc:
-            raise BadImage(path, f"truncated or corrupt PNG ({exc})") from None
+            raise BadImage(path, f"truncated or corrupt {fmt} ({exc})") from None
+    return im
+
+
+def load_gray(
+    path: str | os.PathLike, size: int, resample: str = "bilinear", formats=("PNG",)
+) -> np.ndarray:
+    """Decode one image (PNG; JPEG too where ``formats`` says so) and return a (size, size)
+    uint8 grayscale array (antialiased resize).
+
+    Raises BadImage naming the file for a missing, zero-byte, other-format or truncated file.
+    """
+    return to_gray(_open(path, formats), size, resample, path)
+
+
+def to_gray(im: Image.Image, size: int, resample: str, path: str | os.PathLike) -> np.ndarray:
+    """A decoded image as (size, size) uint8 grayscale: 16-bit data rescaled by its bit depth,
+    colour by ITU-R 601 luma, then the antialiased resize."""
+    filt = RESAMPLE[resample]
     w, h = im.size
     if w == 0 or h == 0:
         raise BadImage(path, "image has no pixels")

@@ -1,6 +1,7 @@
 import os
 import re
 import sys
+from types import SimpleNamespace
 
 # The workflow's own library, also where it is not installed (a conda env from --sdm conda).
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
@@ -170,6 +171,9 @@ def get_eval_outputs():
         f"{EVAL}/{f}".format(**first_replicate(r)) for r in RUNS for f in figures
     ]
     outputs += expand("results/eval/{run}/replicates.csv", run=RUNS)
+    outputs += expand(
+        "results/models/{run}/{f}", run=RUNS, f=["bundle.pt", "model_card.md"]
+    )
     outputs += [
         "results/report/summary.csv",
         "results/report/replicates.csv",
@@ -192,6 +196,24 @@ def get_model_eval_inputs(wildcards):
         "splits_csv": f"results/splits/{split}/splits.csv",
         "average_npy": f"{stats_dir(split)}/average_image.npy",
         "stats_json": f"{stats_dir(split)}/pixel_stats.json",
+    }
+
+
+def get_export_inputs(wildcards):
+    """A run's first replicate: its evaluation inputs and its test metrics."""
+    first = first_replicate(wildcards.run)
+    inputs = get_model_eval_inputs(SimpleNamespace(**first))
+    return {**inputs, "metrics_csv": f"{EVAL}/metrics.csv".format(**first)}
+
+
+def get_export_params(wildcards):
+    """Where the bundled model comes from, for its provenance and model card."""
+    first = first_replicate(wildcards.run)
+    return {
+        **first,
+        "split_method": config["split"]["method"],
+        "dataset": LAYOUT.display_label(config),
+        "caveat": LAYOUT.results_caveat,
     }
 
 

@@ -168,6 +168,35 @@ rule plot_cams:
         "../scripts/plot_cams.py"
 
 
+rule export_model:
+    input:
+        unpack(get_export_inputs),
+    output:
+        bundle="results/models/{run}/bundle.pt",
+        card=report(
+            "results/models/{run}/model_card.md",
+            caption="../report/captions/model_card.rst",
+            category="4. Evaluation",
+            subcategory="{run}",
+            labels={"run": "{run}", "table": "model card (Markdown)"},
+        ),
+    log:
+        "logs/export_model/{run}.log",
+    benchmark:
+        "benchmarks/export_model/{run}.tsv"
+    conda:
+        "../../envs/cxr14.yaml"
+    threads: config["eval"]["threads"]
+    params:
+        provenance=get_export_params,
+        preprocess={"store_size": SIZE, "resample": config["preprocess"]["resample"]},
+        sensitivity=config["eval"]["sensitivity"],
+        device=config["eval"]["device"],
+        batch_size=config["eval"]["batch_size"],
+    script:
+        "../scripts/export_model.py"
+
+
 rule aggregate_run:
     input:
         metrics=get_run_metrics,

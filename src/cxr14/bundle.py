@@ -1,0 +1,234 @@
+"""A trained model as one self-contained file for inference (a *bundle*), and its model card.
+
+A bundle is a dict of plain tensors and Python values (it loads with ``weights_only=True``):
+
+- ``format``, ``version``: what the file is (``FORMAT``, ``VERSION``); other files are refused;
+- ``arch``, ``model_settings``, ``state_dict``, ``labels``: the network and its output order;
+- ``preprocess``: how an image becomes the network's input, exactly as in the pipeline: decode
+  to 8-bit grayscale, antialiased PIL resize to ``store_size`` with ``resample``, subtract
+  ``average`` (the average image), divide by ``std``, resize to ``input_size``;
+- ``thresholds``: per class, chosen on the validation split (Youden's J, and the highest
+  threshold reaching ``sensitivity`` there);
+- ``provenance``: run, split, seed, data set, training settings, package version;
+- ``test``: per class and mean, test AUROC with its patient-bootstrap 95% CI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import cxr14
+from cxr14.checkpoint import atomic_save
+from cxr14.data import Normalizer, read_rows
+from cxr14.device import resolve_device
+from cxr14.evaluate import youden_thresholds
+from cxr14.inference import Scorer
+from cxr14.logs import CONSOLE
+from cxr14.metadata import read_labels
+from cxr14.models import build_model, model_settings
+
+log = logging.getLogger(__name__)
+
+FORMAT = "cxr14-model-bundle"
+VERSION = 1
+
+
+class BundleError(ValueError):
+    """A file is not a model bundle this version can read; the message says what it is."""
+
+
+def sensitivity_thresholds(y_val: np.ndarray, p_val: np.ndarray, sensitivity: float) -> np.ndarray:
+    """Per class, the highest threshold at which at least ``sensitivity`` of the validation
+    positives are predicted positive (0.5 where the validation split has no positives)."""
+    out = np.full(y_val.shape[1], 0.5)
+    for k in range(y_val.shape[1]):
+        pos = np.sort(p_val[y_val[:, k] == 1, k])[::-1]
+        if len(pos):
+            out[k] = float(pos[int(np.ceil(sensitivity * len(pos))) - 1])
+    return out
+
+
+def _test_metrics(metrics_csv) -> dict:
+    m = pd.read_csv(metrics_csv).set_index("label")
+    cols = ["auroc", "auroc_ci_low", "auroc_ci_high", "n_pos", "n_neg"]
+    return {label: {c: float(m.loc[label, c]) for c in cols} for label in m.index}
+
+
+def build_bundle(scorer: Scorer, y_val, p_val, preprocess, provenance, test, sensitivity) -> dict:
+    """The bundle of a loaded model (see the module docstring)."""
+    config = scorer.checkpoint["config"]
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": scorer.arch,
+        "model_settings": model_settings(scorer.arch, config),
+        "state_dict": {k: v.cpu() for k, v in scorer.model.state_dict().items()},
+        "labels": scorer.labels,
+        "preprocess": {
+            **preprocess,
+            "average": scorer.normalize.average[0, 0].cpu().clone(),
+            "std": scorer.normalize.std,
+            "input_size": scorer.normalize.input_size,
+        },
+        "thresholds": {
+            "youden": youden_thresholds(y_val, p_val).tolist(),
+            "sensitivity": float(sensitivity),
+            "at_sensitivity": sensitivity_thresholds(y_val, p_val, sensitivity).tolist(),
+        },
+        "provenance": {
+            **provenance,
+            "settings": dict(config),
+            "weights_used": scorer.checkpoint.get("weights_used", "unknown"),
+            "best_epoch": scorer.checkpoint.get("best_epoch"),
+            "cxr14_version": cxr14.__version__,
+        },
+        "test": test,
+    }
+
+
+def export_model(
+    checkpoint,
+    store_h5,
+    labels_csv,
+    splits_csv,
+    average_npy,
+    stats_json,
+    metrics_csv,
+    out_bundle,
+    out_card,
+    preprocess: dict,
+    provenance: dict,
+    sensitivity: float = 0.9,
+    device: str = "auto",
+    batch_size: int = 128,
+) -> dict:
+    """Write the bundle of one trained model and its model card. ``preprocess`` holds the
+    store's ``store_size`` and ``resample``; ``provenance`` the run, split, seed, data set
+    (``dataset``) and its caveat (``caveat``, empty for real data)."""
+    scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
+    table, labels = read_labels(labels_csv)
+    val = np.flatnonzero(pd.read_csv(splits_csv)["split"].to_numpy() == "val")
+    p_val = scorer.predict(read_rows(store_h5, val), batch_size)
+    y_val = table[labels].to_numpy()[val]
+    test = _test_metrics(metrics_csv)
+    bundle = build_bundle(scorer, y_val, p_val, preprocess, provenance, test, sensitivity)
+    atomic_save(bundle, out_bundle)
+    tmp = Path(str(out_card) + ".tmp")
+    tmp.write_text(model_card(bundle))
+    os.replace(tmp, out_card)
+    log.info(
+        "%s: bundle %s (test mean AUROC %.4f)",
+        scorer.name,
+        out_bundle,
+        test["mean"]["auroc"],
+        extra=CONSOLE,
+    )
+    return bundle
+
+
+def load_bundle(path: str | os.PathLike) -> dict:
+    """Read a bundle; anything else is refused with a BundleError saying what it is."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise BundleError(f"{path}: no such file") from None
+    except Exception as exc:  # pickle, zip and torch errors alike: not a readable torch file
+        raise BundleError(
+            f"{path} is not a model bundle (not a readable PyTorch file: {exc})"
+        ) from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        if isinstance(obj, dict) and {"model", "config"} <= set(obj):
+            raise BundleError(
+                f"{path} is a training checkpoint, not a model bundle: the workflow's "
+                "export_model rule makes a bundle of it (results/models/<run>/bundle.pt)"
+            )
+        raise BundleError(f"{path} is not a cxr14 model bundle (no format {FORMAT!r})")
+    if obj.get("version") != VERSION:
+        raise BundleError(
+            f"{path} is a model bundle of format version {obj.get('version')}; cxr14 "
+            f"{cxr14.__version__} reads version {VERSION}"
+        )
+    return obj
+
+
+def bundle_scorer(bundle: dict, device: str = "auto") -> Scorer:
+    """The bundle's network and normalisation as a Scorer (eval mode, on ``device``)."""
+    settings = {**bundle["model_settings"], "weights": "none"}  # the state dict has them
+    model = build_model(bundle["arch"], len(bundle["labels"]), **settings)
+    model.load_state_dict(bundle["state_dict"])
+    pre = bundle["preprocess"]
+    normalize = Normalizer(pre["average"].numpy(), pre["std"], pre["input_size"])
+    dev = resolve_device(device)
+    prov = bundle["provenance"]
+    # What a Scorer reads of a checkpoint: the settings, the label order, the weights' origin.
+    ckpt = {
+        "config": prov["settings"],
+        "labels": bundle["labels"],
+        "weights_used": prov["weights_used"],
+    }
+    return Scorer(model.to(dev).eval(), normalize.to(dev), dev, ckpt)
+
+
+def _card_rows(bundle: dict) -> list[str]:
+    t = bundle["thresholds"]
+    rows = []
+    for k, label in enumerate(bundle["labels"]):
+        m = bundle["test"][label]
+        rows.append(
+            f"| {label} | {m['auroc']:.3f} ({m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}) "
+            f"| {int(m['n_pos'])} | {t['youden'][k]:.4f} | {t['at_sensitivity'][k]:.4f} |"
+        )
+    return rows
+
+
+def model_card(bundle: dict) -> str:
+    """A short Markdown model card: data, split, metrics with CIs, thresholds, intended use
+    and known limits. A model not trained on real data says so in its first line."""
+    prov, pre, mean = bundle["provenance"], bundle["preprocess"], bundle["test"]["mean"]
+    caveat = prov.get("caveat", "")
+    first = f"**Not a real-data model: {caveat}.**" if caveat else "**Research use only.**"
+    sens = bundle["thresholds"]["sensitivity"]
+    return "\n".join(
+        [
+            first,
+            "",
+            f"# Model card: {prov['run']} ({bundle['arch']})",
+            "",
+            f"- Data: {prov['dataset']}; split `{prov['split']}` ({prov['split_method']}), "
+            f"seed {prov['seed']}; best epoch {prov['best_epoch']}; weights: "
+            f"{prov['weights_used']}.",
+            f"- Input: grayscale, resized to {pre['store_size']}x{pre['store_size']} "
+            f"({pre['resample']}), minus the training average image, divided by "
+            f"{pre['std']:.2f}, resized to {pre['input_size']}x{pre['input_size']}.",
+            f"- Test mean AUROC {mean['auroc']:.3f} (95% CI {mean['auroc_ci_low']:.3f}-"
+            f"{mean['auroc_ci_high']:.3f}, patient bootstrap; {int(mean['n_pos'])} positive "
+            "image-label pairs).",
+            f"- Made by cxr14 {prov['cxr14_version']}.",
+            "",
+            f"| class | test AUROC (95% CI) | test positives | threshold (Youden, validation) "
+            f"| threshold (sensitivity {sens:g}, validation) |",
+            "| --- | --- | --- | --- | --- |",
+            *_card_rows(bundle),
+            "",
+            "## Intended use",
+            "",
+            "Research on chest X-ray classification methods. Not a medical device and not for "
+            "diagnosis or any clinical decision.",
+            "",
+            "## Known limits",
+            "",
+            "- NIH ChestX-ray14 labels were mined from radiology reports by NLP and are noisy "
+            "(Wang et al. 2017; Oakden-Rayner 2019); test AUROCs measure agreement with them.",
+            "- Thresholds were chosen on the validation split of the same data set; on other "
+            "hospitals, scanners or populations both the AUROC and the thresholds may not hold.",
+            "- Frontal radiographs of the training data set's kind only; the probabilities are "
+            "not calibrated.",
+            "",
+        ]
+    )

@@ -1,0 +1,49 @@
+"""The ``cxr14`` command: use a trained model outside the workflow.
+
+cxr14 predict --model results/models/<run>/bundle.pt IMAGE_OR_FOLDER... [--out CSV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cxr14", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser(
+        "predict",
+        help="score PNG and JPEG files with a model bundle",
+        description="Score image files (folders are searched recursively for .png, .jpg, "
+        ".jpeg) with a model bundle made by the workflow (results/models/<run>/bundle.pt). "
+        "Writes one row per image (probabilities, and positive/negative at the bundle's "
+        "validation-chosen thresholds) and failures.csv beside it. Exit status 1 when any "
+        "input could not be scored.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("--model", required=True, help="a model bundle (bundle.pt)")
+    p.add_argument("--out", default="predictions.csv", help="output CSV (default: %(default)s)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--batch-size", type=int, default=32)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    # torch is imported only for a command that needs it (`--help` stays instant).
+    from cxr14.bundle import BundleError
+    from cxr14.predict import predict
+
+    try:
+        _, failures = predict(args.model, args.inputs, args.out, args.device, args.batch_size)
+    except BundleError as exc:
+        print(f"cxr14 predict: {exc}", file=sys.stderr)
+        return 2
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

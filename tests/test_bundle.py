@@ -1,0 +1,141 @@
+"""Model bundles: built from a model, read back safely, anything else refused by name; the
+inputs `cxr14 predict` collects and decodes (the workflow tests check it end to end)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cxr14.bundle import (
+    FORMAT,
+    BundleError,
+    build_bundle,
+    bundle_scorer,
+    load_bundle,
+    model_card,
+    sensitivity_thresholds,
+)
+from cxr14.checkpoint import atomic_save
+from cxr14.data import Normalizer
+from cxr14.imageio import BadImage, load_gray
+from cxr14.inference import Scorer
+from cxr14.layouts.nih import LABELS
+from cxr14.models import build_model
+from cxr14.predict import find_inputs
+
+PROVENANCE = {
+    "run": "tiny",
+    "split": "holdout",
+    "seed": 0,
+    "split_method": "patient_random",
+    "dataset": "synthetic demo data (not NIH)",
+    "caveat": "results on the synthetic demo set are never NIH results",
+}
+
+
+def _scorer(seed=0) -> Scorer:
+    torch.manual_seed(seed)
+    model = build_model("simple_cnn", len(LABELS), channels=[4, 8]).eval()
+    average = np.random.default_rng(seed).uniform(0, 255, (48, 48)).astype(np.float32)
+    config = {"arch": "simple_cnn", "run": "tiny", "channels": [4, 8], "input_size": 32}
+    ckpt = {"config": config, "labels": list(LABELS), "weights_used": "none", "best_epoch": 3}
+    return Scorer(model, Normalizer(average, 40.0, 32), torch.device("cpu"), ckpt)
+
+
+def _bundle(tmp_path):
+    scorer = _scorer()
+    rng = np.random.default_rng(1)
+    y_val = (rng.random((60, len(LABELS))) < 0.3).astype(int)
+    p_val = np.clip(0.3 * y_val + 0.7 * rng.random(y_val.shape), 0, 1)
+    test = {
+        c: {"auroc": 0.7, "auroc_ci_low": 0.6, "auroc_ci_high": 0.8, "n_pos": 5, "n_neg": 50}
+        for c in [*LABELS, "mean"]
+    }
+    preprocess = {"store_size": 48, "resample": "bilinear"}
+    bundle = build_bundle(scorer, y_val, p_val, preprocess, PROVENANCE, test, 0.9)
+    path = tmp_path / "bundle.pt"
+    atomic_save(bundle, path)
+    return scorer, path, y_val, p_val
+
+
+def test_a_bundle_reads_back_and_scores_exactly_as_its_model(tmp_path):
+    scorer, path, _, _ = _bundle(tmp_path)
+    bundle = load_bundle(path)
+    assert bundle["format"] == FORMAT and bundle["labels"] == list(LABELS)
+    again = bundle_scorer(bundle, "cpu")
+    images = torch.randint(0, 256, (5, 48, 48), dtype=torch.uint8)
+    np.testing.assert_array_equal(scorer.predict(images), again.predict(images))
+    assert again.name == "tiny" and again.arch == "simple_cnn"
+
+
+def test_thresholds_reach_the_asked_sensitivity_on_validation():
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 3)) < 0.2).astype(int)
+    p = rng.random((200, 3))
+    y[:, 2] = 0  # no positives: 0.5
+    thr = sensitivity_thresholds(y, p, 0.9)
+    for k in (0, 1):
+        pos = p[y[:, k] == 1, k]
+        assert (pos >= thr[k]).mean() >= 0.9
+        assert (pos > thr[k]).mean() < 0.9  # the highest such threshold
+    assert thr[2] == 0.5
+
+
+def test_model_card_of_a_demo_model_says_so_first(tmp_path):
+    _, path, _, _ = _bundle(tmp_path)
+    card = model_card(load_bundle(path))
+    assert card.startswith("**Not a real-data model: results on the synthetic demo set")
+    assert "| Atelectasis | 0.700 (0.600-0.800) | 5 |" in card
+    assert "not for diagnosis" in card
+
+
+def test_what_is_not_a_bundle_is_refused_saying_what_it_is(tmp_path):
+    _, path, _, _ = _bundle(tmp_path)
+    bundle = load_bundle(path)
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"model": {}, "config": {"arch": "vgg_like"}, "epoch": 3, "labels": []}, checkpoint)
+    with pytest.raises(BundleError, match="is a training checkpoint, not a model bundle"):
+        load_bundle(checkpoint)
+    newer = tmp_path / "newer.pt"
+    torch.save({**bundle, "version": 2}, newer)
+    with pytest.raises(BundleError, match="format version 2; cxr14 .* reads version 1"):
+        load_bundle(newer)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(BundleError, match="not a cxr14 model bundle"):
+        load_bundle(other)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(BundleError, match="not a readable PyTorch file"):
+        load_bundle(text)
+    with pytest.raises(BundleError, match="no such file"):
+        load_bundle(tmp_path / "absent.pt")
+
+
+def test_inputs_are_collected_recursively_by_suffix(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/x.PNG", "a/b/y.jpg", "a/b/z.jpeg", "a/notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    named = tmp_path / "named.bin"
+    named.write_bytes(b"")
+    files, missing = find_inputs([tmp_path / "a", named, tmp_path / "absent"])
+    rel = [p.relative_to(tmp_path).as_posix() for p in files]
+    assert rel == ["a/b/y.jpg", "a/b/z.jpeg", "a/x.PNG", "named.bin"]
+    assert missing == [(str(tmp_path / "absent"), "no such file or folder")]
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_jpeg_decodes_like_pil_and_only_where_allowed(tmp_path, mode):
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (64, 80), dtype=np.uint8)
+    im = Image.fromarray(gray).convert(mode)
+    path = tmp_path / "x.jpg"
+    im.save(path, quality=95)
+    with Image.open(path) as ref:
+        expected = np.asarray(ref.convert("L").resize((32, 32), Image.Resampling.BILINEAR))
+    got = load_gray(path, 32, formats=("PNG", "JPEG"))
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(BadImage, match="not a PNG file"):
+        load_gray(path, 32)  # the store's decoding reads PNG only
