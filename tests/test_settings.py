@@ -121,3 +121,11 @@ def test_more_folds_than_patients_is_refused():
     assert fold_problems(cfg, 30) == []
     assert fold_problems(cfg, 29) == ["split.folds (30) is more than the data set's 29 patients"]
     assert fold_problems(cfg, None) == []  # unknown before the run: make_splits checks it
+
+
+def test_a_missing_prediction_folder_is_named(tmp_path):
+    missing = tmp_path / "mine"
+    problems = config_problems(_config(predict={"input_dir": str(missing)}))
+    assert problems == [f"predict.input_dir: folder {missing} does not exist"]
+    missing.mkdir()
+    assert config_problems(_config(predict={"input_dir": str(missing)})) == []

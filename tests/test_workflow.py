@@ -769,3 +769,39 @@ def test_predict_names_bad_inputs_and_scores_the_rest(done, tmp_path):
     proc = _predict("--model", ckpt, "--out", str(tmp_path / "x.csv"), str(folder))
     assert proc.returncode == 2 and "is a training checkpoint, not a model bundle" in proc.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_predict_cam_overlays(done, tmp_path):
+    image = sorted((done / "results/synthetic/images").iterdir())[0]
+    out = tmp_path / "p.csv"
+    bundle = str(done / "results/models/vgg_like/bundle.pt")
+    proc = _predict(
+        "--model", bundle, "--out", str(out), "--cam", str(tmp_path / "cam"), str(image)
+    )
+    assert proc.returncode == 0, proc.stderr
+    overlay = Path(pd.read_csv(out)["cam"][0])
+    assert overlay == tmp_path / "cam" / f"{image.stem}.png"
+    from PIL import Image
+
+    with Image.open(overlay) as im:
+        assert im.size[0] > 600 and np.asarray(im.convert("L")).std() > 5
+
+
+def test_predict_rule_scores_a_configured_folder(done, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for p in sorted((done / "results/synthetic/images").iterdir())[:2]:
+        shutil.copy(p, folder / p.name)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    try:
+        tiny_runs(done, {"predict": {"input_dir": str(folder), "cam": True}})
+        assert planned_jobs(done) == {"predict_images": len(NAMES), "all": 1}
+        snakemake(done)
+        for run in NAMES:
+            table = pd.read_csv(done / f"results/predict/{run}/predictions.csv")
+            assert len(table) == 2 and table["cam"].map(lambda p: Path(p).is_file()).all()
+            failures = pd.read_csv(done / f"results/predict/{run}/failures.csv")
+            assert failures["image"].tolist() == [str(folder / "broken.png")]
+    finally:
+        tiny_runs(done)
+    assert planned_jobs(done) == {}

@@ -139,8 +139,9 @@ def load_bundle(path: str | os.PathLike) -> dict:
     except FileNotFoundError:
         raise BundleError(f"{path}: no such file") from None
     except Exception as exc:  # pickle, zip and torch errors alike: not a readable torch file
+        # torch's own text advises weights_only=False, which a bundle never needs.
         raise BundleError(
-            f"{path} is not a model bundle (not a readable PyTorch file: {exc})"
+            f"{path} is not a model bundle (not a readable PyTorch file: {type(exc).__name__})"
         ) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         if isinstance(obj, dict) and {"model", "config"} <= set(obj):

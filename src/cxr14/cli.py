@@ -27,6 +27,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="predictions.csv", help="output CSV (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--cam",
+        metavar="DIR",
+        help="also write a Grad-CAM overlay PNG per image of its 3 most probable findings",
+    )
+    e = sub.add_parser(
+        "export-onnx",
+        help="write a model bundle as an ONNX graph (checked with onnxruntime)",
+        description="Write the bundle as ONNX: input `image`, uint8 (batch, S, S) at the "
+        "bundle's store size; output `probabilities` (batch, classes). The normalisation is "
+        "inside the graph; labels and thresholds are in its metadata. Kept only if "
+        "onnxruntime reproduces PyTorch's probabilities within 1e-4.",
+    )
+    e.add_argument("--model", required=True, help="a model bundle (bundle.pt)")
+    e.add_argument("--out", required=True, help="the ONNX file to write")
     return parser
 
 
@@ -35,12 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     # torch is imported only for a command that needs it (`--help` stays instant).
     from cxr14.bundle import BundleError
-    from cxr14.predict import predict
 
     try:
-        _, failures = predict(args.model, args.inputs, args.out, args.device, args.batch_size)
+        if args.command == "export-onnx":
+            from cxr14.onnx_export import export_onnx
+
+            export_onnx(args.model, args.out)
+            return 0
+        from cxr14.predict import predict
+
+        _, failures = predict(
+            args.model, args.inputs, args.out, args.device, args.batch_size, args.cam
+        )
     except BundleError as exc:
-        print(f"cxr14 predict: {exc}", file=sys.stderr)
+        print(f"cxr14 {args.command}: {exc}", file=sys.stderr)
         return 2
     return 1 if failures else 0
 

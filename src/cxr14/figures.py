@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -315,3 +316,23 @@ def plot_comparisons(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
         _forest_panel(ax, table[(table["run_a"] == a) & (table["run_b"] == b)])
     axes[-1, 0].set_xlabel("AUROC difference (run_b - run_a), paired patient-bootstrap 95% CI")
     _save(fig, out_png)
+
+
+def plot_prediction_cams(image: np.ndarray, findings: list[dict], title: str, out_png) -> None:
+    """One image's top findings side by side, each with its Grad-CAM over the image.
+    ``findings``: dicts with label, probability, threshold and cam (any size, [0, 1])."""
+    fig, axes = _subplots(1, len(findings), figsize=(3.4 * len(findings), 3.9), squeeze=False)
+    extent = (0, image.shape[1], image.shape[0], 0)
+    for ax, f in zip(axes[0], findings, strict=True):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255, extent=extent)
+        ax.imshow(f["cam"], cmap="jet", alpha=0.35, extent=extent)
+        call = "positive" if f["probability"] >= f["threshold"] else "negative"
+        ax.set_title(
+            f"{f['label']}: {f['probability']:.3f}\n{call} at threshold {f['threshold']:.3f}",
+            fontsize=9,
+        )
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    tmp = Path(str(out_png) + ".tmp")
+    fig.savefig(tmp, dpi=100, format="png")
+    os.replace(tmp, out_png)

@@ -1,5 +1,6 @@
-"""Scoring image files with a model bundle, as the pipeline scores its store: the same decoding
-and resize (``imageio``), normalisation and network. A bad file is named with its reason in
+"""Scoring image files (PNG, JPEG, DICOM) with a model bundle, as the pipeline scores its
+store: the same decoding and resize (``imageio``; DICOM through ``cxr14.dicom``),
+normalisation and network. A bad file is named with its reason in
 ``failures.csv``; the other files are still scored. Outputs appear whole or not at all."""
 
 from __future__ import annotations
@@ -14,13 +15,24 @@ import torch
 from tqdm import tqdm
 
 from cxr14.bundle import bundle_scorer, load_bundle
+from cxr14.dicom import is_dicom, load_dicom
+from cxr14.figures import plot_prediction_cams
 from cxr14.imageio import BadImage, load_gray
+from cxr14.localization import grad_cam
 
 log = logging.getLogger(__name__)
 
 # File suffixes collected from folders (files named on the command line are always tried).
-SUFFIXES = (".png", ".jpg", ".jpeg")
+SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 FORMATS = ("PNG", "JPEG")
+
+
+def load_image(path, size: int, resample: str) -> np.ndarray:
+    """PNG, JPEG or DICOM (by content, or a .dcm/.dicom name) as the pipeline's (size, size)
+    uint8 grayscale."""
+    if is_dicom(path) or Path(path).suffix.lower() in (".dcm", ".dicom"):
+        return load_dicom(path, size, resample)
+    return load_gray(path, size, resample, formats=FORMATS)
 
 
 def find_inputs(inputs) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -48,15 +60,57 @@ def _decode(paths, size: int, resample: str, failures: list) -> tuple[list[str],
     names, images = [], []
     for p in paths:
         try:
-            images.append(load_gray(p, size, resample, formats=FORMATS))
+            images.append(load_image(p, size, resample))
             names.append(str(p))
         except BadImage as exc:
             failures.append((str(p), exc.reason))
     return names, np.stack(images) if images else np.zeros((0, size, size), np.uint8)
 
 
-def score_files(bundle, paths, device="auto", batch_size=32) -> tuple[pd.DataFrame, list]:
-    """Probabilities of every readable file, and (path, reason) of the others."""
+def _cam_name(path: str, taken: set[str]) -> str:
+    name, n = f"{Path(path).stem}.png", 1
+    while name in taken:  # same file name in two folders
+        n += 1
+        name = f"{Path(path).stem}_{n}.png"
+    taken.add(name)
+    return name
+
+
+def write_cams(scorer, images: np.ndarray, names, probs, thresholds, cam_dir, top=3) -> list:
+    """A Grad-CAM overlay PNG per image of its ``top`` most probable findings; their paths."""
+    cam_dir = Path(cam_dir)
+    cam_dir.mkdir(parents=True, exist_ok=True)
+    taken = {p.name for p in cam_dir.glob("*.png")}
+    x = scorer.normalize(torch.from_numpy(images).to(scorer.device))
+    order = np.argsort(-probs, axis=1)[:, :top]
+    cams = [
+        grad_cam(scorer.model, scorer.cam_layer(), x, torch.as_tensor(order[:, r], device=x.device))
+        .cpu()
+        .numpy()
+        for r in range(order.shape[1])
+    ]
+    out = []
+    for i, name in enumerate(names):
+        findings = [
+            {
+                "label": scorer.labels[k],
+                "probability": float(probs[i, k]),
+                "threshold": float(thresholds[k]),
+                "cam": cams[r][i],
+            }
+            for r, k in enumerate(order[i])
+        ]
+        path = cam_dir / _cam_name(name, taken)
+        plot_prediction_cams(images[i], findings, f"{name}\n{scorer.name}", path)
+        out.append(str(path))
+    return out
+
+
+def score_files(
+    bundle, paths, device="auto", batch_size=32, cam_dir=None
+) -> tuple[pd.DataFrame, list]:
+    """Probabilities of every readable file, and (path, reason) of the others; with
+    ``cam_dir``, a Grad-CAM overlay of each image's top findings there."""
     scorer = bundle_scorer(bundle, device)
     pre, labels = bundle["preprocess"], bundle["labels"]
     thresholds = np.asarray(bundle["thresholds"]["youden"])
@@ -71,19 +125,24 @@ def score_files(bundle, paths, device="auto", batch_size=32) -> tuple[pd.DataFra
         part.insert(0, "image", names)
         positive = (probs >= thresholds).astype(int)
         part[[f"positive_{c}" for c in labels]] = positive
+        if cam_dir is not None:
+            part["cam"] = write_cams(scorer, images, names, probs, thresholds, cam_dir)
         parts.append(part)
     columns = ["image", *(f"prob_{c}" for c in labels), *(f"positive_{c}" for c in labels)]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     return table, failures
 
 
-def predict(model, inputs, out_csv, device="auto", batch_size=32) -> tuple[pd.DataFrame, list]:
+def predict(
+    model, inputs, out_csv, device="auto", batch_size=32, cam_dir=None
+) -> tuple[pd.DataFrame, list]:
     """Score ``inputs`` with the bundle ``model``; write ``out_csv`` (one row per image: the
-    probabilities and, per class, positive at the bundle's Youden thresholds) and
-    ``failures.csv`` beside it (every input not scored, with its reason)."""
+    probabilities and, per class, positive at the bundle's Youden thresholds; with
+    ``cam_dir``, the path of its Grad-CAM overlay) and ``failures.csv`` beside it (every input
+    not scored, with its reason)."""
     bundle = load_bundle(model)
     paths, failures = find_inputs(inputs)
-    table, bad = score_files(bundle, paths, device, batch_size)
+    table, bad = score_files(bundle, paths, device, batch_size, cam_dir)
     failures += bad
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)

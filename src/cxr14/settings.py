@@ -120,7 +120,15 @@ def config_problems(config: dict, schema: str | os.PathLike = SCHEMA) -> list[st
         *_split_problems(config["split"]),
         *_run_problems(config["runs"], schema),
         *_compare_problems(config.get("compare", []), [r.get("name") for r in config["runs"]]),
+        *_predict_problems(config.get("predict", {})),
     ]
+
+
+def _predict_problems(predict: dict) -> list[str]:
+    folder = predict.get("input_dir", "")
+    if folder and not os.path.isdir(folder):
+        return [f"predict.input_dir: folder {folder} does not exist"]
+    return []
 
 
 def _split_problems(split: dict) -> list[str]:

@@ -182,6 +182,19 @@ def get_eval_outputs():
     ]
     if COMPARE:
         outputs += ["results/report/comparisons.csv", "results/report/comparisons.png"]
+    if config["predict"]["input_dir"]:
+        outputs += expand("results/predict/{run}/predictions.csv", run=RUNS)
+    return outputs
+
+
+def get_predict_outputs():
+    """predict_images' outputs: the tables, and the overlays' folder when asked for."""
+    outputs = {
+        "predictions": "results/predict/{run}/predictions.csv",
+        "failures": "results/predict/{run}/failures.csv",
+    }
+    if config["predict"]["cam"]:
+        outputs["cam"] = directory("results/predict/{run}/cam")
     return outputs
 
 

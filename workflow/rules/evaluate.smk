@@ -197,6 +197,26 @@ rule export_model:
         "../scripts/export_model.py"
 
 
+rule predict_images:
+    input:
+        bundle="results/models/{run}/bundle.pt",
+        images=config["predict"]["input_dir"] or [],
+    output:
+        **get_predict_outputs(),
+    log:
+        "logs/predict_images/{run}.log",
+    benchmark:
+        "benchmarks/predict_images/{run}.tsv"
+    conda:
+        "../../envs/cxr14.yaml"
+    threads: config["eval"]["threads"]
+    params:
+        device=config["eval"]["device"],
+        batch_size=config["eval"]["batch_size"],
+    script:
+        "../scripts/predict_images.py"
+
+
 rule aggregate_run:
     input:
         metrics=get_run_metrics,

@@ -1,0 +1,86 @@
+"""Reading a DICOM radiograph into the 8-bit grayscale the models were trained on (pydicom).
+
+Pixel data go through the modality LUT (rescale slope and intercept), then the VOI
+transformation when the file has one (window centre and width, DICOM PS3.3 C.11.2.1.2.1, or a
+VOI LUT), onto 0-255; without a VOI transformation the stored bit depth is the range (as
+``imageio`` scales 16-bit PNGs, no per-image stretching). MONOCHROME1 (bright = low values) is
+inverted. Multi-frame files and pixel data that pydicom cannot decode are refused by name.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from cxr14.imageio import RESAMPLE, BadImage
+
+DICOM_MAGIC = b"DICM"  # at byte offset 128
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == DICOM_MAGIC
+    except OSError:
+        return False
+
+
+def _window(values: np.ndarray, center: float, width: float) -> np.ndarray:
+    """DICOM's linear VOI function onto 0-255."""
+    low = center - 0.5 - (width - 1) / 2
+    return np.clip((values - low) / max(width - 1, 1) * 255.0, 0, 255)
+
+
+def _first(value) -> float:
+    return float(value[0] if hasattr(value, "__len__") and not isinstance(value, str) else value)
+
+
+def _to_unit(ds, pixels: np.ndarray) -> np.ndarray:
+    """Stored values -> float32 in [0, 255], bright = dense."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    values = apply_modality_lut(pixels, ds).astype(np.float64)
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        out = _window(values, _first(ds.WindowCenter), _first(ds.WindowWidth))
+    elif "VOILUTSequence" in ds:
+        lut = ds.VOILUTSequence[0]
+        out = apply_voi_lut(values, ds).astype(np.float64) * 255.0 / (2 ** lut.LUTDescriptor[2] - 1)
+    else:
+        lo, hi = values.min(), values.max()
+        top = 2 ** int(ds.get("BitsStored", 8)) - 1
+        if lo < 0 or hi > top:  # rescaled out of the stored range: use the image's own range
+            out = (values - lo) / max(hi - lo, 1e-9) * 255.0
+        else:
+            out = values * 255.0 / top
+    if ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
+        out = 255.0 - out
+    return np.clip(out, 0, 255).astype(np.float32)
+
+
+def load_dicom(path: str | os.PathLike, size: int, resample: str = "bilinear") -> np.ndarray:
+    """Decode one DICOM file to a (size, size) uint8 array; BadImage naming the reason."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise BadImage(path, f"unreadable DICOM ({exc})") from None
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise BadImage(path, f"multi-frame DICOM ({ds.NumberOfFrames} frames): one image expected")
+    if "PixelData" not in ds:
+        raise BadImage(path, "DICOM without pixel data")
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for undecodable data
+        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
+        name = getattr(syntax, "name", str(syntax))
+        raise BadImage(path, f"cannot decode DICOM pixel data ({name}): {exc}") from None
+    if pixels.ndim == 3:  # colour (RGB/YBR converted by pydicom): ITU-R 601 luma
+        pixels = pixels[..., :3] @ np.array([0.299, 0.587, 0.114])
+    unit = _to_unit(ds, pixels)
+    out = Image.fromarray(unit).resize((size, size), RESAMPLE[resample])
+    return np.clip(np.rint(np.asarray(out)), 0, 255).astype(np.uint8)
