@@ -8,8 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pydicom
 import pytest
 import yaml
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 REPO = Path(__file__).resolve().parents[1]
 NIH_DIR = Path(os.environ.get("CXR14_NIH_SAMPLE", REPO.parent / "shared" / "data" / "nih"))
@@ -161,3 +165,34 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
             if parts[0] != "total":
                 jobs[parts[0]] = int(parts[1])
     return jobs
+
+
+def write_dicom(path, pixels: np.ndarray, bits=12, frames=1, syntax=ExplicitVRLittleEndian, **tags):
+    """A digital X-ray DICOM file (written with pydicom) of ``pixels``; under a compressed
+    ``syntax`` the pixel data are one fragment of bytes that are not a valid codestream."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # digital X-ray
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = syntax
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = (
+        meta.MediaStorageSOPClassUID,
+        meta.MediaStorageSOPInstanceUID,
+    )
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = tags.pop("photometric", "MONOCHROME2")
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    for k, v in tags.items():
+        setattr(ds, k, v)
+    if syntax == ExplicitVRLittleEndian:
+        ds.PixelData = pixels.astype(np.uint16).tobytes()
+    else:
+        ds.PixelData = pydicom.encaps.encapsulate([b"not a codestream"])
+        ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    return path

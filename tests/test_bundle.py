@@ -3,7 +3,10 @@ inputs `cxr14 predict` collects and decodes (the workflow tests check it end to 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -139,3 +142,31 @@ def test_jpeg_decodes_like_pil_and_only_where_allowed(tmp_path, mode):
     np.testing.assert_array_equal(got, expected)
     with pytest.raises(BadImage, match="not a PNG file"):
         load_gray(path, 32)  # the store's decoding reads PNG only
+
+
+def test_predict_scores_png_jpeg_and_dicom_and_names_the_rest(tmp_path):
+    from conftest import write_dicom
+
+    from cxr14.predict import predict
+
+    _, path, _, _ = _bundle(tmp_path)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    gray = np.random.default_rng(3).integers(0, 256, (96, 96), dtype=np.uint8)
+    Image.fromarray(gray).save(folder / "a.png")
+    Image.fromarray(gray).convert("RGB").save(folder / "b.jpg", quality=95)
+    # The same picture as a 12-bit MONOCHROME1 DICOM: dense stays bright after decoding.
+    write_dicom(
+        folder / "c.dcm", (255 - gray.astype(float)) * 4095 / 255, photometric="MONOCHROME1"
+    )
+    write_dicom(folder / "multi.dcm", np.stack([gray, gray]), frames=2)
+    (folder / "empty.png").write_bytes(b"")
+    table, failures = predict(path, [folder], tmp_path / "out" / "p.csv", "cpu")
+    assert sorted(Path(p).name for p in table["image"]) == ["a.png", "b.jpg", "c.dcm"]
+    probs = table.set_index(table["image"].map(lambda p: Path(p).name)).filter(like="prob_")
+    np.testing.assert_allclose(probs.loc["c.dcm"], probs.loc["a.png"], atol=0.02)
+    reasons = {Path(p).name: r for p, r in failures}
+    assert reasons["multi.dcm"].startswith("multi-frame DICOM")
+    assert reasons["empty.png"] == "zero-byte file"
+    saved = pd.read_csv(tmp_path / "out" / "failures.csv")
+    assert sorted(Path(p).name for p in saved["image"]) == ["empty.png", "multi.dcm"]

@@ -4,44 +4,12 @@ photometric interpretations, with and without rescale and windowing, and refusal
 from __future__ import annotations
 
 import numpy as np
-import pydicom
 import pytest
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+from conftest import write_dicom
+from pydicom.uid import JPEG2000Lossless
 
 from cxr14.dicom import is_dicom, load_dicom
 from cxr14.imageio import BadImage
-
-
-def _write(path, pixels: np.ndarray, bits=12, frames=1, syntax=ExplicitVRLittleEndian, **tags):
-    """A digital X-ray DICOM file of ``pixels``; under a compressed ``syntax`` the pixel data
-    are one fragment of bytes that are not a valid codestream."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # digital X-ray
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = syntax
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = (
-        meta.MediaStorageSOPClassUID,
-        meta.MediaStorageSOPInstanceUID,
-    )
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = pixels.shape[-2:]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = tags.pop("photometric", "MONOCHROME2")
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
-    if frames > 1:
-        ds.NumberOfFrames = frames
-    for k, v in tags.items():
-        setattr(ds, k, v)
-    if syntax == ExplicitVRLittleEndian:
-        ds.PixelData = pixels.astype(np.uint16).tobytes()
-    else:
-        ds.PixelData = pydicom.encaps.encapsulate([b"not a codestream"])
-        ds["PixelData"].VR = "OB"
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 @pytest.fixture
@@ -50,21 +18,21 @@ def ramp():
 
 
 def test_stored_bit_depth_is_the_range_and_monochrome1_is_inverted(tmp_path, ramp):
-    mono2 = load_dicom(_write(tmp_path / "a.dcm", ramp), 64)
+    mono2 = load_dicom(write_dicom(tmp_path / "a.dcm", ramp), 64)
     np.testing.assert_allclose(mono2, np.rint(ramp * 255 / 4095), atol=1)
     assert is_dicom(tmp_path / "a.dcm")
-    mono1 = load_dicom(_write(tmp_path / "b.dcm", ramp, photometric="MONOCHROME1"), 64)
+    mono1 = load_dicom(write_dicom(tmp_path / "b.dcm", ramp, photometric="MONOCHROME1"), 64)
     np.testing.assert_allclose(mono1.astype(int), 255 - mono2.astype(int), atol=1)
 
 
 def test_rescale_and_window_are_applied(tmp_path, ramp):
     # Rescale keeps values in range: stored v -> 0.5 v + 100.
     rescaled = load_dicom(
-        _write(tmp_path / "r.dcm", ramp, RescaleSlope=0.5, RescaleIntercept=100), 64
+        write_dicom(tmp_path / "r.dcm", ramp, RescaleSlope=0.5, RescaleIntercept=100), 64
     )
     np.testing.assert_allclose(rescaled, np.rint((0.5 * ramp + 100) * 255 / 4095), atol=1)
     # A window of width 1001 around 1500: below 1000 black, above 2000 white, linear between.
-    win = load_dicom(_write(tmp_path / "w.dcm", ramp, WindowCenter=1500, WindowWidth=1001), 64)
+    win = load_dicom(write_dicom(tmp_path / "w.dcm", ramp, WindowCenter=1500, WindowWidth=1001), 64)
     row = ramp[0]
     assert (win[0][row < 990] == 0).all() and (win[0][row > 2010] == 255).all()
     mid = (row > 1100) & (row < 1900)
@@ -74,11 +42,11 @@ def test_rescale_and_window_are_applied(tmp_path, ramp):
 def test_bad_dicoms_are_refused_by_name(tmp_path, ramp):
     frames = np.stack([ramp, ramp])
     with pytest.raises(BadImage, match="multi-frame DICOM \\(2 frames\\)"):
-        load_dicom(_write(tmp_path / "m.dcm", frames, frames=2), 64)
+        load_dicom(write_dicom(tmp_path / "m.dcm", frames, frames=2), 64)
     junk = tmp_path / "junk.dcm"
     junk.write_bytes(b"\0" * 128 + b"DICM" + b"\x07" * 50)
     with pytest.raises(BadImage, match="junk.dcm: unreadable DICOM|junk.dcm: DICOM without"):
         load_dicom(junk, 64)
-    fake = _write(tmp_path / "j2k.dcm", ramp, syntax=JPEG2000Lossless)
+    fake = write_dicom(tmp_path / "j2k.dcm", ramp, syntax=JPEG2000Lossless)
     with pytest.raises(BadImage, match="cannot decode DICOM pixel data \\(JPEG 2000"):
         load_dicom(fake, 64)
