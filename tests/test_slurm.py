@@ -211,7 +211,7 @@ def test_preempted_training_is_resubmitted_and_resumes(slurm, tmp_path):
     assert cancelled is not None, "the training job could not be caught while running"
     assert proc.returncode == 0, out[-5000:]
     assert "Trying to restart job" in out
-    log = (tmp_path / "logs/train_model/vgg_like.log").read_text()
+    log = (tmp_path / "logs/train_model/vgg_like/holdout/seed0.log").read_text()
     resumed = re.search(r"resuming after epoch (\d+)", log)
     assert resumed and int(resumed.group(1)) >= cancelled[1]
     history = (tmp_path / target).read_text().splitlines()
