@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -149,6 +150,43 @@ def test_weights_from_a_local_file(tmp_path, arch, stem):
     assert model.weights_used == str(path)
     head = "fc" if arch == "resnet18" else "classifier"
     assert own[f"{head}.weight"].shape[0] == 14
+
+
+def _state_2017(arch):
+    """The layout of torchvision's published ImageNet files: saved before BatchNorm had a
+    `num_batches_tracked` buffer, DenseNet with the old 'norm.1' key names."""
+    state = {k: v for k, v in _torchvision_state(arch).items() if "num_batches_tracked" not in k}
+    if arch == "densenet121":
+        old = re.compile(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.")
+        state = {old.sub(r"\1.\2.", k): v for k, v in state.items()}
+        assert "features.denseblock1.denselayer1.norm.1.weight" in state
+    return state
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "densenet121"])
+def test_weights_in_the_2017_layout_load_as_torchvision_loads_them(tmp_path, arch):
+    state = _state_2017(arch)
+    reference = _torchvision_state(arch)  # the same weights in today's layout
+    path = tmp_path / f"{arch}-2017.pth"
+    torch.save(state, path)
+    model = build_model(arch, 14, weights=str(path), freeze="none")
+    own = model.state_dict()
+    key = (  # DenseNet: 'conv.2' in the file
+        "layer4.1.conv2.weight"
+        if arch == "resnet18"
+        else "features.denseblock4.denselayer16.conv2.weight"
+    )
+    torch.testing.assert_close(own[key], reference[key])
+    # A real mismatch is still refused by name: a conv weight missing.
+    conv = (
+        "layer1.0.conv1.weight"
+        if arch == "resnet18"
+        else "features.denseblock1.denselayer1.conv.1.weight"
+    )
+    del state[conv]
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"1 missing keys"):
+        build_model(arch, 14, weights=str(path))
 
 
 def test_wrong_weight_files_fail_clearly(tmp_path, monkeypatch):

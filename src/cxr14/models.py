@@ -202,7 +202,15 @@ def _load_backbone(model: nn.Module, arch: str, path: Path) -> None:
     spec = ARCHITECTURES[arch].torchvision
     state = _read_state_dict(path, arch, spec)
     own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith(spec.head + ".")]
+    # BatchNorm fills in `num_batches_tracked` for state dicts older than that buffer (as
+    # torchvision's published ImageNet files are), so torch accepts them without it.
+    missing = [
+        k
+        for k in own
+        if k not in state
+        and not k.startswith(spec.head + ".")
+        and not k.endswith(".num_batches_tracked")
+    ]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
