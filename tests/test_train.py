@@ -177,3 +177,16 @@ def test_ddp_two_processes_match_one(tmp_path, tiny_data):
     h2 = pd.read_csv(tmp_path / "two/history.csv")
     for c in ("train_loss", "val_loss", "val_mean_auroc"):
         assert h2[c].tolist() == pytest.approx(h1[c].tolist(), rel=1e-4, abs=1e-5), c
+
+
+def test_a_defined_validation_auroc_replaces_an_undefined_best():
+    """A tiny validation split may give NaN at epoch 1: later epochs must still become best."""
+    from cxr14.train import State, record_epoch
+
+    state = State()
+    for epoch, auroc in [(1, float("nan")), (2, 0.6), (3, 0.55), (4, float("nan")), (5, 0.7)]:
+        state = record_epoch(state, {"epoch": epoch, "val_mean_auroc": auroc})
+        if epoch == 2:
+            assert (state.best_epoch, state.best_auroc) == (2, 0.6)
+    assert (state.best_epoch, state.best_auroc, state.epoch) == (5, 0.7, 5)
+    assert len(state.history) == 5

@@ -461,7 +461,7 @@ def train(
         row = run_epoch(epoch, settings, data, parts, proc)
         if proc.main:
             _log_epoch(settings, row)
-            state = _record(state, row)
+            state = record_epoch(state, row)
             improved = state.best_epoch == row["epoch"]
             save_checkpoint(resume_dir, parts, settings, state, data.labels, improved)
         if proc.world > 1:
@@ -474,11 +474,12 @@ def train(
     return pd.DataFrame(state.history)
 
 
-def _record(state: State, row: dict) -> State:
+def record_epoch(state: State, row: dict) -> State:
     """The state after an epoch. The first epoch always counts as best (its AUROC may be NaN
-    on a tiny validation split)."""
+    on a tiny validation split); a defined AUROC beats a NaN best (`x > nan` is false)."""
     history = [*state.history, row]
-    if state.best_epoch == 0 or row["val_mean_auroc"] > state.best_auroc:
+    auroc, best = row["val_mean_auroc"], state.best_auroc
+    if state.best_epoch == 0 or auroc > best or (math.isnan(best) and not math.isnan(auroc)):
         return State(row["epoch"], history, row["val_mean_auroc"], row["epoch"])
     return State(row["epoch"], history, state.best_auroc, state.best_epoch)
 
