@@ -55,3 +55,14 @@ def test_figures_are_laid_out_so_labels_are_not_cut(tmp_path, monkeypatch):
     assert saved[0].get_layout_engine() is not None
     # The rotated class names fit: the axes leave room below them.
     assert saved[0].axes[0].get_position().y0 > 0.15
+
+
+def test_filters_of_a_frozen_backbone_are_not_called_learned():
+    from cxr14.figures import filters_title
+
+    frozen = {"config": {"arch": "resnet18", "run": "r18", "freeze": "backbone"}}
+    title = filters_title({**frozen, "weights_used": "/cache/resnet18-f37072fd.pth"}, 6)
+    assert "NOT trained here" in title and "resnet18-f37072fd.pth" in title
+    assert "learned" not in title
+    trained = {"config": {"arch": "vgg_like", "run": "vgg"}, "weights_used": "none"}
+    assert filters_title(trained, 6).startswith("vgg: learned filters")

@@ -145,6 +145,18 @@ def _kernel_grid(w: torch.Tensor, max_filters: int) -> np.ndarray:
     return grid
 
 
+def filters_title(ckpt: dict, n_layers: int) -> str:
+    """The filter figure's title; a frozen backbone's kernels are its starting weights (only
+    the head trained), and the title says so."""
+    name = run_name(ckpt["config"])
+    title = f"{name}: learned filters, first {n_layers} layers with k >= 3"
+    if ckpt["config"].get("freeze") == "backbone":
+        origin = ckpt.get("weights_used", "unknown")
+        title = f"{name}: first {n_layers} conv layers with k >= 3, NOT trained here"
+        title += f"\n(frozen backbone: the kernels of {origin})"
+    return title + model_caveat(ckpt, "\n")
+
+
 def plot_filters(checkpoint, out_png, max_layers: int = 6, max_filters: int = 64) -> None:
     """Learned kernels of the first ``max_layers`` conv layers with k >= 3 (the reference
     study's Figures 5-8, first layer included), one grid per layer, three layers a row."""
@@ -161,9 +173,7 @@ def plot_filters(checkpoint, out_png, max_layers: int = 6, max_filters: int = 64
         ax.set_title(f"{name}\n{shape} (out x in x kh x kw)", fontsize=10)
     if not convs:
         axes[0, 0].text(0.5, 0.5, "no convolution with kernels of 3x3 or more", ha="center")
-    name = run_name(ckpt["config"])
-    title = f"{name}: learned filters, first {len(convs)} layers with k >= 3"
-    fig.suptitle(title + model_caveat(ckpt, "\n"), fontsize=12)
+    fig.suptitle(filters_title(ckpt, len(convs)), fontsize=12)
     _save(fig, out_png)
 
 
