@@ -13,6 +13,7 @@ import torch
 from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import auc, roc_curve
 
 from cxr14.checkpoint import load_checkpoint, model_caveat
@@ -92,6 +93,8 @@ def plot_history(history_csv, out_png, name: str, checkpoint=None) -> None:
     b.set(xlabel="epoch", ylabel="mean AUROC", title=f"{name}: validation mean AUROC")
     b.set_ylim(max(0.0, min(0.5, h["val_mean_auroc"].min() - 0.05)), 1.0)
     b.grid(alpha=0.3)
+    for ax in (a, b):  # whole epochs only (no 1.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _save(fig, out_png)
 
 
@@ -267,7 +270,7 @@ def plot_cams(
 
 def plot_auroc_comparison(table: pd.DataFrame, labels, dataset: str, published, out_png) -> None:
     """Per-class AUROC bars of each row of the summary table; ``published`` rows hatched."""
-    fig, ax = _subplots(figsize=(12, 5))
+    fig, ax = _subplots(figsize=(12, 6.5))
     x = np.arange(len(labels))
     width = 0.8 / len(table)
     for i, r in enumerate(table.to_dict("records")):
@@ -281,10 +284,12 @@ def plot_auroc_comparison(table: pd.DataFrame, labels, dataset: str, published, 
             alpha=0.6 if is_published else 1.0,
         )
     ax.set_xticks(x, labels, rotation=40, ha="right")
-    ax.set_ylim(0.4, 1.0)
+    # From 0, with chance marked: an AUROC below 0.5 must show, not vanish under the axis.
+    ax.set_ylim(0.0, 1.0)
+    ax.axhline(0.5, color="black", lw=0.8, ls="--", label="chance (0.5)")
     ax.set_ylabel("test AUROC")
     ax.set_title(f"Per-class AUROC: this run on {dataset}; hatched: published results")
-    ax.legend(fontsize=8, ncol=3, loc="lower left")
+    ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.32))
     _save(fig, out_png)
 
 
