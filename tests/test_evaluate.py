@@ -124,3 +124,21 @@ def test_grad_cam_finds_the_spot():
     assert cam_to_box(cam[0], 0.5) == (20.0, 4.0, 6.0, 4.0)
     assert cam_to_box(cam[1], 0.5) == (2.0, 20.0, 4.0, 10.0)
     assert all(m.inplace for m in model.modules() if hasattr(m, "inplace"))  # restored
+
+
+def test_average_precision_by_hand_with_its_interval_and_prevalence():
+    # One class, ranked: pos 0.9, neg 0.8, pos 0.7, neg 0.1 -> precision at each positive:
+    # 1/1 and 2/3 -> AP = (1 + 2/3) / 2.
+    y = np.array([[1], [0], [1], [0]] * 25)
+    p = np.array([[0.9], [0.8], [0.7], [0.1]] * 25)
+    from cxr14.metrics import per_class_ap
+
+    assert per_class_ap(y[:4], p[:4])[0] == pytest.approx((1 + 2 / 3) / 2)
+    assert np.isnan(per_class_ap(np.zeros((4, 1)), p[:4])[0])  # no positives: undefined
+    groups = np.repeat(np.arange(25), 4)
+    table = metrics_table(y, p, groups, np.array([0.5]), ["A"], n_boot=50).set_index("label")
+    row = table.loc["A"]
+    assert row["prevalence"] == pytest.approx(0.5)
+    assert row["ap"] == pytest.approx((1 + 2 / 3) / 2)
+    assert row["ap_ci_low"] <= row["ap"] <= row["ap_ci_high"]
+    assert table.loc["mean", "ap"] == pytest.approx(row["ap"])

@@ -18,7 +18,7 @@ from cxr14.data import read_rows
 from cxr14.inference import Scorer
 from cxr14.logs import CONSOLE
 from cxr14.metadata import read_labels
-from cxr14.metrics import nanmean, patient_resamples, per_class_auroc, percentile_ci
+from cxr14.metrics import nanmean, patient_resamples, per_class_ap, per_class_auroc, percentile_ci
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,25 @@ def youden_thresholds(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
     return out
 
 
-def bootstrap_auroc(y, p, groups, n_boot=1000, seed=0, alpha=0.05):
-    """Percentile CIs of per-class and mean AUROC, resampling patients (not images) with
-    replacement. Returns (low, high) arrays of length classes + 1 (the last: the mean)."""
-    stats = np.full((n_boot, y.shape[1] + 1), np.nan)
+METRICS = {"auroc": per_class_auroc, "ap": per_class_ap}
+
+
+def bootstrap_metrics(y, p, groups, n_boot=1000, seed=0, alpha=0.05) -> dict:
+    """Percentile CIs of per-class and mean AUROC and average precision, resampling patients
+    (not images) with replacement: {metric: (low, high)}, arrays of length classes + 1 (the
+    last: the mean). Both metrics use the same replicates."""
+    stats = {m: np.full((n_boot, y.shape[1] + 1), np.nan) for m in METRICS}
     for b, idx in enumerate(patient_resamples(groups, n_boot, seed)):
-        aucs = per_class_auroc(y[idx], p[idx])
-        stats[b, :-1] = aucs
-        stats[b, -1] = nanmean(aucs)
-    return percentile_ci(stats, alpha)
+        for m, fn in METRICS.items():
+            values = fn(y[idx], p[idx])
+            stats[m][b, :-1] = values
+            stats[m][b, -1] = nanmean(values)
+    return {m: percentile_ci(s, alpha) for m, s in stats.items()}
+
+
+def bootstrap_auroc(y, p, groups, n_boot=1000, seed=0, alpha=0.05):
+    """Percentile CIs of per-class and mean AUROC (``bootstrap_metrics``' AUROC part)."""
+    return bootstrap_metrics(y, p, groups, n_boot, seed, alpha)["auroc"]
 
 
 def operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
@@ -66,16 +76,17 @@ def operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     }
 
 
-def _class_row(label, y, p, auc, low, high, threshold) -> dict:
-    """One class's row: AUROC with its CI and the operating points at 0.5 and on validation."""
+def _class_row(label, y, p, values: dict, threshold) -> dict:
+    """One class's row: AUROC and AP with their CIs (``values``: metric -> (value, low, high)),
+    the prevalence (a random model's AP), the operating points at 0.5 and on validation."""
     row = {
         "label": label,
         "n_pos": int(y.sum()),
         "n_neg": int(len(y) - y.sum()),
-        "auroc": auc,
-        "auroc_ci_low": low,
-        "auroc_ci_high": high,
+        "prevalence": float(y.mean()),
     }
+    for m, (value, low, high) in values.items():
+        row.update({m: value, f"{m}_ci_low": low, f"{m}_ci_high": high})
     notes = []
     if row["n_pos"] == 0 or row["n_neg"] == 0:
         notes.append("AUROC undefined: only one label value in the test split")
@@ -88,15 +99,15 @@ def _class_row(label, y, p, auc, low, high, threshold) -> dict:
     return row
 
 
-def _mean_row(table: pd.DataFrame, aucs, low, high) -> dict:
+def _mean_row(table: pd.DataFrame, values: dict) -> dict:
     mean = {
         "label": "mean",
         "n_pos": table["n_pos"].sum(),
         "n_neg": table["n_neg"].sum(),
-        "auroc": nanmean(aucs),
-        "auroc_ci_low": low,
-        "auroc_ci_high": high,
+        "prevalence": table["prevalence"].mean(),
     }
+    for m, (value, low, high) in values.items():
+        mean.update({m: value, f"{m}_ci_low": low, f"{m}_ci_high": high})
     for c in table.columns:
         if c.startswith(("tp_", "tn_", "fp_", "fn_", "predicted_pos_")):
             mean[c] = table[c].sum()
@@ -110,17 +121,23 @@ def _mean_row(table: pd.DataFrame, aucs, low, high) -> dict:
 
 
 def metrics_table(y, p, groups, thresholds, labels, n_boot=1000, seed=0) -> pd.DataFrame:
-    """One row per class (``labels``) and a ``mean`` row: AUROC with patient-bootstrap 95% CI,
-    then the operating points at 0.5 (``*_at_0.5``) and at the thresholds chosen on
-    validation (``*_at_val``)."""
-    aucs = per_class_auroc(y, p)
-    low, high = bootstrap_auroc(y, p, groups, n_boot, seed)
+    """One row per class (``labels``) and a ``mean`` row: prevalence, AUROC and average
+    precision with patient-bootstrap 95% CIs, then the operating points at 0.5 (``*_at_0.5``)
+    and at the thresholds chosen on validation (``*_at_val``)."""
+    values = {m: fn(y, p) for m, fn in METRICS.items()}
+    cis = bootstrap_metrics(y, p, groups, n_boot, seed)
     rows = [
-        _class_row(label, y[:, k], p[:, k], aucs[k], low[k], high[k], thresholds[k])
+        _class_row(
+            label,
+            y[:, k],
+            p[:, k],
+            {m: (values[m][k], cis[m][0][k], cis[m][1][k]) for m in METRICS},
+            thresholds[k],
+        )
         for k, label in enumerate(labels)
     ]
     table = pd.DataFrame(rows)
-    mean = _mean_row(table, aucs, low[-1], high[-1])
+    mean = _mean_row(table, {m: (nanmean(values[m]), *(c[-1] for c in cis[m])) for m in METRICS})
     return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
 
 
@@ -158,12 +175,15 @@ def evaluate_model(
     metrics.to_csv(out_metrics, index=False, float_format="%.6g")
     m = metrics.iloc[-1]
     log.info(
-        "%s on %d test images: mean AUROC %.4f (95%% CI %.4f-%.4f), weights: %s",
+        "%s on %d test images: mean AUROC %.4f (95%% CI %.4f-%.4f), mean AP %.4f (random "
+        "%.4f), weights: %s",
         scorer.name,
         len(test),
         m["auroc"],
         m["auroc_ci_low"],
         m["auroc_ci_high"],
+        m["ap"],
+        m["prevalence"],
         scorer.checkpoint.get("weights_used"),
         extra=CONSOLE,
     )

@@ -6,7 +6,7 @@ import warnings
 from collections.abc import Iterator
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 
 def per_class_auroc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
@@ -15,6 +15,16 @@ def per_class_auroc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
     for k in range(y_true.shape[1]):
         if 0 < y_true[:, k].sum() < len(y_true):
             out[k] = roc_auc_score(y_true[:, k], y_score[:, k])
+    return out
+
+
+def per_class_ap(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
+    """Average precision (area under the precision-recall curve, step-wise as scikit-learn)
+    per column; NaN where a column has no positives. A random model's AP is the prevalence."""
+    out = np.full(y_true.shape[1], np.nan)
+    for k in range(y_true.shape[1]):
+        if y_true[:, k].sum() > 0:
+            out[k] = average_precision_score(y_true[:, k], y_score[:, k])
     return out
 
 

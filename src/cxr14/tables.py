@@ -46,6 +46,11 @@ def model_row(
         "mean_auroc": m.loc["mean", "auroc"],
         "auroc_ci_low": m.loc["mean", "auroc_ci_low"],
         "auroc_ci_high": m.loc["mean", "auroc_ci_high"],
+        # Average precision; a random model's is the prevalence (the mean over classes here).
+        "mean_ap": m.loc["mean", "ap"] if "ap" in m else np.nan,
+        "ap_ci_low": m.loc["mean", "ap_ci_low"] if "ap" in m else np.nan,
+        "ap_ci_high": m.loc["mean", "ap_ci_high"] if "ap" in m else np.nan,
+        "mean_prevalence": m.loc["mean", "prevalence"] if "prevalence" in m else np.nan,
         "mean_f1_at_0.5": m.loc["mean", "f1_at_0.5"],
         "mean_f1_at_val": m.loc["mean", "f1_at_val"],
         "classes_never_positive_at_0.5": int((per_class["predicted_pos_at_0.5"] == 0).sum()),
@@ -63,6 +68,8 @@ def model_row(
 
 # Columns of the per-run row that are the replicates' mean (the rest: first replicate's).
 _MEANS = (
+    "mean_ap",
+    "mean_prevalence",
     "mean_f1_at_0.5",
     "mean_f1_at_val",
     "classes_never_positive_at_0.5",
@@ -91,7 +98,8 @@ def run_rows(replicates: pd.DataFrame, labels: list[str]) -> list[dict]:
             **group[labels].mean().to_dict(),
         }
         if n > 1:
-            row["auroc_ci_low"] = row["auroc_ci_high"] = np.nan
+            for c in ("auroc_ci_low", "auroc_ci_high", "ap_ci_low", "ap_ci_high"):
+                row[c] = np.nan
         rows.append(row)
     return rows
 
@@ -148,6 +156,16 @@ def _auroc_cell(r: dict) -> str:
     return f"{_fmt(r['mean_auroc'])}{ci}"
 
 
+def _ap_cell(r: dict) -> str:
+    """Mean AP with its bootstrap CI (one replicate), beside the random model's AP."""
+    if pd.isna(r.get("mean_ap", np.nan)):
+        return ""
+    ci = ""
+    if not pd.isna(r.get("ap_ci_low", np.nan)):
+        ci = f" ({_fmt(r['ap_ci_low'])}-{_fmt(r['ap_ci_high'])})"
+    return f"{_fmt(r['mean_ap'])}{ci} [random {_fmt(r['mean_prevalence'])}]"
+
+
 def _markdown_row(r: dict) -> str:
     params = ""
     if not pd.isna(r.get("parameters", np.nan)):
@@ -157,6 +175,7 @@ def _markdown_row(r: dict) -> str:
         f"{r['model']} ({arch})" if isinstance(arch, str) and arch else r["model"],
         r["dataset"],
         _auroc_cell(r),
+        _ap_cell(r),
         _fmt(r.get("mean_f1_at_0.5", np.nan)),
         _fmt(r.get("mean_f1_at_val", np.nan)),
         _fmt(r.get("classes_never_positive_at_0.5", np.nan), 0),
@@ -202,10 +221,10 @@ def summary_markdown(
         f"{published_on} with other splits: they are references, not comparable numbers{caveat}",
         "",
         "| run (architecture) | data set | mean AUROC (95% CI, or ± sd over replicates) "
-        "| mean F1 @0.5 | mean F1 @val | classes never "
+        "| mean AP (95% CI) [random model] | mean F1 @0.5 | mean F1 @val | classes never "
         "positive @0.5 | loc. acc. IoU>=0.3 | epochs | train min | parameters (trainable) "
         "| weights | note |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *(_markdown_row(r) for r in table.to_dict("records")),
         "",
         "## Per-class test AUROC",
