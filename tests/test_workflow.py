@@ -744,7 +744,7 @@ def test_predict_gives_the_pipelines_probabilities_from_the_original_pngs(done, 
 def test_predict_names_bad_inputs_and_scores_the_rest(done, tmp_path):
     folder = tmp_path / "in" / "nested"
     folder.mkdir(parents=True)
-    good = sorted((done / "results/synthetic/images").iterdir())[:3]
+    good = sorted((done / "results/synthetic/images").glob("*.png"))[:3]
     for p in good:
         shutil.copy(p, folder / p.name)
     (folder / "notes.png").write_text("not an image")
@@ -772,7 +772,7 @@ def test_predict_names_bad_inputs_and_scores_the_rest(done, tmp_path):
 
 
 def test_predict_cam_overlays(done, tmp_path):
-    image = sorted((done / "results/synthetic/images").iterdir())[0]
+    image = sorted((done / "results/synthetic/images").glob("*.png"))[0]
     out = tmp_path / "p.csv"
     bundle = str(done / "results/models/vgg_like/bundle.pt")
     proc = _predict(
@@ -790,7 +790,7 @@ def test_predict_cam_overlays(done, tmp_path):
 def test_predict_rule_scores_a_configured_folder(done, tmp_path):
     folder = tmp_path / "mine"
     folder.mkdir()
-    for p in sorted((done / "results/synthetic/images").iterdir())[:2]:
+    for p in sorted((done / "results/synthetic/images").glob("*.png"))[:2]:
         shutil.copy(p, folder / p.name)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     try:
