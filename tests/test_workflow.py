@@ -799,7 +799,7 @@ def test_predict_rule_scores_a_configured_folder(done, tmp_path):
         snakemake(done)
         for run in NAMES:
             table = pd.read_csv(done / f"results/predict/{run}/predictions.csv")
-            assert len(table) == 2 and table["cam"].map(lambda p: Path(p).is_file()).all()
+            assert len(table) == 2 and table["cam"].map(lambda p: (done / p).is_file()).all()
             failures = pd.read_csv(done / f"results/predict/{run}/failures.csv")
             assert failures["image"].tolist() == [str(folder / "broken.png")]
     finally:
