@@ -27,10 +27,9 @@ import cxr14
 from cxr14.checkpoint import atomic_save
 from cxr14.data import Normalizer, read_rows
 from cxr14.device import resolve_device
-from cxr14.evaluate import youden_thresholds
+from cxr14.evaluate import read_split_labels, youden_thresholds
 from cxr14.inference import Scorer
 from cxr14.logs import CONSOLE
-from cxr14.metadata import read_labels
 from cxr14.models import build_model, model_settings
 
 log = logging.getLogger(__name__)
@@ -112,10 +111,10 @@ def export_model(
     store's ``store_size`` and ``resample``; ``provenance`` the run, split, seed, data set
     (``dataset``) and its caveat (``caveat``, empty for real data)."""
     scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
-    table, labels = read_labels(labels_csv)
-    val = np.flatnonzero(pd.read_csv(splits_csv)["split"].to_numpy() == "val")
+    _, _, y, split = read_split_labels(scorer, checkpoint, labels_csv, splits_csv)
+    val = np.flatnonzero(split == "val")
     p_val = scorer.predict(read_rows(store_h5, val), batch_size)
-    y_val = table[labels].to_numpy()[val]
+    y_val = y[val]
     test = _test_metrics(metrics_csv)
     bundle = build_bundle(scorer, y_val, p_val, preprocess, provenance, test, sensitivity)
     atomic_save(bundle, out_bundle)

@@ -141,6 +141,16 @@ def metrics_table(y, p, groups, thresholds, labels, n_boot=1000, seed=0) -> pd.D
     return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
 
 
+def read_split_labels(scorer: Scorer, checkpoint, labels_csv, splits_csv):
+    """The label table, its label order, the labels as an array and each image's split,
+    refusing a model whose outputs are in another label order."""
+    table, labels = read_labels(labels_csv)
+    if labels != scorer.labels:
+        raise ValueError(f"{checkpoint} predicts {scorer.labels}, but {labels_csv} has {labels}")
+    split = pd.read_csv(splits_csv)["split"].to_numpy()
+    return table, labels, table[labels].to_numpy(), split
+
+
 def evaluate_model(
     checkpoint,
     store_h5,
@@ -157,11 +167,7 @@ def evaluate_model(
 ) -> pd.DataFrame:
     """Predict the test split, choose per-class thresholds on validation, write the tables."""
     scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
-    table, labels = read_labels(labels_csv)
-    if labels != scorer.labels:
-        raise ValueError(f"{checkpoint} predicts {scorer.labels}, but {labels_csv} has {labels}")
-    split = pd.read_csv(splits_csv)["split"].to_numpy()
-    y = table[labels].to_numpy()
+    table, labels, y, split = read_split_labels(scorer, checkpoint, labels_csv, splits_csv)
     val, test = np.flatnonzero(split == "val"), np.flatnonzero(split == "test")
     p_val = scorer.predict(read_rows(store_h5, val), batch_size)
     p_test = scorer.predict(read_rows(store_h5, test), batch_size)
