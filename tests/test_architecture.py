@@ -17,6 +17,7 @@ from cxr14.layouts import LAYOUTS
 from cxr14.layouts.nih import LABELS
 from cxr14.models import ARCHITECTURES, build_model, cam_layer
 from cxr14.settings import JOB_KEYS, TRAIN_KEYS
+from cxr14.tables import published_rows, split_kind
 
 SRC = REPO / "src" / "cxr14"
 MAX_FUNCTION_LINES = 60
@@ -87,11 +88,17 @@ def test_layouts():
     assert "not NIH" in synthetic.display_label(cfg) and not synthetic.comparable_to_published
     assert nih.display_label(cfg) == "NIH ChestX-ray14, official split"
     published = nih.published_auroc().set_index("model")
-    assert list(published.columns[2:]) == list(LABELS)
+    assert list(published.columns[4:]) == list(LABELS)
     assert published.loc["CheXNet (Rajpurkar et al. 2017)", list(LABELS)].mean() == (
         pytest.approx(0.841, abs=5e-4)
     )
     assert published["source"].str.contains("arXiv").all()
+    assert published["source"].str.contains("Table").all()
+    # Wang et al.'s ChestX-ray14 values on NIH's official split (Table 17 of the later
+    # version), not the earlier values CheXNet's table quotes.
+    wang = published.loc["Wang et al. 2017 (ResNet-50)"]
+    assert (wang["split_kind"], wang["Atelectasis"], wang["Hernia"]) == ("official", 0.7003, 0.8717)
+    assert wang[list(LABELS)].mean() == pytest.approx(0.7451, abs=5e-5)
     enum = _schema()["properties"]["data"]["properties"]["source"]["enum"]
     assert set(enum) == set(LAYOUTS)
 
@@ -180,3 +187,20 @@ def test_the_formatter_owns_formatting():
         if "fmt: " + "skip" in p.read_text()
     ]
     assert not skips
+
+
+@pytest.mark.parametrize(
+    ("method", "caveat", "wang", "chexnet"),
+    [
+        ("official", "", "comparable: same test images", "not comparable: published on a random"),
+        ("patient_random", "", "not comparable: published on NIH's", "same kind of split"),
+        ("patient_kfold", "synthetic", "not comparable: synthetic", "not comparable: synthetic"),
+    ],
+)
+def test_published_rows_say_whether_they_are_comparable(method, caveat, wang, chexnet):
+    published = LAYOUTS["nih"].published_auroc()
+    rows = published_rows(published, list(LABELS), "NIH", split_kind(method), caveat)
+    said = {r["model"]: r["comparable"] for r in rows}
+    assert said["Wang et al. 2017 (ResNet-50)"].startswith(wang)
+    assert said["CheXNet (Rajpurkar et al. 2017)"].startswith(chexnet)
+    assert all("arXiv" in r["dataset"] and r["test_set"] for r in rows)

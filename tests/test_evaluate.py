@@ -5,12 +5,22 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from scipy.special import expit
 
+from cxr14.calibration import apply_temperatures, fit_temperatures
 from cxr14.evaluate import bootstrap_auroc, metrics_table, operating_point, youden_thresholds
 from cxr14.layouts.nih import LABELS
-from cxr14.localization import cam_to_box, grad_cam, iou
+from cxr14.localization import accuracy_table, cam_to_box, grad_cam, iobb, iou, wilson_interval
+from cxr14.metrics import (
+    calibration_bins,
+    per_class_ap,
+    per_class_auroc,
+    per_class_brier,
+    per_class_ece,
+)
 
 
 def _case(n=40, seed=0):
@@ -131,8 +141,6 @@ def test_average_precision_by_hand_with_its_interval_and_prevalence():
     # 1/1 and 2/3 -> AP = (1 + 2/3) / 2.
     y = np.array([[1], [0], [1], [0]] * 25)
     p = np.array([[0.9], [0.8], [0.7], [0.1]] * 25)
-    from cxr14.metrics import per_class_ap
-
     assert per_class_ap(y[:4], p[:4])[0] == pytest.approx((1 + 2 / 3) / 2)
     assert np.isnan(per_class_ap(np.zeros((4, 1)), p[:4])[0])  # no positives: undefined
     groups = np.repeat(np.arange(25), 4)
@@ -142,3 +150,73 @@ def test_average_precision_by_hand_with_its_interval_and_prevalence():
     assert row["ap"] == pytest.approx((1 + 2 / 3) / 2)
     assert row["ap_ci_low"] <= row["ap"] <= row["ap_ci_high"]
     assert table.loc["mean", "ap"] == pytest.approx(row["ap"])
+
+
+def test_brier_and_calibration_error_by_hand():
+    # Bin [0.2, 0.3): p = 0.2, 0.2, observed 1 of 2 -> |0.5 - 0.2| = 0.3;
+    # bin [0.8, 0.9): p = 0.8, 0.8, observed 2 of 2 -> |1 - 0.8| = 0.2; ECE = (2*0.3 + 2*0.2)/4.
+    y = np.array([[0], [1], [1], [1]])
+    p = np.array([[0.2], [0.2], [0.8], [0.8]])
+    assert per_class_ece(y, p)[0] == pytest.approx(0.25)
+    # Brier: (0.04 + 0.64 + 0.04 + 0.04) / 4.
+    assert per_class_brier(y, p)[0] == pytest.approx(0.19)
+    count, mean_p, frac = calibration_bins(y[:, 0], p[:, 0])
+    assert count.tolist() == [0, 0, 2, 0, 0, 0, 0, 0, 2, 0]
+    assert mean_p[2] == pytest.approx(0.2) and frac[8] == 1.0 and np.isnan(frac[0])
+    # p = 1.0 falls in the last bin, not past it; a perfectly calibrated constant scores 0.
+    assert calibration_bins(np.array([1]), np.array([1.0]))[0][-1] == 1
+    half = np.array([[0], [1]] * 10)
+    assert per_class_ece(half, np.full((20, 1), 0.5))[0] == 0.0
+    assert per_class_brier(half, np.full((20, 1), 0.5))[0] == pytest.approx(0.25)
+
+
+def test_temperature_scaling_fixes_overconfidence_and_keeps_the_ranking():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, (4000, 2))
+    y = (rng.random((4000, 2)) < expit(z)).astype(int)  # calibrated at logit z ...
+    p_over = expit(3 * z)  # ... so a model reporting 3z is over-confident by T = 3
+    temps = fit_temperatures(y[:2000], p_over[:2000])  # fitted on "validation" only
+    assert temps == pytest.approx([3, 3], rel=0.15)
+    scaled = apply_temperatures(p_over[2000:], temps)
+    table = metrics_table(
+        y[2000:], p_over[2000:], np.arange(2000), np.full(2, 0.5), ["A", "B"], 20, 0, temps
+    ).set_index("label")
+    assert (table["ece_scaled"] < table["ece"] / 2).all()
+    assert (table.loc[["A", "B"], "brier_scaled"] < table.loc[["A", "B"], "brier"]).all()
+    assert table.loc["A", "ece_ci_low"] <= table.loc["A", "ece"] <= table.loc["A", "ece_ci_high"]
+    auroc = per_class_auroc(y[2000:], p_over[2000:])
+    assert per_class_auroc(y[2000:], scaled) == pytest.approx(auroc, abs=1e-6)  # same ranking
+    # No positives on validation: nothing to fit, T = 1.
+    assert fit_temperatures(np.zeros((5, 1)), np.full((5, 1), 0.3))[0] == 1.0
+
+
+def test_wilson_intervals_at_the_edges_and_iobb_by_hand():
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)  # not a zero-width [0, 0]
+    low, high = wilson_interval(10, 10)
+    assert high == 1.0 and low == pytest.approx(0.7225, abs=1e-4)
+    assert all(np.isnan(wilson_interval(0, 0)))
+    # A small detected box inside a large expert box: IoU 1/16 (area 1 vs 16), IoBB 1.
+    assert iobb((1, 1, 1, 1), (0, 0, 4, 4)) == 1.0 and iou((1, 1, 1, 1), (0, 0, 4, 4)) == 1 / 16
+    # A large detection around a small finding: IoBB 1/16; an empty detection scores 0.
+    assert iobb((0, 0, 4, 4), (1, 1, 1, 1)) == 1 / 16 and iobb((0, 0, 0, 0), (0, 0, 4, 4)) == 0
+
+
+def test_localisation_table_counts_boxes_with_intervals():
+    results = pd.DataFrame(
+        {"label": ["Mass"] * 4 + ["Nodule"] * 2, "iou": [0.5, 0.4, 0.1, 0.0, 0.35, 0.2]}
+    )
+    results["iobb"] = [1.0, 0.9, 0.5, 0.0, 0.6, 0.3]
+    in_file = pd.Series(["Mass"] * 10 + ["Nodule"] * 5 + ["Hernia"])
+    table = accuracy_table(results, ["Mass", "Nodule", "Hernia"], [0.3], [0.5], in_file).set_index(
+        "label"
+    )
+    assert table.loc["Mass", "n_boxes"] == 4 and table.loc["Mass", "n_boxes_in_file"] == 10
+    assert table.loc["Mass", "acc_iou_0.3"] == 0.5 and table.loc["Mass", "acc_iobb_0.5"] == 0.75
+    assert (table.loc["all", "n_boxes"], table.loc["all", "n_boxes_in_file"]) == (6, 16)
+    assert table.loc["all", "acc_iou_0.3"] == pytest.approx(3 / 6)
+    assert table.loc["all", ["acc_iou_0.3_ci_low", "acc_iou_0.3_ci_high"]].tolist() == (
+        pytest.approx(list(wilson_interval(3, 6)))
+    )
+    # A class without boxes on the test images: counted as 0, accuracy undefined, no crash.
+    assert table.loc["Hernia", "n_boxes"] == 0 and np.isnan(table.loc["Hernia", "acc_iou_0.3"])

@@ -14,11 +14,20 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, roc_curve
 
+from cxr14.calibration import apply_temperatures, fit_temperatures
 from cxr14.data import read_rows
 from cxr14.inference import Scorer
 from cxr14.logs import CONSOLE
 from cxr14.metadata import read_labels
-from cxr14.metrics import nanmean, patient_resamples, per_class_ap, per_class_auroc, percentile_ci
+from cxr14.metrics import (
+    nanmean,
+    patient_resamples,
+    per_class_ap,
+    per_class_auroc,
+    per_class_brier,
+    per_class_ece,
+    percentile_ci,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +46,20 @@ def youden_thresholds(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
     return out
 
 
-METRICS = {"auroc": per_class_auroc, "ap": per_class_ap}
+# Per-class metrics reported with a patient-bootstrap CI: discrimination (AUROC, average
+# precision) and calibration (Brier score, expected calibration error; lower is better).
+METRICS = {
+    "auroc": per_class_auroc,
+    "ap": per_class_ap,
+    "brier": per_class_brier,
+    "ece": per_class_ece,
+}
 
 
 def bootstrap_metrics(y, p, groups, n_boot=1000, seed=0, alpha=0.05) -> dict:
-    """Percentile CIs of per-class and mean AUROC and average precision, resampling patients
-    (not images) with replacement: {metric: (low, high)}, arrays of length classes + 1 (the
-    last: the mean). Both metrics use the same replicates."""
+    """Percentile CIs of every metric of ``METRICS`` per class and of its mean over classes,
+    resampling patients (not images) with replacement: {metric: (low, high)}, arrays of length
+    classes + 1 (the last: the mean). All metrics use the same replicates."""
     stats = {m: np.full((n_boot, y.shape[1] + 1), np.nan) for m in METRICS}
     for b, idx in enumerate(patient_resamples(groups, n_boot, seed)):
         for m, fn in METRICS.items():
@@ -120,10 +136,27 @@ def _mean_row(table: pd.DataFrame, values: dict) -> dict:
     return mean
 
 
-def metrics_table(y, p, groups, thresholds, labels, n_boot=1000, seed=0) -> pd.DataFrame:
-    """One row per class (``labels``) and a ``mean`` row: prevalence, AUROC and average
-    precision with patient-bootstrap 95% CIs, then the operating points at 0.5 (``*_at_0.5``)
-    and at the thresholds chosen on validation (``*_at_val``)."""
+def scaled_calibration(y, p, temperatures) -> pd.DataFrame:
+    """Per class and ``mean``: the temperature fitted on validation and the test Brier score
+    and calibration error after scaling by it (AUROC and AP do not change)."""
+    scaled = apply_temperatures(p, temperatures)
+    brier, ece = per_class_brier(y, scaled), per_class_ece(y, scaled)
+    return pd.DataFrame(
+        {
+            "temperature": [*temperatures, np.nan],
+            "brier_scaled": [*brier, nanmean(brier)],
+            "ece_scaled": [*ece, nanmean(ece)],
+        }
+    )
+
+
+def metrics_table(
+    y, p, groups, thresholds, labels, n_boot=1000, seed=0, temperatures=None
+) -> pd.DataFrame:
+    """One row per class (``labels``) and a ``mean`` row: prevalence, AUROC, average precision,
+    Brier score and expected calibration error with patient-bootstrap 95% CIs, then the
+    operating points at 0.5 (``*_at_0.5``) and at the thresholds chosen on validation
+    (``*_at_val``), and, given validation ``temperatures``, calibration after scaling."""
     values = {m: fn(y, p) for m, fn in METRICS.items()}
     cis = bootstrap_metrics(y, p, groups, n_boot, seed)
     rows = [
@@ -138,7 +171,10 @@ def metrics_table(y, p, groups, thresholds, labels, n_boot=1000, seed=0) -> pd.D
     ]
     table = pd.DataFrame(rows)
     mean = _mean_row(table, {m: (nanmean(values[m]), *(c[-1] for c in cis[m])) for m in METRICS})
-    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+    table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+    if temperatures is not None:
+        table = pd.concat([table, scaled_calibration(y, p, temperatures)], axis=1)
+    return table
 
 
 def read_split_labels(scorer: Scorer, checkpoint, labels_csv, splits_csv):
@@ -172,17 +208,18 @@ def evaluate_model(
     p_val = scorer.predict(read_rows(store_h5, val), batch_size)
     p_test = scorer.predict(read_rows(store_h5, test), batch_size)
     thresholds = youden_thresholds(y[val], p_val)
+    temperatures = fit_temperatures(y[val], p_val)
     pred = table.loc[test, ["image", "patient"]].reset_index(drop=True)
     pred[[f"prob_{c}" for c in labels]] = p_test
     pred[[f"label_{c}" for c in labels]] = y[test]
     pred.to_csv(out_predictions, index=False)
     groups = pred["patient"].to_numpy()
-    metrics = metrics_table(y[test], p_test, groups, thresholds, labels, n_boot, seed)
+    metrics = metrics_table(y[test], p_test, groups, thresholds, labels, n_boot, seed, temperatures)
     metrics.to_csv(out_metrics, index=False, float_format="%.6g")
     m = metrics.iloc[-1]
     log.info(
         "%s on %d test images: mean AUROC %.4f (95%% CI %.4f-%.4f), mean AP %.4f (random "
-        "%.4f), weights: %s",
+        "%.4f), mean ECE %.4f (%.4f after temperature scaling), weights: %s",
         scorer.name,
         len(test),
         m["auroc"],
@@ -190,6 +227,8 @@ def evaluate_model(
         m["auroc_ci_high"],
         m["ap"],
         m["prevalence"],
+        m["ece"],
+        m["ece_scaled"],
         scorer.checkpoint.get("weights_used"),
         extra=CONSOLE,
     )

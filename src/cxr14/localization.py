@@ -1,8 +1,9 @@
 """Localising findings with class activation maps (Wang et al. 2017's protocol).
 
 For every expert box on a test image, the Grad-CAM of the labelled class is thresholded at a
-fraction of its maximum, the bounding box of its largest region is taken, and the IoU with the
-expert box is scored (docs/evaluation.md).
+fraction of its maximum, the bounding box of its largest region is taken, and its IoU and IoBB
+(intersection over the detected box's area, Wang et al.'s T(IoBB)) with the expert box are
+scored; accuracies come with Wilson 95% intervals and their box counts (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import ndimage
+from scipy.stats import binomtest
 
 from cxr14.data import read_rows
 from cxr14.inference import Scorer
@@ -69,14 +71,34 @@ def cam_to_box(cam: np.ndarray, threshold: float = 0.5) -> tuple[float, float, f
     return (x0, y0, float(xs.max()) - x0 + 1, float(ys.max()) - y0 + 1)
 
 
+def _intersection(a, b) -> float:
+    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return iw * ih
+
+
 def iou(a, b) -> float:
     """Intersection over union of two (x, y, w, h) boxes."""
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = max(0.0, min(ax1, bx1) - max(a[0], b[0]))
-    ih = max(0.0, min(ay1, by1) - max(a[1], b[1]))
-    inter = iw * ih
+    inter = _intersection(a, b)
     union = a[2] * a[3] + b[2] * b[3] - inter
     return inter / union if union > 0 else 0.0
+
+
+def iobb(detected, expert) -> float:
+    """Intersection over the detected box's own area (Wang et al. 2017's IoBB): forgiving of
+    a detected box inside a large finding, as coarse CAMs give large boxes; 0 for an empty
+    detection."""
+    area = detected[2] * detected[3]
+    return _intersection(detected, expert) / area if area > 0 else 0.0
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the proportion k/n (NaN for n = 0): unlike the normal
+    approximation it stays inside [0, 1] and has width at 0/n and n/n."""
+    if n == 0:
+        return (np.nan, np.nan)
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence, method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 def boxes_on_test_images(layout: str, labels_csv, splits_csv, bbox_csv) -> pd.DataFrame:
@@ -101,6 +123,7 @@ class CamBoxes:
     expert: list[tuple]  # (x, y, w, h), rescaled from the layout's box space
     predicted: list[tuple]  # box of the CAM's largest region above the threshold
     ious: list[float]
+    iobbs: list[float]
 
 
 def cam_boxes(
@@ -126,18 +149,34 @@ def cam_boxes(
     scale = size / box_space
     expert = [(b.x * scale, b.y * scale, b.w * scale, b.h * scale) for b in boxes.itertuples()]
     predicted = [cam_to_box(c, cam_threshold) for c in cams]
-    ious = [iou(p, e) for p, e in zip(predicted, expert, strict=True)]
-    return CamBoxes(images, cams, expert, predicted, ious)
+    pairs = list(zip(predicted, expert, strict=True))
+    ious, iobbs = [iou(p, e) for p, e in pairs], [iobb(p, e) for p, e in pairs]
+    return CamBoxes(images, cams, expert, predicted, ious, iobbs)
 
 
-def accuracy_table(results: pd.DataFrame, labels, iou_thresholds) -> pd.DataFrame:
-    """Per class and over ``all`` boxes: count, mean IoU and the fraction with IoU >= T."""
+def accuracy_table(
+    results: pd.DataFrame, labels, iou_thresholds, iobb_thresholds=(), boxes_in_file=None
+) -> pd.DataFrame:
+    """Per class and over ``all`` boxes: the number of boxes scored (and, given
+    ``boxes_in_file``, of the class's boxes in the whole box file), mean IoU and IoBB, and
+    the fraction with IoU >= T and IoBB >= T, each with its Wilson 95% interval."""
     rows = []
     for label in [*labels, "all"]:
         sel = results if label == "all" else results[results["label"] == label]
-        row = {"label": label, "n_boxes": len(sel), "mean_iou": sel["iou"].mean()}
-        for t in iou_thresholds:
-            row[f"acc_iou_{t:g}"] = (sel["iou"] >= t).mean() if len(sel) else np.nan
+        row = {"label": label, "n_boxes": len(sel)}
+        if boxes_in_file is not None:
+            in_file = boxes_in_file if label == "all" else boxes_in_file[boxes_in_file == label]
+            row["n_boxes_in_file"] = len(in_file)
+        for measure, thresholds in (("iou", iou_thresholds), ("iobb", iobb_thresholds)):
+            if measure not in sel:
+                continue
+            row[f"mean_{measure}"] = sel[measure].mean()
+            for t in thresholds:
+                hits = int((sel[measure] >= t).sum())
+                low, high = wilson_interval(hits, len(sel))
+                name = f"acc_{measure}_{t:g}"
+                row.update({name: hits / len(sel) if len(sel) else np.nan})
+                row.update({f"{name}_ci_low": low, f"{name}_ci_high": high})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -155,30 +194,36 @@ def localize(
     out_table,
     cam_threshold=0.5,
     iou_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
+    iobb_thresholds=(0.1, 0.25, 0.5, 0.75, 0.9),
     device="auto",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Wang et al. (2017)'s localisation accuracy: for every expert box on a test image, the
-    box of the labelled class's CAM counts as correct at IoU >= T. Boxes are rescaled from
-    ``box_space`` (1024 for NIH) to the stored size. Returns (table, per-box results)."""
+    box of the labelled class's CAM counts as correct at IoU >= T (or IoBB >= T). Boxes are
+    rescaled from ``box_space`` (1024 for NIH) to the stored size. Returns (table, per-box
+    results)."""
     scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
     boxes = boxes_on_test_images(layout, labels_csv, splits_csv, bbox_csv)
+    in_file = get_layout(layout).read_boxes(bbox_csv)["label"]
     found = cam_boxes(scorer, store_h5, boxes, box_space, cam_threshold)
     res = pd.DataFrame(
         {
             "image": boxes["image"],
             "label": boxes["label"],
             "iou": found.ious,
+            "iobb": found.iobbs,
             "gt": found.expert,
             "pred": found.predicted,
         }
     )
-    table = accuracy_table(res, scorer.labels, iou_thresholds)
+    table = accuracy_table(res, scorer.labels, iou_thresholds, iobb_thresholds, in_file)
     table.to_csv(out_table, index=False, float_format="%.6g")
     log.info(
-        "%s: localisation of %d boxes: accuracy at IoU 0.3 %.3f",
+        "%s: localisation of %d of the %d boxes (those on test images): accuracy at IoU 0.3 "
+        "%.3f (95%% CI %.3f-%.3f)",
         scorer.name,
         len(res),
-        table.iloc[-1].get("acc_iou_0.3", np.nan),
+        len(in_file),
+        *(table.iloc[-1].get(f"acc_iou_0.3{s}", np.nan) for s in ("", "_ci_low", "_ci_high")),
         extra=CONSOLE,
     )
     return table, res

@@ -60,3 +60,35 @@ def percentile_ci(stats: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, n
         low = np.nanpercentile(stats, 100 * alpha / 2, axis=0)
         high = np.nanpercentile(stats, 100 * (1 - alpha / 2), axis=0)
     return low, high
+
+
+def per_class_brier(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
+    """Brier score (mean squared error of the probability) per column: 0 is perfect, a model
+    always predicting the prevalence q scores q(1 - q). Defined for any labels."""
+    return (
+        ((y_score - y_true) ** 2).mean(axis=0) if len(y_true) else np.full(y_true.shape[1], np.nan)
+    )
+
+
+def calibration_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10):
+    """One class's predictions in ``n_bins`` equal-width probability bins ([0, 0.1), ...,
+    [0.9, 1.0]): the count, mean predicted probability and observed positive fraction per
+    bin (NaN where a bin is empty)."""
+    idx = np.clip((p * n_bins).astype(int), 0, n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.bincount(idx, weights=p, minlength=n_bins) / count
+        frac_pos = np.bincount(idx, weights=y, minlength=n_bins) / count
+    return count, mean_p, frac_pos
+
+
+def per_class_ece(y_true: np.ndarray, y_score: np.ndarray, n_bins: int = 10) -> np.ndarray:
+    """Expected calibration error per column (Guo et al. 2017, binary form): the count-weighted
+    mean over equal-width bins of |observed positive fraction - mean predicted probability|.
+    0 is perfect; NaN for no rows."""
+    out = np.full(y_true.shape[1], np.nan)
+    for k in range(y_true.shape[1] if len(y_true) else 0):
+        count, mean_p, frac_pos = calibration_bins(y_true[:, k], y_score[:, k], n_bins)
+        filled = count > 0
+        out[k] = (count[filled] * np.abs(frac_pos[filled] - mean_p[filled])).sum() / count.sum()
+    return out

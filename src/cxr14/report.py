@@ -71,13 +71,15 @@ def summarize_models(
     histories,
     layout: str,
     dataset: str,
+    split_method: str,
     out_csv,
     out_replicates,
     out_md,
     out_png,
 ) -> pd.DataFrame:
     """One row per run (``replicates``: the (run, split, seed) of each file, in order) beside
-    the layout's published results, and one per replicate: CSVs, Markdown, figure."""
+    the layout's published results (each marked comparable or not with this run's
+    ``split_method``), and one per replicate: CSVs, Markdown, figure."""
     per_replicate, labels = _replicate_rows(
         replicates, metrics_csvs, localization_csvs, checkpoints, histories, dataset
     )
@@ -85,7 +87,10 @@ def summarize_models(
     lay = get_layout(layout)
     published = lay.published_auroc()
     rows = tables.run_rows(per_replicate, labels)
-    rows += tables.published_rows(published, labels, lay.published_dataset)
+    run_kind = tables.split_kind(split_method)
+    rows += tables.published_rows(
+        published, labels, lay.published_dataset, run_kind, lay.results_caveat
+    )
     table = pd.DataFrame(rows)
     table.to_csv(out_csv, index=False, float_format="%.4f")
     markdown = tables.summary_markdown(

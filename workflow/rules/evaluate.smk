@@ -42,7 +42,7 @@ rule localize_findings:
             labels={
                 "run": "{run}",
                 "replicate": "{split} seed{seed}",
-                "table": "localisation accuracy by IoU",
+                "table": "localisation accuracy by IoU and IoBB, with counts and CIs",
             },
         ),
     log:
@@ -57,6 +57,7 @@ rule localize_findings:
         box_space=LAYOUT.box_space(config),
         cam_threshold=config["eval"]["cam_threshold"],
         iou_thresholds=config["eval"]["iou_thresholds"],
+        iobb_thresholds=config["eval"]["iobb_thresholds"],
         device=config["eval"]["device"],
     script:
         "../scripts/localize_findings.py"
@@ -326,5 +327,6 @@ rule summarize_models:
         replicates=REPLICATES,
         layout=config["data"]["source"],
         dataset=LAYOUT.display_label(config),
+        split_method=config["split"]["method"],
     script:
         "../scripts/summarize_models.py"

@@ -11,5 +11,6 @@ with log_to(snakemake.log[0]):
         out_table=snakemake.output.table,
         cam_threshold=snakemake.params.cam_threshold,
         iou_thresholds=tuple(snakemake.params.iou_thresholds),
+        iobb_thresholds=tuple(snakemake.params.iobb_thresholds),
         device=snakemake.params.device,
     )

@@ -12,6 +12,7 @@ with log_to(snakemake.log[0]):
         histories=snakemake.input.histories,
         layout=snakemake.params.layout,
         dataset=snakemake.params.dataset,
+        split_method=snakemake.params.split_method,
         out_csv=snakemake.output.table,
         out_replicates=snakemake.output.replicates,
         out_md=snakemake.output.markdown,

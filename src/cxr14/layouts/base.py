@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
+# The columns of a published-results file before its per-label AUROCs; ``split_kind`` is
+# ``official`` (the data set's own test list) or ``random`` (a split of the authors' own).
+PUBLISHED_COLUMNS = ("model", "source", "split", "split_kind", "test_set")
+
 
 class Layout:
     """Everything the workflow knows about one data set's files.
@@ -29,7 +33,7 @@ class Layout:
     results_caveat: str = ""
     # The data set of the published rows.
     published_dataset: str = ""
-    # CSV of published per-class AUROCs: model, source, split and one column per label.
+    # CSV of published per-class AUROCs: ``PUBLISHED_COLUMNS``, then one column per label.
     published_auroc_file: Path | None = None
 
     @property
@@ -77,5 +81,5 @@ class Layout:
     def published_auroc(self) -> pd.DataFrame:
         """Published per-class AUROCs (empty when the layout has none)."""
         if self.published_auroc_file is None:
-            return pd.DataFrame(columns=["model", "source", "split", *self.labels])
+            return pd.DataFrame(columns=[*PUBLISHED_COLUMNS, *self.labels])
         return pd.read_csv(self.published_auroc_file)

@@ -1,0 +1,46 @@
+"""Temperature scaling of per-class probabilities (Guo et al. 2017), fitted on validation only.
+
+Each class's logit is divided by its own temperature T > 0 chosen to minimise the validation
+log-loss. Dividing a logit by a positive number keeps the order of the scores, so AUROC, AP
+and the ranking are unchanged; only the probabilities (Brier score, calibration error,
+thresholds' meaning) move. T > 1 softens over-confident probabilities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, logit
+
+# Probabilities are clipped before taking their logit: sigmoid outputs of 0 or 1 in float32.
+_EPS = 1e-7
+
+
+def _logits(p: np.ndarray) -> np.ndarray:
+    return logit(np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS))
+
+
+def _log_loss(y: np.ndarray, z: np.ndarray) -> float:
+    # -[y log s(z) + (1 - y) log(1 - s(z))], written stably with logaddexp.
+    return float(np.mean(np.logaddexp(0, z) - y * z))
+
+
+def fit_temperatures(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
+    """Per class, the temperature minimising the validation log-loss (searched over
+    T in [0.05, 20]); 1 where validation has no positives or no negatives."""
+    temps = np.ones(y_val.shape[1])
+    for k in range(y_val.shape[1]):
+        y, z = y_val[:, k], _logits(p_val[:, k])
+        if 0 < y.sum() < len(y):
+            best = minimize_scalar(
+                lambda log_t, y=y, z=z: _log_loss(y, z / np.exp(log_t)),
+                bounds=(np.log(0.05), np.log(20.0)),
+                method="bounded",
+            )
+            temps[k] = float(np.exp(best.x))
+    return temps
+
+
+def apply_temperatures(p: np.ndarray, temps: np.ndarray) -> np.ndarray:
+    """Probabilities with each class's logit divided by its temperature."""
+    return expit(_logits(p) / np.asarray(temps)[None, :])
