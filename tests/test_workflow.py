@@ -30,8 +30,8 @@ RUNS = [{**r, "seeds": [0, 1]} if r["arch"] == "simple_cnn" else r for r in RUNS
 COMPARE = [["simple_cnn", "simple_cnn_bce"]]
 NAMES = [r["name"] for r in RUNS]
 REPLICATES = [(r["name"], "holdout", s) for r in RUNS for s in r.get("seeds", [0])]
-TABLES = ("predictions.csv", "metrics.csv", "localization.csv")
-FIGURES = ("history.png", "roc.png", "filters.png", "cam.png")
+TABLES = ("predictions.csv", "metrics.csv", "localization.csv", "expert_labels.csv")
+FIGURES = ("history.png", "roc.png", "calibration.png", "filters.png", "cam.png")
 EVAL_FILES = TABLES + FIGURES
 
 
@@ -54,6 +54,8 @@ EVALUATION = {
     "localize_findings",
     "plot_history",
     "plot_roc",
+    "plot_calibration",
+    "evaluate_expert_labels",
     "plot_filters",
     "plot_cams",
     "aggregate_run",
@@ -197,8 +199,10 @@ def test_changing_one_run_reruns_its_jobs_and_its_comparison_only(done):
             "train_model": 2,  # its two seeds
             "evaluate_model": 2,
             "localize_findings": 2,
+            "evaluate_expert_labels": 2,
             "plot_history": 1,  # figures of its first replicate
             "plot_roc": 1,
+            "plot_calibration": 1,
             "plot_filters": 1,
             "plot_cams": 1,
             "aggregate_run": 1,
@@ -217,11 +221,12 @@ def test_changing_one_run_reruns_its_jobs_and_its_comparison_only(done):
 def test_adding_a_run_or_a_seed_adds_only_its_jobs(done):
     new = {"name": "vgg-narrow", "arch": "vgg_like", "widths": [4], "fc": 8}
     per_replicate = {"train_model": 1, "evaluate_model": 1, "localize_findings": 1}
+    per_replicate["evaluate_expert_labels"] = 1
     try:
         tiny_runs(done, {"runs": [*RUNS, new]})
         assert planned_jobs(done) == {
             **per_replicate,
-            **{f"plot_{f}": 1 for f in ("history", "roc", "filters", "cams")},
+            **{f"plot_{f}": 1 for f in ("history", "roc", "calibration", "filters", "cams")},
             "aggregate_run": 1,
             "export_model": 1,
             "summarize_models": 1,
@@ -498,15 +503,32 @@ def test_evaluation_artifacts(done):
         assert list(metrics["label"]) == [*LABELS, "mean"]
         pred = pd.read_csv(done / f"{evals(*replicate)}/predictions.csv")
         assert set(pred["image"]) == set(splits.loc[splits["split"] == "test", "image"])
+        assert {"brier", "ece_ci_high", "temperature", "ece_scaled"} <= set(metrics.columns)
         loc = pd.read_csv(done / f"{evals(*replicate)}/localization.csv")
         assert loc.iloc[-1]["label"] == "all" and loc.iloc[-1]["n_boxes"] > 0
+        assert {"acc_iobb_0.5", "acc_iou_0.3_ci_low", "n_boxes_in_file"} <= set(loc.columns)
+        expert = pd.read_csv(done / f"{evals(*replicate)}/expert_labels.csv")
+        assert expert["finding"].tolist() == [
+            "Pneumothorax",
+            "Airspace opacity",
+            "Nodule or mass",
+            "Fracture",
+            "mean",
+        ]
+        # Every image of the expert file in this test split is scored, none other.
+        listed = pd.read_csv(done / "results/synthetic/google2019_labels.csv")["Image Index"]
+        assert expert.iloc[-1]["n_images"] == len(set(listed) & set(pred["image"]))
     md = (done / "results/report/summary.md").read_text()
+    for section in ("Published references", "Calibration", "Localisation", "Expert labels"):
+        assert f"## {section}" in md, section
     assert "synthetic demo data (not NIH)" in md and "never NIH results" in md
     summary = pd.read_csv(done / "results/report/summary.csv").set_index("model")
     assert summary.loc["CheXNet (Rajpurkar et al. 2017)", "mean_auroc"] == pytest.approx(
         0.841, abs=5e-4
     )
     assert summary.loc["vgg_like", "dataset"] == "synthetic demo data (not NIH)"
+    assert summary.loc["CheXNet (Rajpurkar et al. 2017)", "comparable"].startswith("not comp")
+    assert {"mean_ece", "loc_acc_iobb_0.5", "expert_mean_auroc"} <= set(summary.columns)
     assert summary.loc["resnet18", "weights"].startswith("none")
     assert "linear probe on random features" in summary.loc["resnet18", "note"]
     assert "linear probe" in md

@@ -16,10 +16,12 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import auc, roc_curve
 
+from cxr14.calibration import apply_temperatures
 from cxr14.checkpoint import load_checkpoint, model_caveat
 from cxr14.inference import Scorer
 from cxr14.localization import boxes_on_test_images, cam_boxes
 from cxr14.metadata import NO_FINDING
+from cxr14.metrics import calibration_bins
 from cxr14.settings import run_name
 
 
@@ -351,3 +353,49 @@ def plot_prediction_cams(image: np.ndarray, findings: list[dict], title: str, ou
     tmp = Path(str(out_png) + ".tmp")
     fig.savefig(tmp, dpi=100, format="png")
     os.replace(tmp, out_png)
+
+
+def _reliability(ax, y: np.ndarray, p: np.ndarray, label: str, style: str) -> None:
+    """Observed positive fraction against mean predicted probability per bin (pooled)."""
+    count, mean_p, frac = calibration_bins(y.ravel(), p.ravel())
+    filled = count > 0
+    ax.plot(mean_p[filled], frac[filled], style, label=label, ms=4)
+
+
+def plot_calibration(predictions_csv, metrics_csv, out_png, name: str, checkpoint=None) -> None:
+    """Reliability diagram over all classes (pooled, 10 bins), before and after the
+    validation-fitted temperature scaling, with how many predictions fall in each bin; and
+    each class's expected calibration error (95% CI) before and after scaling."""
+    pred, metrics = pd.read_csv(predictions_csv), pd.read_csv(metrics_csv)
+    caveat = model_caveat(load_checkpoint(checkpoint), "\n") if checkpoint is not None else ""
+    labels = [c.removeprefix("prob_") for c in pred.columns if c.startswith("prob_")]
+    y = pred[[f"label_{c}" for c in labels]].to_numpy()
+    p = pred[[f"prob_{c}" for c in labels]].to_numpy()
+    per_class = metrics.set_index("label").loc[labels]
+    fig, (ax, hist, bars) = _subplots(1, 3, figsize=(15, 5.2))
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfectly calibrated")
+    _reliability(ax, y, p, f"as predicted (mean ECE {metrics['ece'].iloc[-1]:.3f})", "o-")
+    if "temperature" in per_class:
+        scaled = apply_temperatures(p, per_class["temperature"].to_numpy())
+        after = f"temperature-scaled on validation (mean ECE {metrics['ece_scaled'].iloc[-1]:.3f})"
+        _reliability(ax, y, scaled, after, "s-")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability (bin)")
+    ax.set(ylabel="observed fraction positive", title="reliability, all classes pooled")
+    ax.legend(fontsize=8, loc="upper left")
+    hist.hist(p.ravel(), bins=np.linspace(0, 1, 11), color="tab:blue", log=True)
+    hist.set(
+        xlabel="predicted probability", ylabel="predictions (log)", title="predictions per bin"
+    )
+    x = np.arange(len(labels))
+    for offset, col, text in ((-0.2, "ece", "as predicted"), (0.2, "ece_scaled", "scaled")):
+        if col in per_class:
+            err = None
+            if f"{col}_ci_low" in per_class:
+                low, high = per_class[f"{col}_ci_low"], per_class[f"{col}_ci_high"]
+                err = np.vstack([per_class[col] - low, high - per_class[col]]).clip(0)
+            bars.bar(x + offset, per_class[col], 0.4, yerr=err, label=text, capsize=2)
+    bars.set_xticks(x, labels, rotation=40, ha="right")
+    bars.set(ylabel="expected calibration error (95% CI)", title="per class (lower is better)")
+    bars.legend(fontsize=8)
+    fig.suptitle(f"{name}: calibration on the test split ({len(pred)} images){caveat}")
+    _save(fig, out_png)

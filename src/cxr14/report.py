@@ -47,18 +47,32 @@ def aggregate_run(replicates: list[str], metrics_csvs, out_csv) -> pd.DataFrame:
     return table
 
 
-def _replicate_rows(replicates, metrics_csvs, localization_csvs, checkpoints, histories, dataset):
+def _replicate_rows(
+    replicates, metrics_csvs, localization_csvs, expert_csvs, checkpoints, histories, dataset
+):
     rows, labels = [], None
-    files = zip(replicates, metrics_csvs, localization_csvs, checkpoints, histories, strict=True)
-    for replicate, mcsv, lcsv, ckpt_path, history_csv in files:
+    expert_csvs = expert_csvs or [None] * len(replicates)
+    files = zip(
+        replicates,
+        metrics_csvs,
+        localization_csvs,
+        expert_csvs,
+        checkpoints,
+        histories,
+        strict=True,
+    )
+    for replicate, mcsv, lcsv, ecsv, ckpt_path, history_csv in files:
         model, ckpt = load_model(ckpt_path)
         labels = list(ckpt["labels"])
         metrics = pd.read_csv(mcsv).set_index("label")
         loc = pd.read_csv(lcsv).set_index("label")
         history = pd.read_csv(history_csv)
         parameters = count_parameters(model)
+        expert = pd.read_csv(ecsv) if ecsv else None
         rows.append(
-            tables.model_row(tuple(replicate), dataset, metrics, loc, history, ckpt, parameters)
+            tables.model_row(
+                tuple(replicate), dataset, metrics, loc, history, ckpt, parameters, expert
+            )
         )
     return pd.DataFrame(rows), labels
 
@@ -76,12 +90,14 @@ def summarize_models(
     out_replicates,
     out_md,
     out_png,
+    expert_csvs=None,
 ) -> pd.DataFrame:
     """One row per run (``replicates``: the (run, split, seed) of each file, in order) beside
     the layout's published results (each marked comparable or not with this run's
-    ``split_method``), and one per replicate: CSVs, Markdown, figure."""
+    ``split_method``), and one per replicate: CSVs, Markdown (with calibration, localisation
+    and, given ``expert_csvs``, expert-label sections), figure."""
     per_replicate, labels = _replicate_rows(
-        replicates, metrics_csvs, localization_csvs, checkpoints, histories, dataset
+        replicates, metrics_csvs, localization_csvs, expert_csvs, checkpoints, histories, dataset
     )
     per_replicate.to_csv(out_replicates, index=False, float_format="%.4f")
     lay = get_layout(layout)

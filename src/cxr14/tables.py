@@ -22,6 +22,33 @@ def class_counts(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     return out
 
 
+def _with_ci(table: pd.DataFrame, row, column: str, name: str, ci: str | None = None) -> dict:
+    """``{name: value, <ci>_ci_low, <ci>_ci_high}`` (``ci`` defaults to ``name``) from
+    ``table.loc[row]``'s ``column`` and its CI columns; NaN where the table lacks them."""
+    out = {}
+    for suffix, key in (("", name), ("_ci_low", None), ("_ci_high", None)):
+        key = key or f"{ci or name}{suffix}"
+        has = f"{column}{suffix}" in table and row in table.index
+        out[key] = table.loc[row, f"{column}{suffix}"] if has else np.nan
+    return out
+
+
+def expert_columns(expert: pd.DataFrame | None) -> dict:
+    """A replicate's expert-label results: per scored finding, AUROC against the experts and
+    against NIH's labels, and the mean of each with its CI."""
+    if expert is None:
+        return {}
+    e = expert.set_index("finding")
+    scored = [f for f in e.index if f != "mean" and not pd.isna(e.loc[f, "auroc_expert"])]
+    out = {"expert_images": e.loc["mean", "n_images"]}
+    out.update(_with_ci(e, "mean", "auroc_expert", "expert_mean_auroc"))
+    out.update(_with_ci(e, "mean", "auroc_nih", "expert_nih_mean_auroc"))
+    for f in scored:
+        out[f"expert_auroc_{f}"] = e.loc[f, "auroc_expert"]
+        out[f"expert_nih_auroc_{f}"] = e.loc[f, "auroc_nih"]
+    return out
+
+
 def model_row(
     replicate: tuple[str, str, int],
     dataset: str,
@@ -30,12 +57,12 @@ def model_row(
     history: pd.DataFrame,
     ckpt: dict,
     parameters: tuple[int, int],
+    expert: pd.DataFrame | None = None,
 ) -> dict:
     """One trained model's summary row: ``replicate`` is its (run, split, seed); ``metrics``
-    and ``localization`` are indexed by label."""
-    m = metrics
+    and ``localization`` are indexed by label, ``expert`` (optional) is its expert-label table."""
+    m, loc = metrics, localization
     per_class = m.drop("mean")
-    loc_03 = localization.loc["all", "acc_iou_0.3"] if "acc_iou_0.3" in localization else np.nan
     run, split, seed = replicate
     return {
         "model": run,
@@ -43,18 +70,22 @@ def model_row(
         "split": split,
         "seed": seed,
         "dataset": dataset,
-        "mean_auroc": m.loc["mean", "auroc"],
-        "auroc_ci_low": m.loc["mean", "auroc_ci_low"],
-        "auroc_ci_high": m.loc["mean", "auroc_ci_high"],
+        **_with_ci(m, "mean", "auroc", "mean_auroc", "auroc"),
         # Average precision; a random model's is the prevalence (the mean over classes here).
-        "mean_ap": m.loc["mean", "ap"] if "ap" in m else np.nan,
-        "ap_ci_low": m.loc["mean", "ap_ci_low"] if "ap" in m else np.nan,
-        "ap_ci_high": m.loc["mean", "ap_ci_high"] if "ap" in m else np.nan,
+        **_with_ci(m, "mean", "ap", "mean_ap", "ap"),
         "mean_prevalence": m.loc["mean", "prevalence"] if "prevalence" in m else np.nan,
+        **_with_ci(m, "mean", "brier", "mean_brier", "brier"),
+        **_with_ci(m, "mean", "ece", "mean_ece", "ece"),
+        "mean_brier_scaled": m.loc["mean"].get("brier_scaled", np.nan),
+        "mean_ece_scaled": m.loc["mean"].get("ece_scaled", np.nan),
         "mean_f1_at_0.5": m.loc["mean", "f1_at_0.5"],
         "mean_f1_at_val": m.loc["mean", "f1_at_val"],
         "classes_never_positive_at_0.5": int((per_class["predicted_pos_at_0.5"] == 0).sum()),
-        "loc_acc_iou_0.3": loc_03,
+        "loc_boxes": loc.loc["all", "n_boxes"] if "n_boxes" in loc else np.nan,
+        "loc_boxes_in_file": loc.loc["all"].get("n_boxes_in_file", np.nan),
+        **_with_ci(loc, "all", "acc_iou_0.3", "loc_acc_iou_0.3"),
+        **_with_ci(loc, "all", "acc_iobb_0.5", "loc_acc_iobb_0.5"),
+        **expert_columns(expert),
         "epochs": len(history),
         "best_epoch": ckpt["best_epoch"],
         "train_minutes": history["seconds"].sum() / 60,
@@ -66,23 +97,29 @@ def model_row(
     }
 
 
-# Columns of the per-run row that are the replicates' mean (the rest: first replicate's).
+# Columns of the per-run row that are the replicates' mean (the rest: first replicate's);
+# besides these, every column starting with ``_MEAN_PREFIXES``. Intervals (``*_ci_*``) are of
+# one replicate: a run with several has its spread instead.
 _MEANS = (
-    "mean_ap",
-    "mean_prevalence",
     "mean_f1_at_0.5",
     "mean_f1_at_val",
     "classes_never_positive_at_0.5",
-    "loc_acc_iou_0.3",
     "epochs",
     "best_epoch",
     "train_minutes",
 )
+_MEAN_PREFIXES = ("mean_", "loc_", "expert_")
 
 
 def run_rows(replicates: pd.DataFrame, labels: list[str]) -> list[dict]:
     """One row per run from its replicates' rows (``model_row``): the mean over replicates,
-    the spread of the mean AUROC (sd, min, max) and, for a single replicate, its bootstrap CI."""
+    the spread of the mean AUROC (sd, min, max) and, for a single replicate, its bootstrap
+    CIs."""
+    means = [
+        c
+        for c in replicates.columns
+        if (c in _MEANS or c.startswith(_MEAN_PREFIXES)) and "_ci_" not in c
+    ]
     rows = []
     for _, group in replicates.groupby("model", sort=False):
         first, n = group.iloc[0], len(group)
@@ -90,16 +127,14 @@ def run_rows(replicates: pd.DataFrame, labels: list[str]) -> list[dict]:
         row = {
             **first.drop(["split", "seed", *labels]).to_dict(),
             "replicates": n,
-            "mean_auroc": auroc.mean(),
+            **group[means].mean().to_dict(),
             "auroc_sd": auroc.std() if n > 1 else np.nan,
             "auroc_min": auroc.min(),
             "auroc_max": auroc.max(),
-            **group[list(_MEANS)].mean().to_dict(),
             **group[labels].mean().to_dict(),
         }
         if n > 1:
-            for c in ("auroc_ci_low", "auroc_ci_high", "ap_ci_low", "ap_ci_high"):
-                row[c] = np.nan
+            row.update({c: np.nan for c in row if "_ci_" in c})
         rows.append(row)
     return rows
 
@@ -231,6 +266,98 @@ def _markdown_row(r: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _ci_cell(r: dict, name: str, ci: str | None = None) -> str:
+    """A value with its 95% CI where it has one."""
+    value = r.get(name, np.nan)
+    if pd.isna(value):
+        return ""
+    low, high = r.get(f"{ci or name}_ci_low", np.nan), r.get(f"{ci or name}_ci_high", np.nan)
+    return _fmt(value) + ("" if pd.isna(low) else f" ({_fmt(low)}-{_fmt(high)})")
+
+
+def _table(title: str, note: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return []
+    lines = [f"## {title}", "", note, "", "| " + " | ".join(header) + " |"]
+    lines.append("|" + " --- |" * len(header))
+    return [*lines, *("| " + " | ".join(r) + " |" for r in rows), ""]
+
+
+def _calibration_lines(runs: list[dict]) -> list[str]:
+    rows = [
+        [
+            r["model"],
+            _ci_cell(r, "mean_brier", "brier"),
+            _ci_cell(r, "mean_ece", "ece"),
+            _fmt(r.get("mean_brier_scaled", np.nan)),
+            _fmt(r.get("mean_ece_scaled", np.nan)),
+        ]
+        for r in runs
+        if not pd.isna(r.get("mean_ece", np.nan))
+    ]
+    note = (
+        "Mean over classes of the Brier score and the expected calibration error (10 bins; "
+        "lower is better), as predicted and after per-class temperature scaling fitted on "
+        "the validation split (AUROC and AP unchanged)."
+    )
+    header = ["run", "Brier (95% CI)", "ECE (95% CI)", "Brier scaled", "ECE scaled"]
+    return _table("Calibration", note, header, rows)
+
+
+def _localisation_lines(runs: list[dict]) -> list[str]:
+    rows = [
+        [
+            r["model"],
+            f"{_fmt(r['loc_boxes'], 0)} of {_fmt(r.get('loc_boxes_in_file', np.nan), 0)}",
+            _ci_cell(r, "loc_acc_iou_0.3"),
+            _ci_cell(r, "loc_acc_iobb_0.5"),
+        ]
+        for r in runs
+        if not pd.isna(r.get("loc_boxes", np.nan))
+    ]
+    note = (
+        "Grad-CAM boxes against the expert boxes on this split's test images (Wilson 95% "
+        "intervals). NIH's official split has all 984 boxes on test images; a random split "
+        "only those of its test patients, so compare counts before accuracies."
+    )
+    header = ["run", "boxes scored (of all)", "acc. IoU >= 0.3", "acc. IoBB >= 0.5"]
+    return _table("Localisation", note, header, rows)
+
+
+def _expert_lines(runs: list[dict]) -> list[str]:
+    findings = sorted(
+        {
+            c.removeprefix("expert_auroc_")
+            for r in runs
+            for c in r
+            if c.startswith("expert_auroc_") and not pd.isna(r[c])
+        }
+    )
+    rows = [
+        [
+            r["model"],
+            _fmt(r["expert_images"], 0),
+            _ci_cell(r, "expert_mean_auroc"),
+            _ci_cell(r, "expert_nih_mean_auroc"),
+            *(
+                f"{_fmt(r.get(f'expert_auroc_{f}', np.nan))} / "
+                f"{_fmt(r.get(f'expert_nih_auroc_{f}', np.nan))}"
+                for f in findings
+            ),
+        ]
+        for r in runs
+        if not pd.isna(r.get("expert_images", np.nan))
+    ]
+    note = (
+        "AUROC against expert re-read labels (Majkowska et al., Radiology 2020) and against "
+        "NIH's labels on the same test images (mapping: eval.expert_mapping; "
+        "docs/evaluation.md)."
+    )
+    header = ["run", "images", "mean vs. experts (95% CI)", "mean vs. NIH labels (95% CI)"]
+    header += [f"{f}: experts / NIH" for f in findings]
+    return _table("Expert labels", note, header, rows)
+
+
 def _replicate_lines(replicates: pd.DataFrame) -> list[str]:
     lines = [
         "## Replicates",
@@ -276,5 +403,8 @@ def summary_markdown(
     ]
     for c in labels:
         lines.append(f"| {c} | " + " | ".join(_fmt(v) for v in table[c]) + " |")
-    lines += ["", *_published_lines(table), "", *_replicate_lines(replicates)]
+    runs = [r for r in table.to_dict("records") if not isinstance(r.get("comparable"), str)]
+    lines += ["", *_published_lines(table), ""]
+    lines += [*_calibration_lines(runs), *_localisation_lines(runs), *_expert_lines(runs)]
+    lines += _replicate_lines(replicates)
     return "\n".join(lines) + "\n"

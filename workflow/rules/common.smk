@@ -49,6 +49,8 @@ REPLICATES = replicates(config)
 # Pixel statistics per split, or once when averaging over every image.
 STATS = SPLITS if config["average_image"]["over"] == "train" else ["all"]
 COMPARE = [tuple(pair) for pair in config["compare"]]
+# Expert re-read labels (None where this configuration has none: their stage is left out).
+EXPERT_LABELS = LAYOUT.expert_labels_file(config)
 MODEL = "results/models/{run}/{split}/seed{seed}"
 EVAL = "results/eval/{run}/{split}/seed{seed}"
 
@@ -165,7 +167,8 @@ def get_model_outputs():
 
 def get_eval_outputs():
     tables = ["predictions.csv", "metrics.csv", "localization.csv"]
-    figures = ["history.png", "roc.png", "filters.png", "cam.png"]
+    tables += ["expert_labels.csv"] if EXPERT_LABELS else []
+    figures = ["history.png", "roc.png", "calibration.png", "filters.png", "cam.png"]
     outputs = [p for f in tables for p in replicate_paths(f"{EVAL}/{f}")]
     outputs += [
         f"{EVAL}/{f}".format(**first_replicate(r)) for r in RUNS for f in figures
@@ -262,6 +265,9 @@ def get_summary_inputs(wildcards):
     return {
         "metrics": replicate_paths(f"{EVAL}/metrics.csv"),
         "localization": replicate_paths(f"{EVAL}/localization.csv"),
+        "expert_labels": (
+            replicate_paths(f"{EVAL}/expert_labels.csv") if EXPERT_LABELS else []
+        ),
         "checkpoints": replicate_paths(f"{MODEL}/best.pt"),
         "histories": replicate_paths(f"{MODEL}/history.csv"),
     }

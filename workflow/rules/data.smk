@@ -4,6 +4,7 @@ rule generate_synthetic_data:
         train_val_list=f"{SYNTHETIC_DIR}/train_val_list.txt",
         test_list=f"{SYNTHETIC_DIR}/test_list.txt",
         bbox=f"{SYNTHETIC_DIR}/BBox_List_2017.csv",
+        expert_labels=f"{SYNTHETIC_DIR}/google2019_labels.csv",
         images=directory(f"{SYNTHETIC_DIR}/images"),
     log:
         "logs/generate_synthetic_data.log",

@@ -113,6 +113,64 @@ rule plot_roc:
         "../scripts/plot_roc.py"
 
 
+rule plot_calibration:
+    input:
+        predictions=f"{EVAL}/predictions.csv",
+        metrics=f"{EVAL}/metrics.csv",
+        checkpoint=f"{MODEL}/best.pt",
+    output:
+        figure=report(
+            f"{EVAL}/calibration.png",
+            caption="../report/captions/calibration.rst",
+            category="4. Evaluation",
+            subcategory="{run}",
+            labels={
+                "run": "{run}",
+                "replicate": "{split} seed{seed}",
+                "figure": "calibration (reliability diagram, ECE per class)",
+            },
+        ),
+    log:
+        "logs/plot_calibration/{run}/{split}/seed{seed}.log",
+    conda:
+        "../../envs/cxr14.yaml"
+    threads: 1
+    script:
+        "../scripts/plot_calibration.py"
+
+
+rule evaluate_expert_labels:
+    input:
+        predictions=f"{EVAL}/predictions.csv",
+        expert_labels=EXPERT_LABELS or [],
+    output:
+        table=report(
+            f"{EVAL}/expert_labels.csv",
+            caption="../report/captions/expert_labels.rst",
+            category="4. Evaluation",
+            subcategory="{run}",
+            labels={
+                "run": "{run}",
+                "replicate": "{split} seed{seed}",
+                "table": "AUROC against expert labels and NIH labels",
+            },
+        ),
+    log:
+        "logs/evaluate_expert_labels/{run}/{split}/seed{seed}.log",
+    benchmark:
+        "benchmarks/evaluate_expert_labels/{run}/{split}/seed{seed}.tsv"
+    conda:
+        "../../envs/cxr14.yaml"
+    threads: 1
+    params:
+        layout=config["data"]["source"],
+        mapping=config["eval"]["expert_mapping"],
+        bootstrap=config["eval"]["bootstrap"],
+        seed=config["eval"]["seed"],
+    script:
+        "../scripts/evaluate_expert_labels.py"
+
+
 rule plot_filters:
     input:
         checkpoint=f"{MODEL}/best.pt",

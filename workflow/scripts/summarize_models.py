@@ -8,6 +8,7 @@ with log_to(snakemake.log[0]):
         replicates=snakemake.params.replicates,
         metrics_csvs=snakemake.input.metrics,
         localization_csvs=snakemake.input.localization,
+        expert_csvs=snakemake.input.expert_labels,
         checkpoints=snakemake.input.checkpoints,
         histories=snakemake.input.histories,
         layout=snakemake.params.layout,

@@ -20,7 +20,9 @@ class Layout:
     - ``read_metadata(path)``: one row per image with ``cxr14.metadata.META_COLUMNS`` and one
       0/1 column per label, sorted by image name;
     - ``locate_images(data_dir)``: image name -> path relative to ``data_dir``;
-    - ``read_boxes(path)``: expert boxes as ``image, label, x, y, w, h`` in ``box_space`` pixels.
+    - ``read_boxes(path)``: expert boxes as ``image, label, x, y, w, h`` in ``box_space`` pixels;
+    - ``read_expert_labels(path)``: expert re-reads as ``image, set_id`` and one 0/1 column per
+      expert finding (layouts that have them).
 
     Downstream stages never import a layout: they read the label list from the store's
     attributes and ``labels.csv``.
@@ -63,6 +65,11 @@ class Layout:
     def box_space(self, config: dict) -> int:
         """Side of the square pixel space the expert boxes are given in."""
         raise NotImplementedError
+
+    def expert_labels_file(self, config: dict) -> str | None:
+        """The file of expert re-read labels, when this configuration has one (the stage
+        that scores models against them runs only then)."""
+        return None
 
     def display_label(self, config: dict) -> str:
         """How every result of a run on this layout is labelled."""

@@ -226,6 +226,34 @@ def read_bbox_list(path: str | os.PathLike) -> pd.DataFrame:
     return out
 
 
+# The findings of the expert re-reads (Majkowska et al., Radiology 2020) in their file's order.
+EXPERT_FINDINGS = ("Fracture", "Pneumothorax", "Airspace opacity", "Nodule or mass")
+_EXPERT_VALUES = {"YES": 1, "NO": 0}
+
+
+def read_expert_labels(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``google2019_labels.csv`` (NIH images re-read by three radiologists) into columns
+    image, set_id and one 0/1 column per ``EXPERT_FINDINGS``; every value must be YES or NO
+    (errors name the file, line and column). CRLF or LF endings."""
+    path = Path(path)
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ("Image Index", *EXPERT_FINDINGS, "Set Id") if c not in raw.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; is this google2019_labels.csv?")
+    out = pd.DataFrame({"image": raw["Image Index"].str.strip(), "set_id": raw["Set Id"]})
+    for c in EXPERT_FINDINGS:
+        values = raw[c].str.strip().str.upper().map(_EXPERT_VALUES)
+        if values.isna().any():
+            idx = values.isna().idxmax()
+            raise DataError(f"{path}, line {_line(idx)}: {c} is {raw[c][idx]!r}, not YES or NO")
+        out[c] = values.astype(int)
+    duplicated = out["image"].duplicated()
+    if duplicated.any():
+        idx = duplicated.idxmax()
+        raise DataError(f"{path}, line {_line(idx)}: image {out['image'][idx]} listed twice")
+    return out
+
+
 def locate_images(data_dir: str | os.PathLike) -> dict[str, str]:
     """Map image name -> path relative to ``data_dir`` for every PNG in the known layouts.
 
@@ -294,6 +322,10 @@ class NIH(Layout):
     def box_space(self, config: dict) -> int:
         return BOX_SPACE
 
+    def expert_labels_file(self, config: dict) -> str | None:
+        path = os.path.join(self.data_dir(config), config["data"]["expert_labels_csv"])
+        return path if Path(path).is_file() else None
+
     def display_label(self, config: dict) -> str:
         return f"NIH ChestX-ray14, {config['split']['method']} split"
 
@@ -304,3 +336,4 @@ class NIH(Layout):
     read_metadata = staticmethod(read_data_entry)
     locate_images = staticmethod(locate_images)
     read_boxes = staticmethod(read_bbox_list)
+    read_expert_labels = staticmethod(read_expert_labels)

@@ -14,7 +14,10 @@ Layout written to ``out_dir`` (identical in form to NIH's release):
 - ``train_val_list.txt`` / ``test_list.txt``: patient-disjoint, sorted, no final newline;
 - ``BBox_List_2017.csv``: one box per planted finding (NIH's header and 'Infiltrate' spelling;
   unlike NIH, every image and all 14 classes have boxes, so localisation can be checked on
-  any split).
+  any split);
+- ``google2019_labels.csv``: "expert re-reads" in the exact format of Majkowska et al.'s file
+  for a share of the test-list (``Set Id`` test) and train/val-list (val) images, read off the
+  planted findings (so here they agree with the metadata labels; Fracture is random).
 
 Everything is a deterministic function of ``seed``; each image has its own random stream, so
 the result does not depend on the number of worker processes.
@@ -32,7 +35,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cxr14.layouts.nih import LABELS, NIH
+from cxr14.layouts.nih import EXPERT_FINDINGS, LABELS, NIH
 from cxr14.metadata import NO_FINDING
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,16 @@ MAX_IMAGES_PER_PATIENT = 12
 # Findings that persist across a patient's follow-up images (decided once per patient).
 CHRONIC = ("Cardiomegaly", "Emphysema", "Fibrosis", "Hernia", "Pleural_Thickening")
 BASE = 256  # findings are drawn at this resolution, then resized to image_size
+EXPERT_FILE = "google2019_labels.csv"
+# Share of the test-list / train-val-list images with expert re-reads (NIH: 1,962 / 2,414).
+EXPERT_SHARE = {"test": 0.5, "val": 0.1}
+# What the synthetic "radiologists" call each expert finding: any of these planted findings.
+EXPERT_SEES = {
+    "Pneumothorax": ("Pneumothorax",),
+    "Airspace opacity": ("Consolidation", "Pneumonia", "Infiltration", "Edema"),
+    "Nodule or mass": ("Nodule", "Mass"),
+}
+FRACTURE_PREVALENCE = 0.04
 
 
 def prevalence(min_prevalence: float) -> dict[str, float]:
@@ -393,6 +406,45 @@ def _write_tables(out_dir: Path, meta: pd.DataFrame, boxes: list) -> None:
             f.write(f"{name},{label},{x:.6f},{y:.6f},{w:.6f},{h:.6f}\n")
 
 
+def _write_expert_labels(out_dir: Path, meta: pd.DataFrame, seed: int) -> None:
+    """``google2019_labels.csv`` in the real file's format: its header (bracketed fields split
+    over two columns), CRLF endings, no final newline, integer ages, follow-up numbers and
+    patient IDs, YES/NO values and the ``Set Id``."""
+    rng = np.random.default_rng([seed, 2019])
+    picked = [
+        meta[meta["_test"] == (set_id == "test")].sample(frac=share, random_state=rng)
+        for set_id, share in EXPERT_SHARE.items()
+    ]
+    lines = [
+        "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
+        "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],Fracture,"
+        "Pneumothorax,Airspace opacity,Nodule or mass,Set Id"
+    ]
+    for set_id, rows in zip(EXPERT_SHARE, picked, strict=True):
+        for r in rows.sort_values("Image Index").to_dict("records"):
+            found = set(r["Finding Labels"].split("|"))
+            seen = {k: bool(found.intersection(v)) for k, v in EXPERT_SEES.items()}
+            seen["Fracture"] = rng.random() < FRACTURE_PREVALENCE
+            age = int(r["Patient Age"][:-1]) // (12 if r["Patient Age"].endswith("M") else 1)
+            cells = [
+                r["Image Index"],
+                r["Finding Labels"],
+                str(int(r["Follow-up #"])),
+                str(int(r["Patient ID"])),
+                str(age),
+                r["Patient Gender"],
+                r["View Position"],
+                r["OriginalImage[Width"],
+                r["Height]"],
+                r["OriginalImagePixelSpacing[x"],
+                r["y]"],
+                *("YES" if seen[k] else "NO" for k in EXPERT_FINDINGS),
+                set_id,
+            ]
+            lines.append(",".join(cells))
+    (out_dir / EXPERT_FILE).write_bytes("\r\n".join(lines).encode())
+
+
 def generate(
     out_dir: str | os.PathLike,
     n_images: int = 2000,
@@ -426,6 +478,7 @@ def generate(
         results = [_write_image(j) for j in jobs]
     boxes = [b for r in results for b in r]
     _write_tables(out_dir, meta, boxes)
+    _write_expert_labels(out_dir, meta, seed)
     log.info(
         "synthetic data set: %d images, %d patients, %d boxes in %s",
         len(meta),
@@ -472,6 +525,9 @@ class Synthetic(NIH):
     def box_space(self, config: dict) -> int:
         # Boxes are written in the pixels of the generated PNGs.
         return config["synthetic"]["image_size"]
+
+    def expert_labels_file(self, config: dict) -> str | None:
+        return f"{self.DIR}/{EXPERT_FILE}"
 
     def display_label(self, config: dict) -> str:
         return "synthetic demo data (not NIH)"

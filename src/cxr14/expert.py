@@ -1,0 +1,115 @@
+"""Scoring a model against expert re-read labels instead of NIH's text-mined ones.
+
+Majkowska et al. (Radiology 2020) had three radiologists re-read 4,376 NIH images for four
+findings. A model is scored on the images of that file that lie in its test split: each expert
+finding by the highest probability of the classes mapped to it (``eval.expert_mapping``), with
+AUROC against the expert labels and against NIH's labels (the same mapping) on the same images,
+side by side with the same patient-bootstrap replicates (docs/evaluation.md).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import cohen_kappa_score
+
+from cxr14.evaluate import bootstrap_auroc
+from cxr14.layouts import get_layout
+from cxr14.logs import CONSOLE
+from cxr14.metrics import nanmean, per_class_auroc
+
+log = logging.getLogger(__name__)
+
+
+def mapped_arrays(merged: pd.DataFrame, findings, mapping) -> tuple[np.ndarray, ...]:
+    """Per expert finding (columns): the model's score (highest probability of its mapped
+    classes), the expert label and NIH's label (1 if any mapped class is labelled)."""
+    labels = [c.removeprefix("prob_") for c in merged.columns if c.startswith("prob_")]
+    for finding in findings:
+        unknown = [c for c in mapping[finding] if c not in labels]
+        if unknown:
+            raise ValueError(
+                f"eval.expert_mapping: {finding} -> {unknown}: not classes of this model "
+                f"({', '.join(labels)})"
+            )
+    score = np.column_stack(
+        [merged[[f"prob_{c}" for c in mapping[f]]].max(axis=1) for f in findings]
+    )
+    nih = np.column_stack(
+        [merged[[f"label_{c}" for c in mapping[f]]].max(axis=1) for f in findings]
+    )
+    return score, merged[list(findings)].to_numpy(), nih
+
+
+def _kappa(a: np.ndarray, b: np.ndarray) -> float:
+    # Agreement of NIH's labels with the experts' beyond chance; undefined for one value.
+    return float(cohen_kappa_score(a, b)) if len(np.unique(np.r_[a, b])) > 1 else np.nan
+
+
+def expert_table(predictions: pd.DataFrame, expert: pd.DataFrame, mapping, n_boot=1000, seed=0):
+    """One row per expert finding (skipped ones say why) and a ``mean`` row over the scored
+    ones: images, patients, positives by each reader, Cohen's kappa of NIH vs. expert, and
+    AUROC with patient-bootstrap 95% CIs against expert and against NIH labels."""
+    merged = predictions.merge(expert, on="image", how="inner")
+    all_findings = [c for c in expert.columns if c not in ("image", "set_id")]
+    unknown = sorted(set(mapping) - set(all_findings))
+    if unknown or not mapping:
+        raise ValueError(
+            f"eval.expert_mapping: {unknown or 'empty'}; the expert findings are {all_findings}"
+        )
+    scored = [f for f in all_findings if mapping.get(f)]
+    score, y_exp, y_nih = mapped_arrays(merged, scored, mapping)
+    groups = merged["patient"].to_numpy()
+    result = {}
+    for name, y in (("expert", y_exp), ("nih", y_nih)):
+        values = per_class_auroc(y, score)
+        low = high = np.full(len(scored) + 1, np.nan)
+        if len(merged):
+            low, high = bootstrap_auroc(y, score, groups, n_boot, seed)  # same replicates
+        result[name] = (np.r_[values, nanmean(values)], low, high)
+    sets = merged["set_id"].value_counts().sort_index()
+    common = {
+        "n_images": len(merged),
+        "n_patients": merged["patient"].nunique(),
+        "sets": ", ".join(f"{k}: {v}" for k, v in sets.items()),
+    }
+    rows = []
+    for k, finding in enumerate([*scored, "mean"]):
+        row = {"finding": finding, "classes": "|".join(mapping.get(finding, [])), **common}
+        if finding != "mean":
+            row.update(n_pos_expert=int(y_exp[:, k].sum()), n_pos_nih=int(y_nih[:, k].sum()))
+            row["kappa_nih_vs_expert"] = _kappa(y_nih[:, k], y_exp[:, k])
+        for name, (values, low, high) in result.items():
+            row.update({f"auroc_{name}": values[k], f"auroc_{name}_ci_low": low[k]})
+            row[f"auroc_{name}_ci_high"] = high[k]
+        row["note"] = "" if len(merged) else "no image of the expert file in this test split"
+        rows.append(row)
+    skipped = [
+        {"finding": f, **common, "note": "no class of this model maps to it: skipped"}
+        for f in all_findings
+        if f not in scored
+    ]
+    return pd.DataFrame([*rows[:-1], *skipped, rows[-1]])
+
+
+def evaluate_expert_labels(
+    predictions_csv, expert_csv, layout: str, mapping: dict, out_csv, n_boot=1000, seed=0
+) -> pd.DataFrame:
+    """Score one model's test predictions against the layout's expert re-read labels."""
+    expert = get_layout(layout).read_expert_labels(expert_csv)
+    table = expert_table(pd.read_csv(predictions_csv), expert, mapping, n_boot, seed)
+    table.to_csv(out_csv, index=False, float_format="%.6g")
+    m = table.iloc[-1]
+    log.info(
+        "%d test images with expert labels: mean AUROC %.4f against the experts (95%% CI "
+        "%.4f-%.4f), %.4f against NIH's labels on the same images",
+        m["n_images"],
+        m["auroc_expert"],
+        m["auroc_expert_ci_low"],
+        m["auroc_expert_ci_high"],
+        m["auroc_nih"],
+        extra=CONSOLE,
+    )
+    return table
