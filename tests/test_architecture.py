@@ -77,7 +77,7 @@ def test_cam_layer_is_a_spatial_map_of_the_model(arch):
 
 def test_layouts():
     cfg = {
-        "data": {"nih_dir": "/d", "metadata_csv": "Data_Entry_2017.csv"},
+        "data": {"nih_dir": "/d", "metadata_csv": "Data_Entry_2017.csv", "views": ["PA", "AP"]},
         "synthetic": {"image_size": 512},
         "split": {"method": "official"},
     }
@@ -86,7 +86,10 @@ def test_layouts():
     assert nih.box_space(cfg) == 1024 and synthetic.box_space(cfg) == 512
     assert nih.metadata_file(cfg) == "/d/Data_Entry_2017.csv"
     assert "not NIH" in synthetic.display_label(cfg) and not synthetic.comparable_to_published
-    assert nih.display_label(cfg) == "NIH ChestX-ray14, official split"
+    assert nih.display_label(cfg) == "NIH ChestX-ray14, PA and AP views, official split"
+    pa = {**cfg, "data": {**cfg["data"], "views": ["PA"]}}
+    assert nih.display_label(pa) == "NIH ChestX-ray14, PA view only, official split"
+    assert synthetic.display_label(pa).endswith("PA view only")
     published = nih.published_auroc().set_index("model")
     assert list(published.columns[4:]) == list(LABELS)
     assert published.loc["CheXNet (Rajpurkar et al. 2017)", list(LABELS)].mean() == (

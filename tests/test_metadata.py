@@ -190,3 +190,31 @@ def test_build_entries_missing_image(tmp_path, nih_copy):
     missing = pd.read_csv(tmp_path / "m.csv")
     assert missing["image"].tolist() == ["00000003_004.png"]
     assert missing["reason"].tolist() == ["missing file"]
+
+
+def test_views_are_filtered_before_anything_else_and_listed(tmp_path, nih_copy):
+    meta = pd.read_csv(nih_copy / "Data_Entry_2017.csv", index_col=False)
+    n_ap = int((meta["View Position"] == "AP").sum())
+    assert 0 < n_ap < len(meta)  # the 24 real images hold both views
+    # An AP image missing on disk does not matter once AP is left out.
+    ap_image = meta.loc[meta["View Position"] == "AP", "Image Index"].iloc[0]
+    (nih_copy / "images" / ap_image).unlink()
+    args = ("nih", nih_copy, nih_copy / "Data_Entry_2017.csv", "error")
+    t = build_entries(*args, tmp_path / "e.csv", tmp_path / "m.csv", views=["PA"])
+    assert len(t) == len(meta) - n_ap and set(t["view"]) == {"PA"}
+    missing = pd.read_csv(tmp_path / "m.csv")
+    assert len(missing) == n_ap and (missing["reason"] == "view AP not in data.views").all()
+    with pytest.raises(DataError, match="no image of the views"):
+        build_entries(*args, tmp_path / "e.csv", tmp_path / "m.csv", views=["LL"])
+
+
+def test_metadata_release_is_named_by_hash_or_format(nih_dir, nih_copy, tmp_path):
+    from cxr14.layouts import LAYOUTS
+
+    nih = LAYOUTS["nih"]
+    assert nih.metadata_release(nih_dir / "Data_Entry_2017.csv").startswith("NIH 2017 release")
+    # A subset in the 2017 format is not the original file; LF endings read as the 2020 format.
+    assert "not the original file" in nih.metadata_release(nih_copy / "Data_Entry_2017.csv")
+    lf = tmp_path / "Data_Entry_2017_v2020.csv"
+    lf.write_bytes((nih_copy / "Data_Entry_2017.csv").read_bytes().replace(b",\r\n", b"\n", 1))
+    assert nih.metadata_release(lf).startswith("2020 re-release format")

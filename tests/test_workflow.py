@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -118,6 +119,9 @@ def test_every_output_is_built_and_consistent(done):
         assert h5["image_index"].asstr()[:].tolist() == labels["image"].tolist()
         assert json.loads(h5.attrs["labels"]) == list(LABELS)
         assert "bilinear" in h5.attrs["resize"] and h5.attrs["source"] == "synthetic"
+        meta = done / "results/synthetic/Data_Entry_2017.csv"
+        assert h5.attrs["metadata_sha256"] == hashlib.sha256(meta.read_bytes()).hexdigest()
+        assert h5.attrs["views"] == "PA, AP"
     assert splits["image"].tolist() == labels["image"].tolist()
     assert splits.groupby("patient")["split"].nunique().max() == 1
     index = np.load(done / "results/splits/holdout/oversample_index.npy")
@@ -519,6 +523,7 @@ def test_evaluation_artifacts(done):
         listed = pd.read_csv(done / "results/synthetic/google2019_labels.csv")["Image Index"]
         assert expert.iloc[-1]["n_images"] == len(set(listed) & set(pred["image"]))
     md = (done / "results/report/summary.md").read_text()
+    assert "sha256 `" in md and "views kept: PA, AP" in md
     for section in ("Published references", "Calibration", "Localisation", "Expert labels"):
         assert f"## {section}" in md, section
     assert "synthetic demo data (not NIH)" in md and "never NIH results" in md
@@ -526,7 +531,7 @@ def test_evaluation_artifacts(done):
     assert summary.loc["CheXNet (Rajpurkar et al. 2017)", "mean_auroc"] == pytest.approx(
         0.841, abs=5e-4
     )
-    assert summary.loc["vgg_like", "dataset"] == "synthetic demo data (not NIH)"
+    assert summary.loc["vgg_like", "dataset"] == "synthetic demo data (not NIH), PA and AP views"
     assert summary.loc["CheXNet (Rajpurkar et al. 2017)", "comparable"].startswith("not comp")
     assert {"mean_ece", "loc_acc_iobb_0.5", "expert_mean_auroc"} <= set(summary.columns)
     assert summary.loc["resnet18", "weights"].startswith("none")

@@ -71,12 +71,15 @@ def build_entries(
     on_bad_image: str,
     out_entries: str | os.PathLike,
     out_missing: str | os.PathLike,
+    views=("PA", "AP"),
 ) -> pd.DataFrame:
-    """Parse the metadata, find each image on disk and write the table the image stage reads.
+    """Parse the metadata, keep the images of ``views``, find each on disk and write the table
+    the image stage reads.
 
-    ``out_entries`` holds the image table plus ``path`` (relative to ``data_dir``). Images
-    listed in the metadata but absent on disk stop the run (``on_bad_image: error``) or are
-    written to ``out_missing`` and left out (``skip``).
+    ``out_entries`` holds the image table plus ``path`` (relative to ``data_dir``). Images of
+    other views are left out before anything else (listed in ``out_missing`` with their
+    view); images listed in the metadata but absent on disk stop the run
+    (``on_bad_image: error``) or are written to ``out_missing`` and left out (``skip``).
     """
     from cxr14.layouts import get_layout
 
@@ -84,6 +87,19 @@ def build_entries(
         raise ValueError(f"on_bad_image must be 'error' or 'skip', not {on_bad_image!r}")
     lay = get_layout(layout)
     table = lay.read_metadata(metadata_csv)
+    other_view = ~table["view"].isin(views)
+    by_view = pd.DataFrame(
+        {
+            "image": table.loc[other_view, "image"],
+            "path": "",
+            "reason": "view " + table.loc[other_view, "view"].astype(str) + " not in data.views",
+        }
+    )
+    if other_view.any():
+        log.info("%d image(s) of other views than %s left out", other_view.sum(), list(views))
+    table = table.loc[~other_view].reset_index(drop=True)
+    if table.empty:
+        raise DataError(f"no image of the views {list(views)} in {metadata_csv} (data.views)")
     paths = lay.locate_images(data_dir)
     table.insert(1, "path", table["image"].map(paths))
     missing = table["path"].isna()
@@ -97,7 +113,7 @@ def build_entries(
     skipped = pd.DataFrame(
         {"image": table.loc[missing, "image"], "path": "", "reason": "missing file"}
     )
-    skipped.to_csv(out_missing, index=False)
+    pd.concat([by_view, skipped], ignore_index=True).to_csv(out_missing, index=False)
     if missing.any():
         log.warning("%d image(s) missing on disk, skipped (see %s)", missing.sum(), out_missing)
     table = table.loc[~missing].reset_index(drop=True)
@@ -106,3 +122,17 @@ def build_entries(
     table.to_csv(out_entries, index=False)
     log.info("%d images from %d patients in %s", len(table), table.patient.nunique(), out_entries)
     return table
+
+
+def provenance(layout: str, metadata_csv: str | os.PathLike, views) -> dict[str, str]:
+    """What a result must say about the metadata it came from: the file's name and sha256,
+    the release the layout recognises it as, and the views kept (the store's attributes)."""
+    from cxr14.layouts import get_layout
+    from cxr14.layouts.nih import sha256_of
+
+    return {
+        "metadata_file": Path(metadata_csv).name,
+        "metadata_sha256": sha256_of(metadata_csv),
+        "metadata_release": get_layout(layout).metadata_release(metadata_csv),
+        "views": ", ".join(views),
+    }

@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+import h5py
 import pandas as pd
 
 from cxr14 import figures, tables
@@ -77,6 +78,14 @@ def _replicate_rows(
     return pd.DataFrame(rows), labels
 
 
+def data_provenance(store_h5) -> dict[str, str]:
+    """The metadata file, its sha256 and release, and the views, from the store's attributes
+    (empty for a store written before they were recorded)."""
+    keys = ("metadata_file", "metadata_sha256", "metadata_release", "views")
+    with h5py.File(store_h5, "r") as h5:
+        return {k: str(h5.attrs[k]) for k in keys if k in h5.attrs}
+
+
 def summarize_models(
     replicates,
     metrics_csvs,
@@ -91,6 +100,7 @@ def summarize_models(
     out_md,
     out_png,
     expert_csvs=None,
+    store_h5=None,
 ) -> pd.DataFrame:
     """One row per run (``replicates``: the (run, split, seed) of each file, in order) beside
     the layout's published results (each marked comparable or not with this run's
@@ -99,6 +109,8 @@ def summarize_models(
     per_replicate, labels = _replicate_rows(
         replicates, metrics_csvs, localization_csvs, expert_csvs, checkpoints, histories, dataset
     )
+    provenance = data_provenance(store_h5) if store_h5 else {}
+    per_replicate = per_replicate.assign(**provenance)
     per_replicate.to_csv(out_replicates, index=False, float_format="%.4f")
     lay = get_layout(layout)
     published = lay.published_auroc()
@@ -110,7 +122,7 @@ def summarize_models(
     table = pd.DataFrame(rows)
     table.to_csv(out_csv, index=False, float_format="%.4f")
     markdown = tables.summary_markdown(
-        table, per_replicate, labels, dataset, lay.published_dataset, lay.results_caveat
+        table, per_replicate, labels, dataset, lay.published_dataset, lay.results_caveat, provenance
     )
     Path(out_md).write_text(markdown)
     figures.plot_auroc_comparison(table, labels, dataset, set(published["model"]), out_png)

@@ -358,6 +358,16 @@ def _expert_lines(runs: list[dict]) -> list[str]:
     return _table("Expert labels", note, header, rows)
 
 
+def _provenance_lines(p: dict) -> list[str]:
+    if not p:
+        return []
+    return [
+        f"Metadata: `{p['metadata_file']}`, sha256 `{p['metadata_sha256']}` "
+        f"({p['metadata_release']}); views kept: {p['views']}.",
+        "",
+    ]
+
+
 def _replicate_lines(replicates: pd.DataFrame) -> list[str]:
     lines = [
         "## Replicates",
@@ -378,6 +388,7 @@ def summary_markdown(
     dataset: str,
     published_on: str,
     caveat: str,
+    provenance: dict | None = None,
 ) -> str:
     """The summary as Markdown: a disclaimer naming the data sets (and the layout's
     ``caveat``), the runs (mean AUROC with its CI, or mean ± sd (min-max, n) over the run's
@@ -389,6 +400,7 @@ def summary_markdown(
         f"Results of this run are on **{dataset}**. The published rows were measured on "
         f"{published_on}: each says below whether it is comparable{caveat}",
         "",
+        *_provenance_lines(provenance or {}),
         "| run (architecture) | data set | mean AUROC (95% CI, or ± sd over replicates) "
         "| mean AP (95% CI) [random model] | mean F1 @0.5 | mean F1 @val | classes never "
         "positive @0.5 | loc. acc. IoU>=0.3 | epochs | train min | parameters (trainable) "

@@ -263,6 +263,7 @@ def get_comparison_params(wildcards):
 
 def get_summary_inputs(wildcards):
     return {
+        "store": STORE,
         "metrics": replicate_paths(f"{EVAL}/metrics.csv"),
         "localization": replicate_paths(f"{EVAL}/localization.csv"),
         "expert_labels": (

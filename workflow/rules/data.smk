@@ -40,5 +40,6 @@ rule parse_metadata:
         layout=config["data"]["source"],
         data_dir=get_data_dir,
         on_bad_image=config["preprocess"]["on_bad_image"],
+        views=config["data"]["views"],
     script:
         "../scripts/parse_metadata.py"

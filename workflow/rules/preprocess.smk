@@ -27,6 +27,7 @@ rule merge_shards:
         shards=get_shards,
         entries="results/metadata/entries.csv",
         missing="results/metadata/missing_images.csv",
+        metadata=LAYOUT.metadata_file(config),
     output:
         store=STORE,
         labels="results/metadata/labels.csv",
@@ -42,6 +43,7 @@ rule merge_shards:
         source=config["data"]["source"],
         data_dir=get_data_dir,
         resample=config["preprocess"]["resample"],
+        views=config["data"]["views"],
     script:
         "../scripts/merge_shards.py"
 

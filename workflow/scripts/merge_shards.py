@@ -1,6 +1,7 @@
 """Rule merge_shards: see cxr14.store.merge_shards."""
 
 from cxr14.logs import log_to
+from cxr14.metadata import provenance
 from cxr14.store import merge_shards
 
 with log_to(snakemake.log[0]):
@@ -15,5 +16,6 @@ with log_to(snakemake.log[0]):
             "source": snakemake.params.source,
             "data_dir": snakemake.params.data_dir,
             "resize": f"PIL {snakemake.params.resample} (antialiased), aspect not kept",
+            **provenance(snakemake.params.source, snakemake.input.metadata, snakemake.params.views),
         },
     )

@@ -9,6 +9,7 @@ with log_to(snakemake.log[0]):
         data_dir=snakemake.params.data_dir,
         metadata_csv=snakemake.input.metadata,
         on_bad_image=snakemake.params.on_bad_image,
+        views=snakemake.params.views,
         out_entries=snakemake.output.entries,
         out_missing=snakemake.output.missing,
     )

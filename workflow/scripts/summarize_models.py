@@ -6,6 +6,7 @@ from cxr14.report import summarize_models
 with log_to(snakemake.log[0]):
     summarize_models(
         replicates=snakemake.params.replicates,
+        store_h5=snakemake.input.store,
         metrics_csvs=snakemake.input.metrics,
         localization_csvs=snakemake.input.localization,
         expert_csvs=snakemake.input.expert_labels,

@@ -11,6 +11,12 @@ import pandas as pd
 PUBLISHED_COLUMNS = ("model", "source", "split", "split_kind", "test_set")
 
 
+def views_phrase(config: dict) -> str:
+    """How a result's data-set label names the views it kept (``data.views``)."""
+    views = config["data"]["views"]
+    return f"{' and '.join(views)} view{'s' if len(views) > 1 else ' only'}"
+
+
 class Layout:
     """Everything the workflow knows about one data set's files.
 
@@ -65,6 +71,11 @@ class Layout:
     def box_space(self, config: dict) -> int:
         """Side of the square pixel space the expert boxes are given in."""
         raise NotImplementedError
+
+    def metadata_release(self, path) -> str:
+        """Which known release a metadata file is (from its sha256 or, failing that, its
+        format), or ``""`` when the layout knows none."""
+        return ""
 
     def expert_labels_file(self, config: dict) -> str | None:
         """The file of expert re-read labels, when this configuration has one (the stage

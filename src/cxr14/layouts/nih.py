@@ -8,6 +8,7 @@ Format details: docs/data.md.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cxr14.errors import DataError
-from cxr14.layouts.base import Layout
+from cxr14.layouts.base import Layout, views_phrase
 from cxr14.metadata import META_COLUMNS, NO_FINDING, check_image_name
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,13 @@ _AGE_UNIT_YEARS = {"": 1.0, "Y": 1.0, "M": 1 / 12, "D": 1 / 365.25}
 # NIH's boxes are in the pixels of the original 1024x1024 images.
 BOX_SPACE = 1024
 PUBLISHED_AUROC = Path(__file__).with_name("nih_published_auroc.csv")
+# sha256 of metadata files known byte for byte (the 2020 re-release is recognised by its format
+# only: no reference copy was at hand to record its hash).
+KNOWN_METADATA = {
+    "3c3e24f0b580e4e976499473fa29d7bbee1f6be93aa0b8bc764e1688ca101d37": (
+        "NIH 2017 release (Data_Entry_2017.csv, original labels; sha256 matches)"
+    ),
+}
 
 
 def canonical_label(name: str) -> str | None:
@@ -231,6 +239,15 @@ EXPERT_FINDINGS = ("Fracture", "Pneumothorax", "Airspace opacity", "Nodule or ma
 _EXPERT_VALUES = {"YES": 1, "NO": 0}
 
 
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_expert_labels(path: str | os.PathLike) -> pd.DataFrame:
     """Read ``google2019_labels.csv`` (NIH images re-read by three radiologists) into columns
     image, set_id and one 0/1 column per ``EXPERT_FINDINGS``; every value must be YES or NO
@@ -327,7 +344,17 @@ class NIH(Layout):
         return path if Path(path).is_file() else None
 
     def display_label(self, config: dict) -> str:
-        return f"NIH ChestX-ray14, {config['split']['method']} split"
+        return f"NIH ChestX-ray14, {views_phrase(config)}, {config['split']['method']} split"
+
+    def metadata_release(self, path) -> str:
+        known = KNOWN_METADATA.get(sha256_of(path))
+        if known:
+            return known
+        with open(path, "rb") as f:
+            header = f.readline()
+        if header.endswith(b",\r\n"):
+            return "2017 release format (CRLF, trailing header comma), but not the original file"
+        return "2020 re-release format (LF endings; sha256 not checked against a reference)"
 
     def count_patients(self, config: dict) -> int | None:
         path = self.metadata_file(config)
