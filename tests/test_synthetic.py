@@ -34,6 +34,7 @@ def test_exact_nih_layout(synth, nih_dir):
     assert names == [
         "BBox_List_2017.csv",
         "Data_Entry_2017.csv",
+        "google2019_labels.csv",
         "images",
         "test_list.txt",
         "train_val_list.txt",
