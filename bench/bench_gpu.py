@@ -1,6 +1,8 @@
-"""GPU training-step time with the project's loader vs. tensors already on the GPU.
+"""GPU training-step time with the project's loader vs. tensors already on the GPU; eager vs.
+compiled; achieved TFLOP/s; and an end-to-end epoch from PNG files against a CheXNet-style loop.
 
     python bench/bench_gpu.py [--archs vgg_like resnet18 densenet121] [--steps 60] [--demo]
+        [--variants] [--e2e 20000]
 
 For each architecture (batch 64, 256x256, bf16 autocast, channels_last, Adam, W-CEL):
 
@@ -12,6 +14,17 @@ For each architecture (batch 64, 256x256, bf16 autocast, channels_last, Adam, W-
 
 Each mode runs twice (orders pre-device-host, then host-device-pre); the faster run counts.
 
+``--variants`` then times, per architecture with the project's loader (``device``), eager and
+``torch.compile``d steps, channels_last vs. the default memory format and Adam's fused kernel,
+with the peak GPU memory of each and the achieved TFLOP/s (FLOPs per image counted by
+``torch.utils.flop_counter``, forward and backward) as a share of the card's dense bf16 peak
+(``bench/gpu_peaks.csv``).
+
+``--e2e N`` writes N synthetic 1024x1024 PNGs and times one training epoch of densenet121 over
+the training split from the files: this pipeline (store build, then train() at 256x256, bf16,
+channels_last) against the CheXNet reimplementations' loop (``bench/chexnet_baseline.py``:
+PIL per image, a DataLoader on every core, fp32, 224x224, batch 16), in one run.
+
 ``--demo`` then runs the whole library pipeline on a synthetic set (2,000 images) and trains
 the reference study's vgg_like at 256x256 for 3 epochs with train(), reporting samples/s and
 validation AUROC.
@@ -21,13 +34,18 @@ Needs only torch, h5py, numpy, pandas, pillow, scikit-learn and tqdm (PYTHONPATH
 from __future__ import annotations
 
 import argparse
+import csv
+import os
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from cxr14.data import DeviceData, Normalizer, read_rows
 from cxr14.losses import wcel
@@ -54,22 +72,31 @@ DEMO_SETTINGS = {
     "gamma": 0.1,
     "amp": True,
     "channels_last": True,
+    "compile": False,
+    "fused_adam": False,
 }
 
 
-def step_times(arch, images, labels, mode, steps, batch, device):
+def step_times(
+    arch, images, labels, mode, steps, batch, device, compiled=False, cl=True, fused=False
+):
+    """Median ms per training step and the peak GPU memory in MiB (NaN on the CPU)."""
     torch.manual_seed(0)
+    fmt = torch.channels_last if cl else torch.contiguous_format
     model = build_model(arch, labels.shape[1], **REFERENCE_SETTINGS.get(arch, {})).to(
-        device, memory_format=torch.channels_last
+        device, memory_format=fmt
     )
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, **({"fused": True} if fused else {}))
+    forward = torch.compile(model) if compiled else model
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     norm = Normalizer(np.full((256, 256), 120.0, np.float32), 60.0, 256).to(device)
     n = len(labels)
     rng = np.random.default_rng(0)
     if mode == "pre":
         data = DeviceData(images, labels, device, max_device_fraction=1.0)
         pre = [
-            (norm(x).contiguous(memory_format=torch.channels_last), y)
+            (norm(x).contiguous(memory_format=fmt), y)
             for x, y in data.batches(rng.permutation(n)[: 8 * batch], batch)
         ]
         source = (pre[i % len(pre)] for i in range(10**9))
@@ -81,7 +108,7 @@ def step_times(arch, images, labels, mode, steps, batch, device):
         def gen():
             while True:
                 for x, y in data.batches(rng.permutation(n)[: n - n % batch], batch):
-                    yield norm(x).contiguous(memory_format=torch.channels_last), y
+                    yield norm(x).contiguous(memory_format=fmt), y
 
         source = gen()
     model.train()
@@ -95,13 +122,67 @@ def step_times(arch, images, labels, mode, steps, batch, device):
             t = time.perf_counter()
         x, y = next(source)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            loss = wcel(model(x), y)
+            loss = wcel(forward(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     sync()
     times.append((time.perf_counter() - t) / steps)
-    return 1000 * float(np.median(times))
+    peak_mib = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else np.nan
+    return 1000 * float(np.median(times)), peak_mib
+
+
+def flops_per_image(arch: str, size: int, device) -> float:
+    """FLOPs of one training step (forward and backward) per image, 2 per multiply-add."""
+    model = build_model(arch, 14, **REFERENCE_SETTINGS.get(arch, {})).to(device)
+    x = torch.randn(2, 1, size, size, device=device)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return counter.get_total_flops() / 2
+
+
+def dense_bf16_peak(name: str) -> tuple[float, str]:
+    """The card's dense bf16 TFLOP/s and its source (NaN for a card not in gpu_peaks.csv)."""
+    with open(Path(__file__).with_name("gpu_peaks.csv")) as f:
+        for row in csv.DictReader(f):
+            if row["name_contains"] in name:
+                return float(row["dense_bf16_tflops"]), row["source"]
+    return float("nan"), "card not in bench/gpu_peaks.csv"
+
+
+VARIANTS = {  # name: (compiled, channels_last, fused Adam)
+    "eager": (False, True, False),
+    "eager, default format": (False, False, False),
+    "eager, fused Adam": (False, True, True),
+    "compiled": (True, True, False),
+}
+
+
+# config/nih.yaml: 120 epochs; an epoch of its patient_random split with oversampling is
+# 108,372 training samples (89,701 training images; counted from the real metadata, BENCHMARKS.md).
+NIH_EPOCHS, NIH_EPOCH_SAMPLES = 120, 108_372
+
+
+def variant_table(archs, images, labels, steps, batch, device, peak) -> None:
+    """Each architecture's step under every ``VARIANTS`` entry, with the project's loader, and
+    the training time of config/nih.yaml projected from the fastest."""
+    print(f"\narch, variant: ms/step, images/s, peak MiB, TFLOP/s (share of {peak} peak)")
+    for arch in archs:
+        flops = flops_per_image(arch, images.shape[-1], device)
+        base, best = None, None
+        for name, (compiled, cl, fused) in VARIANTS.items():
+            ms, mib = step_times(
+                arch, images, labels, "device", steps, batch, device, compiled, cl, fused
+            )
+            base = base or ms
+            best = min(best or ms, ms)
+            tflops = flops * batch / (ms / 1000) / 1e12
+            print(
+                f"{arch:12s} {name:22s} {ms:8.2f} ({base / ms:.2f}x) {1000 * batch / ms:8.0f}"
+                f" {mib:8.0f} {tflops:7.1f} ({tflops / peak:.1%})"
+            )
+        hours = NIH_EPOCHS * NIH_EPOCH_SAMPLES / (1000 * batch / best) / 3600
+        print(f"{arch:12s} config/nih.yaml training steps: {hours:.1f} h at the fastest variant")
 
 
 def demo(tmp: Path, n_images: int, size: int, epochs: int):
@@ -152,6 +233,70 @@ def demo(tmp: Path, n_images: int, size: int, epochs: int):
         print(hist.iloc[:, :7].to_string(index=False))
 
 
+def build_store(tmp: Path, png_dir: Path, workers: int, size: int) -> None:
+    """This pipeline's data stages from the PNGs, one shard per worker process."""
+    from cxr14.metadata import build_entries
+    from cxr14.splits import make_splits
+    from cxr14.stats import compute_average_image
+    from cxr14.store import downsample_shard, merge_shards
+
+    meta = png_dir / "Data_Entry_2017.csv"
+    build_entries("synthetic", png_dir, meta, "error", tmp / "e.csv", tmp / "m.csv")
+    shards = [tmp / f"s{k}.h5" for k in range(workers)]
+    with ProcessPoolExecutor(workers) as pool:
+        common = (size, "bilinear", "error", 1)
+        jobs = [
+            pool.submit(downsample_shard, tmp / "e.csv", png_dir, k, workers, shard, *common)
+            for k, shard in enumerate(shards)
+        ]
+        for job in jobs:
+            job.result()
+    merge_shards(shards, tmp / "e.csv", tmp / "m.csv", tmp / "store.h5", tmp / "l.csv", tmp / "x")
+    make_splits(tmp / "l.csv", tmp / "sp.csv", tmp / "c.csv")
+    compute_average_image(tmp / "store.h5", tmp / "a.npy", tmp / "p.json", tmp / "sp.csv")
+
+
+def pipeline_epoch(tmp: Path, device, workers: int, size: int = 256, batch: int = 64) -> float:
+    """One train() epoch of densenet121 from the store (bf16, channels_last, the training
+    split in plain order, then its validation pass): seconds."""
+    from cxr14.train import train
+
+    settings = {**DEMO_SETTINGS, "arch": "densenet121", "weights": "none", "freeze": "none"}
+    settings |= {"sampling": "plain", "epochs": 1, "input_size": size, "batch_size": batch}
+    settings |= {"device": str(device), "compile": False, "fused_adam": False}
+    files = [tmp / f for f in ("store.h5", "l.csv", "sp.csv", "i.npy", "a.npy", "p.json")]
+    t = time.perf_counter()
+    train(settings, *files, tmp / "run", threads=workers)
+    return time.perf_counter() - t
+
+
+def e2e(tmp: Path, n: int, device, workers: int) -> None:
+    """One densenet121 epoch from N 1024x1024 PNGs: this pipeline vs. the CheXNet-style loop,
+    over the same training images on the same machine."""
+    from chexnet_baseline import chexnet_style_epoch
+
+    from cxr14.layouts.synthetic import generate
+    from cxr14.metadata import read_labels
+
+    t = time.perf_counter()
+    png_dir = tmp / "png"
+    generate(png_dir, n_images=n, image_size=1024, seed=0, workers=workers)
+    print(f"\n{n} PNGs of 1024x1024 written in {time.perf_counter() - t:.0f} s (not timed below)")
+    t = time.perf_counter()
+    build_store(tmp, png_dir, workers, 256)
+    store_s = time.perf_counter() - t
+    train_s = pipeline_epoch(tmp, device, workers)
+    table, labels = read_labels(tmp / "l.csv")
+    train_rows = pd.read_csv(tmp / "sp.csv")["split"].to_numpy() == "train"
+    paths = [png_dir / "images" / name for name in table.loc[train_rows, "image"]]
+    base = chexnet_style_epoch(paths, table.loc[train_rows, labels].to_numpy(), device, 16, workers)
+    ours = store_s + train_s
+    print(f"one epoch of densenet121 over {len(paths)} training images, {workers} CPU workers:")
+    print(f"  this pipeline: store {store_s:.1f} s + train() {train_s:.1f} s = {ours:.1f} s")
+    print(f"  CheXNet-style: {base['seconds']:.1f} s ({base['images_per_s']:.0f} images/s)")
+    print(f"  speed-up: {base['seconds'] / ours:.2f}x end to end, {base['seconds'] / train_s:.2f}x")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archs", nargs="+", default=["vgg_like", "resnet18", "densenet121"])
@@ -163,6 +308,9 @@ def main():
     ap.add_argument("--demo-size", type=int, default=256)
     ap.add_argument("--demo-epochs", type=int, default=3)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--variants", action="store_true")
+    ap.add_argument("--e2e", type=int, default=0, help="PNGs for the end-to-end epoch (0: skip)")
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
@@ -180,13 +328,20 @@ def main():
             # Two rounds in opposite orders; the faster of each mode's two timings counts.
             runs: dict[str, list[float]] = {"pre": [], "device": [], "host": []}
             for m in ("pre", "device", "host", "host", "device", "pre"):
-                runs[m].append(step_times(arch, images, labels, m, args.steps, args.batch, device))
+                ms, _ = step_times(arch, images, labels, m, args.steps, args.batch, device)
+                runs[m].append(ms)
             r = {m: min(v) for m, v in runs.items()}
             dev, host = r["device"] / r["pre"], r["host"] / r["pre"]
             print(
                 f"{arch:12s}  {r['pre']:11.2f}  {r['device']:10.2f} ({dev:.3f})"
                 f"  {r['host']:10.2f} ({host:.3f})"
             )
+        if args.variants:
+            peak, source = dense_bf16_peak(name)
+            print(f"dense bf16 peak of {name}: {peak} TFLOP/s ({source})")
+            variant_table(args.archs, images, labels, args.steps, args.batch, device, peak)
+        if args.e2e:
+            e2e(tmp, args.e2e, device, args.workers)
         if args.demo:
             demo(tmp, args.demo_images, args.demo_size, args.demo_epochs)
 

@@ -37,6 +37,8 @@ TRAIN_KEYS = (
     "gamma",
     "amp",
     "channels_last",
+    "compile",
+    "fused_adam",
 )
 RUN_NAME = re.compile(r"[A-Za-z0-9_-]+")
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"

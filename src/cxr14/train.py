@@ -176,8 +176,13 @@ def build_model_and_optimizer(settings: dict, y_train: torch.Tensor, proc: Proce
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[proc.local_rank] if use_cuda else None
         )
+    if settings["compile"]:
+        # Compiles the forward (and DDP's) graph; ``model`` stays the plain module, so its
+        # state dict - and every checkpoint - has the eager names and loads either way.
+        net = torch.compile(net)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=settings["lr"], betas=(0.9, 0.999))
+    fused = {"fused": True} if settings["fused_adam"] else {}
+    optimizer = torch.optim.Adam(params, lr=settings["lr"], betas=(0.9, 0.999), **fused)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, settings["milestones"], settings["gamma"]
     )
@@ -186,18 +191,23 @@ def build_model_and_optimizer(settings: dict, y_train: torch.Tensor, proc: Proce
     return Parts(model, net, optimizer, scheduler, scaler, amp, channels_last, loss_fn, eval_loss)
 
 
+# Settings that change how fast an epoch runs, not what it computes: a run interrupted with
+# one value resumes with the other (the checkpoint's state dict is the same either way).
+SPEED_ONLY = ("compile", "fused_adam")
+
+
 def resume(path: Path, parts: Parts, settings: dict) -> State:
     """The state after the last complete epoch of an interrupted run with the same settings
     (restored into ``parts``), or a fresh state."""
     if not path.exists():
         return State()
     ckpt = load_checkpoint(path)
-    if ckpt["config"] != settings:
-        changed = sorted(
-            k
-            for k in set(settings) | set(ckpt["config"])
-            if settings.get(k) != ckpt["config"].get(k)
-        )
+    changed = sorted(
+        k
+        for k in set(settings) | set(ckpt["config"])
+        if settings.get(k) != ckpt["config"].get(k) and k not in SPEED_ONLY
+    )
+    if changed:
         log.warning(
             "%s: %s was made with other settings (%s); starting afresh",
             run_name(settings),

@@ -1,0 +1,36 @@
+"""The benchmark's CheXNet-style baseline loop and its GPU peak table, on the CPU."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO
+from PIL import Image
+
+sys.path.insert(0, str(REPO / "bench"))
+from bench_gpu import dense_bf16_peak  # noqa: E402
+from chexnet_baseline import PngDataset, chexnet_style_epoch  # noqa: E402
+
+
+def test_the_chexnet_style_loop_trains_one_epoch_from_png_files(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, mode in enumerate(["L", "L", "RGBA", "L", "I;16"]):  # NIH's modes, read as RGB
+        path = tmp_path / f"{i:08d}_000.png"
+        pixels = rng.integers(0, 255, (40, 40)).astype(np.uint16 if mode == "I;16" else np.uint8)
+        Image.fromarray(pixels).convert(mode).save(path)
+        paths.append(path)
+    labels = (rng.random((5, 14)) < 0.3).astype(np.float32)
+    x, y = PngDataset(paths, labels, size=64)[2]
+    assert x.shape == (3, 64, 64) and y.shape == (14,)
+    out = chexnet_style_epoch(paths, labels, "cpu", batch_size=2, workers=0, size=64)
+    assert out["images"] == 5 and out["seconds"] > 0 and np.isfinite(out["loss"])
+
+
+def test_peak_table_names_its_source():
+    peak, source = dense_bf16_peak("NVIDIA H100 80GB HBM3")
+    assert peak == pytest.approx(989.4) and "datasheet" in source
+    assert dense_bf16_peak("NVIDIA H100 PCIe")[0] == pytest.approx(756.5)
+    assert np.isnan(dense_bf16_peak("Some other card")[0])
