@@ -75,6 +75,22 @@ def test_cam_layer_is_a_spatial_map_of_the_model(arch):
     assert len(seen["shape"]) == 4 and seen["shape"][-1] > 1
 
 
+def test_a_configured_cam_layer_is_found_by_its_path_and_a_wrong_one_named():
+    model = build_model("densenet121", 3, weights="none").eval()
+    seen = {}
+    layer = cam_layer("densenet121", model, "features.denseblock3")
+    handle = layer.register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 64, 64))
+    handle.remove()
+    # At a 64x64 input the last block gives 2x2; the third block 4x4.
+    assert seen["shape"][-2:] == (4, 4)
+    with pytest.raises(ValueError, match="densenet121 has no module 'features.nope'"):
+        cam_layer("densenet121", model, "features.nope")
+    frozen = build_model("resnet18", 3, weights="none", freeze="backbone")  # wrapped
+    assert cam_layer("resnet18", frozen, "layer3") is frozen.net.layer3
+
+
 def test_layouts():
     cfg = {
         "data": {"nih_dir": "/d", "metadata_csv": "Data_Entry_2017.csv", "views": ["PA", "AP"]},

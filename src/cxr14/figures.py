@@ -241,10 +241,12 @@ def plot_cams(
     n_images,
     cam_threshold,
     device,
+    cam_layer="",
 ) -> None:
     """Grad-CAM of the labelled class over distinct test images with an expert box (green),
-    the box derived from the CAM (white, dashed) and the IoU."""
-    scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
+    the box derived from the CAM (white, dashed) and the IoU (``cam_layer``: a module path
+    read instead of the architecture's layer)."""
+    scorer = Scorer.load(checkpoint, average_npy, stats_json, device, cam_layer)
     all_boxes = boxes_on_test_images(layout, labels_csv, splits_csv, bbox_csv)
     boxes = cam_examples(all_boxes, n_images)
     n = max(len(boxes), 1)

@@ -27,6 +27,8 @@ class Scorer:
     normalize: Normalizer
     device: torch.device
     checkpoint: dict
+    # Module path of the layer Grad-CAM reads, where not the architecture's own (eval.cam_layers).
+    cam_layer_path: str = ""
 
     @classmethod
     def load(
@@ -35,13 +37,14 @@ class Scorer:
         average_npy: str | os.PathLike,
         stats_json: str | os.PathLike,
         device: str = "auto",
+        cam_layer: str = "",
     ) -> Scorer:
         model, ckpt = load_model(checkpoint)
         dev = resolve_device(device)
         model.to(dev).eval()
         stats = json.loads(Path(stats_json).read_text())
         normalize = Normalizer(np.load(average_npy), stats["std"], ckpt["config"]["input_size"])
-        return cls(model, normalize.to(dev), dev, ckpt)
+        return cls(model, normalize.to(dev), dev, ckpt, cam_layer)
 
     @property
     def arch(self) -> str:
@@ -56,7 +59,7 @@ class Scorer:
         return list(self.checkpoint["labels"])
 
     def cam_layer(self) -> nn.Module:
-        return cam_layer(self.arch, self.model)
+        return cam_layer(self.arch, self.model, self.cam_layer_path)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 128) -> np.ndarray:

@@ -196,12 +196,13 @@ def localize(
     iou_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
     iobb_thresholds=(0.1, 0.25, 0.5, 0.75, 0.9),
     device="auto",
+    cam_layer="",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Wang et al. (2017)'s localisation accuracy: for every expert box on a test image, the
     box of the labelled class's CAM counts as correct at IoU >= T (or IoBB >= T). Boxes are
     rescaled from ``box_space`` (1024 for NIH) to the stored size. Returns (table, per-box
-    results)."""
-    scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
+    results). ``cam_layer``: a module path to read instead of the architecture's layer."""
+    scorer = Scorer.load(checkpoint, average_npy, stats_json, device, cam_layer)
     boxes = boxes_on_test_images(layout, labels_csv, splits_csv, bbox_csv)
     in_file = get_layout(layout).read_boxes(bbox_csv)["label"]
     found = cam_boxes(scorer, store_h5, boxes, box_space, cam_threshold)

@@ -352,9 +352,15 @@ def build_model(arch: str, num_classes: int, /, **settings) -> nn.Module:
     return model
 
 
-def cam_layer(arch: str, model: nn.Module) -> nn.Module:
-    """The layer of ``model`` (an ``arch``) whose activations Grad-CAM weighs."""
-    return get_architecture(arch).cam_layer(model)
+def cam_layer(arch: str, model: nn.Module, path: str = "") -> nn.Module:
+    """The layer of ``model`` (an ``arch``) whose activations Grad-CAM weighs: the
+    architecture's own, or the module at ``path`` (e.g. ``features.denseblock3``)."""
+    if not path:
+        return get_architecture(arch).cam_layer(model)
+    try:
+        return unwrap(model).get_submodule(path)
+    except AttributeError:
+        raise ValueError(f"eval.cam_layers: {arch} has no module {path!r}") from None
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

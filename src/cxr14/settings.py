@@ -123,6 +123,16 @@ def config_problems(config: dict, schema: str | os.PathLike = SCHEMA) -> list[st
         *_run_problems(config["runs"], schema),
         *_compare_problems(config.get("compare", []), [r.get("name") for r in config["runs"]]),
         *_predict_problems(config.get("predict", {})),
+        *_cam_layer_problems(config["eval"].get("cam_layers", {}), schema),
+    ]
+
+
+def _cam_layer_problems(cam_layers: dict, schema: dict) -> list[str]:
+    archs = schema["properties"]["models"]["properties"]
+    return [
+        f"eval.cam_layers: unknown arch {arch!r}; known: {', '.join(archs)}"
+        for arch in cam_layers
+        if arch not in archs
     ]
 
 

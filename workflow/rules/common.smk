@@ -238,6 +238,12 @@ def get_cam_inputs(wildcards):
     return {**get_model_eval_inputs(wildcards), "bbox_csv": LAYOUT.bbox_file(config)}
 
 
+def get_cam_layer(wildcards):
+    """The layer Grad-CAM reads for this run's architecture ("": the architecture's own)."""
+    arch = runs(config)[wildcards.run]["arch"]
+    return config["eval"]["cam_layers"].get(arch, "")
+
+
 def get_run_metrics(wildcards):
     """Every replicate's metrics of one run (its aggregate over seeds and folds)."""
     return replicate_paths(f"{EVAL}/metrics.csv", wildcards.run)

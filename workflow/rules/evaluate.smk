@@ -59,6 +59,7 @@ rule localize_findings:
         iou_thresholds=config["eval"]["iou_thresholds"],
         iobb_thresholds=config["eval"]["iobb_thresholds"],
         device=config["eval"]["device"],
+        cam_layer=get_cam_layer,
     script:
         "../scripts/localize_findings.py"
 
@@ -223,6 +224,7 @@ rule plot_cams:
         n_images=config["eval"]["cam_images"],
         cam_threshold=config["eval"]["cam_threshold"],
         device=config["eval"]["device"],
+        cam_layer=get_cam_layer,
     script:
         "../scripts/plot_cams.py"
 

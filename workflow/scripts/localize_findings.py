@@ -13,4 +13,5 @@ with log_to(snakemake.log[0]):
         iou_thresholds=tuple(snakemake.params.iou_thresholds),
         iobb_thresholds=tuple(snakemake.params.iobb_thresholds),
         device=snakemake.params.device,
+        cam_layer=snakemake.params.cam_layer,
     )

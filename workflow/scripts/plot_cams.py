@@ -12,4 +12,5 @@ with log_to(snakemake.log[0]):
         n_images=snakemake.params.n_images,
         cam_threshold=snakemake.params.cam_threshold,
         device=snakemake.params.device,
+        cam_layer=snakemake.params.cam_layer,
     )
