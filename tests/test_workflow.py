@@ -693,9 +693,9 @@ def test_html_report_renders_in_chromium(done, tmp_path):
         assert category in dom, category
     # Every embedded figure decodes in the browser (naturalWidth > 0).
     uris = re.findall(r'"data_uri": "(data:image/png;[^"]+)"', html)
-    # Per run: history, roc, filters, cam; overall: class counts, average image, oversampling,
-    # AUROC comparison, forest plot.
-    assert len(uris) == 4 * len(NAMES) + 5
+    # Per run: history, roc, calibration, filters, cam; overall: class counts, average image,
+    # oversampling, AUROC comparison, forest plot.
+    assert len(uris) == len(FIGURES) * len(NAMES) + 5
     for uri in uris:
         assert base64.b64decode(uri.split("base64,", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     page = tmp_path / "figures.html"
