@@ -48,6 +48,8 @@ def test_nih_preset_merged_over_defaults_keeps_the_seed_settings():
         if arch in ("resnet18", "densenet121"):
             assert s["weights"] == "imagenet"
     assert cfg["data"]["source"] == "nih" and cfg["preprocess"]["size"] == 256
+    # The demo's Grad-CAM layer for its 64x64 input is reset to the architecture's own.
+    assert cfg["eval"]["cam_layers"] == {"densenet121": "features"}
 
 
 def test_schema_rejects_unknown_model_keys():

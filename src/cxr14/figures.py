@@ -265,7 +265,8 @@ def plot_cams(
             title = f"{b.image}\n{b.label}: p={p:.2f}, IoU={found.ious[j]:.2f}"
             args = (found.images[j].numpy(), found.cams[j], found.expert[j], found.predicted[j])
             _draw_cam(ax, *args, title)
-    title = f"{scorer.name}: Grad-CAM (green: expert box, white dashed: CAM box)"
+    at = f" at {cam_layer}" if cam_layer else ""
+    title = f"{scorer.name}: Grad-CAM{at} (green: expert box, white dashed: CAM box)"
     if len(boxes) < n_images:
         title += f"\nonly {len(boxes)} test images with expert boxes (of {n_images} asked)"
     fig.suptitle(title + model_caveat(scorer.checkpoint, "\n"), fontsize=10)
