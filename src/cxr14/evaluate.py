@@ -56,13 +56,15 @@ METRICS = {
 }
 
 
-def bootstrap_metrics(y, p, groups, n_boot=1000, seed=0, alpha=0.05) -> dict:
-    """Percentile CIs of every metric of ``METRICS`` per class and of its mean over classes,
-    resampling patients (not images) with replacement: {metric: (low, high)}, arrays of length
-    classes + 1 (the last: the mean). All metrics use the same replicates."""
-    stats = {m: np.full((n_boot, y.shape[1] + 1), np.nan) for m in METRICS}
+def bootstrap_metrics(y, p, groups, n_boot=1000, seed=0, alpha=0.05, metrics=None) -> dict:
+    """Percentile CIs of the ``metrics`` (names of ``METRICS``; all by default) per class and
+    of their mean over classes, resampling patients (not images) with replacement:
+    {metric: (low, high)}, arrays of length classes + 1 (the last: the mean). All metrics use
+    the same replicates."""
+    chosen = {m: METRICS[m] for m in metrics or METRICS}
+    stats = {m: np.full((n_boot, y.shape[1] + 1), np.nan) for m in chosen}
     for b, idx in enumerate(patient_resamples(groups, n_boot, seed)):
-        for m, fn in METRICS.items():
+        for m, fn in chosen.items():
             values = fn(y[idx], p[idx])
             stats[m][b, :-1] = values
             stats[m][b, -1] = nanmean(values)
@@ -70,8 +72,9 @@ def bootstrap_metrics(y, p, groups, n_boot=1000, seed=0, alpha=0.05) -> dict:
 
 
 def bootstrap_auroc(y, p, groups, n_boot=1000, seed=0, alpha=0.05):
-    """Percentile CIs of per-class and mean AUROC (``bootstrap_metrics``' AUROC part)."""
-    return bootstrap_metrics(y, p, groups, n_boot, seed, alpha)["auroc"]
+    """Percentile CIs of per-class and mean AUROC (``bootstrap_metrics``' AUROC part: the same
+    replicates as there)."""
+    return bootstrap_metrics(y, p, groups, n_boot, seed, alpha, ["auroc"])["auroc"]
 
 
 def operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
