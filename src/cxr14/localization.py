@@ -103,10 +103,16 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
 
 def boxes_on_test_images(layout: str, labels_csv, splits_csv, bbox_csv) -> pd.DataFrame:
     """Expert boxes on images of the test split, with the image's row in the store (``row``)."""
+    return boxes_on_test_split(get_layout(layout).read_boxes(bbox_csv), labels_csv, splits_csv)
+
+
+def boxes_on_test_split(boxes: pd.DataFrame, labels_csv, splits_csv) -> pd.DataFrame:
+    """Those of ``boxes`` (a layout's ``read_boxes``) on images of the test split, with the
+    image's row in the store (``row``)."""
     labels = pd.read_csv(labels_csv, usecols=["image"])
     split = pd.read_csv(splits_csv, usecols=["split"])["split"].to_numpy()
     row_of = {n: i for i, n in enumerate(labels["image"])}
-    boxes = get_layout(layout).read_boxes(bbox_csv)
+    boxes = boxes.copy()
     boxes["row"] = boxes["image"].map(row_of)
     on_test = boxes["row"].map(lambda r: not pd.isna(r) and split[int(r)] == "test")
     boxes = boxes[on_test].reset_index(drop=True)
@@ -173,10 +179,9 @@ def accuracy_table(
             row[f"mean_{measure}"] = sel[measure].mean()
             for t in thresholds:
                 hits = int((sel[measure] >= t).sum())
-                low, high = wilson_interval(hits, len(sel))
                 name = f"acc_{measure}_{t:g}"
-                row.update({name: hits / len(sel) if len(sel) else np.nan})
-                row.update({f"{name}_ci_low": low, f"{name}_ci_high": high})
+                row[name] = hits / len(sel) if len(sel) else np.nan
+                row[f"{name}_ci_low"], row[f"{name}_ci_high"] = wilson_interval(hits, len(sel))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -203,8 +208,9 @@ def localize(
     rescaled from ``box_space`` (1024 for NIH) to the stored size. Returns (table, per-box
     results). ``cam_layer``: a module path to read instead of the architecture's layer."""
     scorer = Scorer.load(checkpoint, average_npy, stats_json, device, cam_layer)
-    boxes = boxes_on_test_images(layout, labels_csv, splits_csv, bbox_csv)
-    in_file = get_layout(layout).read_boxes(bbox_csv)["label"]
+    all_boxes = get_layout(layout).read_boxes(bbox_csv)
+    boxes = boxes_on_test_split(all_boxes, labels_csv, splits_csv)
+    in_file = all_boxes["label"]
     found = cam_boxes(scorer, store_h5, boxes, box_space, cam_threshold)
     res = pd.DataFrame(
         {

@@ -7,6 +7,7 @@ each image is on disk. Every later stage reads the label list from the table's c
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -124,15 +125,24 @@ def build_entries(
     return table
 
 
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def provenance(layout: str, metadata_csv: str | os.PathLike, views) -> dict[str, str]:
     """What a result must say about the metadata it came from: the file's name and sha256,
     the release the layout recognises it as, and the views kept (the store's attributes)."""
     from cxr14.layouts import get_layout
-    from cxr14.layouts.nih import sha256_of
 
+    sha256 = sha256_of(metadata_csv)
     return {
         "metadata_file": Path(metadata_csv).name,
-        "metadata_sha256": sha256_of(metadata_csv),
-        "metadata_release": get_layout(layout).metadata_release(metadata_csv),
+        "metadata_sha256": sha256,
+        "metadata_release": get_layout(layout).metadata_release(metadata_csv, sha256),
         "views": ", ".join(views),
     }

@@ -87,7 +87,9 @@ def per_class_ece(y_true: np.ndarray, y_score: np.ndarray, n_bins: int = 10) -> 
     mean over equal-width bins of |observed positive fraction - mean predicted probability|.
     0 is perfect; NaN for no rows."""
     out = np.full(y_true.shape[1], np.nan)
-    for k in range(y_true.shape[1] if len(y_true) else 0):
+    if not len(y_true):
+        return out
+    for k in range(y_true.shape[1]):
         count, mean_p, frac_pos = calibration_bins(y_true[:, k], y_score[:, k], n_bins)
         filled = count > 0
         out[k] = (count[filled] * np.abs(frac_pos[filled] - mean_p[filled])).sum() / count.sum()

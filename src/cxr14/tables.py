@@ -25,12 +25,10 @@ def class_counts(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
 def _with_ci(table: pd.DataFrame, row, column: str, name: str, ci: str | None = None) -> dict:
     """``{name: value, <ci>_ci_low, <ci>_ci_high}`` (``ci`` defaults to ``name``) from
     ``table.loc[row]``'s ``column`` and its CI columns; NaN where the table lacks them."""
-    out = {}
-    for suffix, key in (("", name), ("_ci_low", None), ("_ci_high", None)):
-        key = key or f"{ci or name}{suffix}"
-        has = f"{column}{suffix}" in table and row in table.index
-        out[key] = table.loc[row, f"{column}{suffix}"] if has else np.nan
-    return out
+    ci = ci or name
+    keys = {name: column, f"{ci}_ci_low": f"{column}_ci_low", f"{ci}_ci_high": f"{column}_ci_high"}
+    has_row = row in table.index
+    return {k: table.loc[row, c] if has_row and c in table else np.nan for k, c in keys.items()}
 
 
 def expert_columns(expert: pd.DataFrame | None) -> dict:
@@ -199,21 +197,17 @@ def published_rows(
     return rows
 
 
-def _published_lines(table: pd.DataFrame) -> list[str]:
-    lines = [
-        "## Published references",
-        "",
-        "Each published number as printed in its source (the mean over classes computed "
-        "here); see docs/evaluation.md.",
-        "",
-        "| model | mean AUROC | source and split | test set | beside this run |",
-        "| --- | --- | --- | --- | --- |",
+def _published_lines(published: list[dict]) -> list[str]:
+    rows = [
+        [r["model"], _fmt(r["mean_auroc"]), r["dataset"], r["test_set"], r["comparable"]]
+        for r in published
     ]
-    for r in table.to_dict("records"):
-        if isinstance(r.get("comparable"), str):
-            cells = [r["model"], _fmt(r["mean_auroc"]), r["dataset"], r["test_set"]]
-            lines.append("| " + " | ".join([*cells, r["comparable"]]) + " |")
-    return lines
+    note = (
+        "Each published number as printed in its source (the mean over classes computed "
+        "here); see docs/evaluation.md."
+    )
+    header = ["model", "mean AUROC", "source and split", "test set", "beside this run"]
+    return _table("Published references", note, header, rows)
 
 
 def _fmt(v, digits=3) -> str:
@@ -235,12 +229,8 @@ def _auroc_cell(r: dict) -> str:
 
 def _ap_cell(r: dict) -> str:
     """Mean AP with its bootstrap CI (one replicate), beside the random model's AP."""
-    if pd.isna(r.get("mean_ap", np.nan)):
-        return ""
-    ci = ""
-    if not pd.isna(r.get("ap_ci_low", np.nan)):
-        ci = f" ({_fmt(r['ap_ci_low'])}-{_fmt(r['ap_ci_high'])})"
-    return f"{_fmt(r['mean_ap'])}{ci} [random {_fmt(r['mean_prevalence'])}]"
+    cell = _ci_cell(r, "mean_ap", "ap")
+    return f"{cell} [random {_fmt(r['mean_prevalence'])}]" if cell else ""
 
 
 def _markdown_row(r: dict) -> str:
@@ -415,8 +405,10 @@ def summary_markdown(
     ]
     for c in labels:
         lines.append(f"| {c} | " + " | ".join(_fmt(v) for v in table[c]) + " |")
-    runs = [r for r in table.to_dict("records") if not isinstance(r.get("comparable"), str)]
-    lines += ["", *_published_lines(table), ""]
+    records = table.to_dict("records")
+    published = [r for r in records if isinstance(r.get("comparable"), str)]
+    runs = [r for r in records if not isinstance(r.get("comparable"), str)]
+    lines += ["", *_published_lines(published)]
     lines += [*_calibration_lines(runs), *_localisation_lines(runs), *_expert_lines(runs)]
     lines += _replicate_lines(replicates)
     return "\n".join(lines) + "\n"

@@ -181,8 +181,9 @@ def build_model_and_optimizer(settings: dict, y_train: torch.Tensor, proc: Proce
         # state dict - and every checkpoint - has the eager names and loads either way.
         net = torch.compile(net)
     params = [p for p in model.parameters() if p.requires_grad]
-    fused = {"fused": True} if settings["fused_adam"] else {}
-    optimizer = torch.optim.Adam(params, lr=settings["lr"], betas=(0.9, 0.999), **fused)
+    # fused=None (off) leaves torch its default implementation.
+    fused = settings["fused_adam"] or None
+    optimizer = torch.optim.Adam(params, lr=settings["lr"], betas=(0.9, 0.999), fused=fused)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, settings["milestones"], settings["gamma"]
     )

@@ -72,9 +72,9 @@ class Layout:
         """Side of the square pixel space the expert boxes are given in."""
         raise NotImplementedError
 
-    def metadata_release(self, path) -> str:
-        """Which known release a metadata file is (from its sha256 or, failing that, its
-        format), or ``""`` when the layout knows none."""
+    def metadata_release(self, path, sha256: str | None = None) -> str:
+        """Which known release a metadata file is (from its sha256, computed unless given,
+        or failing that its format), or ``""`` when the layout knows none."""
         return ""
 
     def expert_labels_file(self, config: dict) -> str | None:

@@ -8,7 +8,6 @@ Format details: docs/data.md.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -19,7 +18,7 @@ import pandas as pd
 
 from cxr14.errors import DataError
 from cxr14.layouts.base import Layout, views_phrase
-from cxr14.metadata import META_COLUMNS, NO_FINDING, check_image_name
+from cxr14.metadata import META_COLUMNS, NO_FINDING, check_image_name, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -239,15 +238,6 @@ EXPERT_FINDINGS = ("Fracture", "Pneumothorax", "Airspace opacity", "Nodule or ma
 _EXPERT_VALUES = {"YES": 1, "NO": 0}
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_expert_labels(path: str | os.PathLike) -> pd.DataFrame:
     """Read ``google2019_labels.csv`` (NIH images re-read by three radiologists) into columns
     image, set_id and one 0/1 column per ``EXPERT_FINDINGS``; every value must be YES or NO
@@ -346,8 +336,8 @@ class NIH(Layout):
     def display_label(self, config: dict) -> str:
         return f"NIH ChestX-ray14, {views_phrase(config)}, {config['split']['method']} split"
 
-    def metadata_release(self, path) -> str:
-        known = KNOWN_METADATA.get(sha256_of(path))
+    def metadata_release(self, path, sha256: str | None = None) -> str:
+        known = KNOWN_METADATA.get(sha256 or sha256_of(path))
         if known:
             return known
         with open(path, "rb") as f:
