@@ -154,8 +154,10 @@ def test_changed_settings_do_not_resume_a_stale_run(tmp_path, tiny_data, caplog)
     assert len(history) == 2 and "starting afresh" in caplog.text and "lr" in caplog.text
 
 
-def test_ddp_two_processes_match_one(tmp_path, tiny_data):
-    """torchrun with 2 gloo processes on the CPU = one process with the same global batch."""
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_ddp_two_processes_match_one(tmp_path, tiny_data, compiled):
+    """torchrun with 2 gloo processes on the CPU = one eager process with the same global
+    batch, also with torch.compile around the DDP module (train.compile)."""
     settings = full_settings(
         {
             "arch": "simple_cnn",
@@ -169,7 +171,7 @@ def test_ddp_two_processes_match_one(tmp_path, tiny_data):
     )
     run(settings, gpus=1, threads=2, **tiny_data, out_dir=tmp_path / "one")
     env_before = dict(os.environ)
-    run(settings, gpus=2, threads=2, **tiny_data, out_dir=tmp_path / "two")
+    run({**settings, "compile": compiled}, gpus=2, threads=2, **tiny_data, out_dir=tmp_path / "two")
     assert dict(os.environ) == env_before
     one = torch.load(tmp_path / "one/last.pt", weights_only=True)
     two = torch.load(tmp_path / "two/last.pt", weights_only=True)
