@@ -2,7 +2,9 @@
 compiled; achieved TFLOP/s; and an end-to-end epoch from PNG files against a CheXNet-style loop.
 
     python bench/bench_gpu.py [--archs vgg_like resnet18 densenet121] [--steps 60] [--demo]
-        [--variants] [--e2e 20000]
+        [--variants] [--e2e 20000] [--no-loader]
+
+On a lent GPU machine, ``bench/gpu_session.sh`` runs everything in one call of under 10 min.
 
 For each architecture (batch 64, 256x256, bf16 autocast, channels_last, Adam, W-CEL):
 
@@ -311,6 +313,12 @@ def main():
     ap.add_argument("--variants", action="store_true")
     ap.add_argument("--e2e", type=int, default=0, help="PNGs for the end-to-end epoch (0: skip)")
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument(
+        "--loader",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the loader table (pre / device / host) of each architecture",
+    )
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
@@ -323,8 +331,9 @@ def main():
             h5["images"] = rng.integers(0, 256, (args.images, 256, 256), dtype=np.uint8)
         images = read_rows(str(tmp / "store.h5"), np.arange(args.images))
         labels = torch.as_tensor(rng.random((args.images, 14)) < 0.1, dtype=torch.float32)
-        print("arch          pre ms/step  device ms/step (ratio)  host ms/step (ratio)")
-        for arch in args.archs:
+        if args.loader:
+            print("arch          pre ms/step  device ms/step (ratio)  host ms/step (ratio)")
+        for arch in args.archs if args.loader else []:
             # Two rounds in opposite orders; the faster of each mode's two timings counts.
             runs: dict[str, list[float]] = {"pre": [], "device": [], "host": []}
             for m in ("pre", "device", "host", "host", "device", "pre"):
