@@ -50,7 +50,18 @@ def make_bundle(arch: str, path: Path) -> None:
     scorer = Scorer(model, Normalizer(average, 60.0, 256), torch.device("cpu"), ckpt)
     y = np.tile([[0, 1]], (10, 7))
     test = {
-        c: {k: 0.5 for k in ("auroc", "auroc_ci_low", "auroc_ci_high", "n_pos", "n_neg")}
+        c: {
+            k: 0.5
+            for k in (
+                "auroc",
+                "auroc_ci_low",
+                "auroc_ci_high",
+                "n_pos",
+                "n_neg",
+                "ece",
+                "ece_scaled",
+            )
+        }
         for c in [*LABELS, "mean"]
     }
     provenance = {

@@ -13,6 +13,7 @@ from PIL import Image
 
 from cxr14.bundle import (
     FORMAT,
+    VERSION,
     BundleError,
     build_bundle,
     bundle_scorer,
@@ -20,13 +21,14 @@ from cxr14.bundle import (
     model_card,
     sensitivity_thresholds,
 )
+from cxr14.calibration import apply_temperatures, fit_temperatures
 from cxr14.checkpoint import atomic_save
 from cxr14.data import Normalizer
 from cxr14.imageio import BadImage, load_gray
 from cxr14.inference import Scorer
 from cxr14.layouts.nih import LABELS
 from cxr14.models import build_model
-from cxr14.predict import find_inputs
+from cxr14.predict import find_inputs, predict
 
 PROVENANCE = {
     "run": "tiny",
@@ -54,6 +56,7 @@ def _bundle(tmp_path):
     p_val = np.clip(0.3 * y_val + 0.7 * rng.random(y_val.shape), 0, 1)
     test = {
         c: {"auroc": 0.7, "auroc_ci_low": 0.6, "auroc_ci_high": 0.8, "n_pos": 5, "n_neg": 50}
+        | {"ece": 0.2, "ece_scaled": 0.05}
         for c in [*LABELS, "mean"]
     }
     preprocess = {"store_size": 48, "resample": "bilinear"}
@@ -102,8 +105,8 @@ def test_what_is_not_a_bundle_is_refused_saying_what_it_is(tmp_path):
     with pytest.raises(BundleError, match="is a training checkpoint, not a model bundle"):
         load_bundle(checkpoint)
     newer = tmp_path / "newer.pt"
-    torch.save({**bundle, "version": 2}, newer)
-    with pytest.raises(BundleError, match="format version 2; cxr14 .* reads version 1"):
+    torch.save({**bundle, "version": 3}, newer)
+    with pytest.raises(BundleError, match="format version 3; cxr14 .* reads versions 1, 2"):
         load_bundle(newer)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other)
@@ -170,3 +173,40 @@ def test_predict_scores_png_jpeg_and_dicom_and_names_the_rest(tmp_path):
     assert reasons["empty.png"] == "zero-byte file"
     saved = pd.read_csv(tmp_path / "out" / "failures.csv")
     assert sorted(Path(p).name for p in saved["image"]) == ["empty.png", "multi.dcm"]
+
+
+def _pngs(folder: Path, n: int = 3) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_a_bundle_carries_validation_temperatures_and_predict_applies_them(tmp_path):
+    _, path, y_val, p_val = _bundle(tmp_path)
+    bundle = load_bundle(path)
+    assert bundle["version"] == VERSION == 2
+    temps = bundle["calibration"]["temperatures"]
+    np.testing.assert_array_equal(temps, fit_temperatures(y_val, p_val))
+    table, failures = predict(path, [_pngs(tmp_path / "in")], tmp_path / "p.csv", "cpu")
+    assert failures == [] and len(table) == 3
+    prob = table[[f"prob_{c}" for c in LABELS]].to_numpy()
+    calibrated = table[[f"calibrated_{c}" for c in LABELS]].to_numpy()
+    np.testing.assert_allclose(calibrated, apply_temperatures(prob, temps))
+    assert list(pd.read_csv(tmp_path / "p.csv").columns) == list(table.columns)
+    card = model_card(bundle)
+    assert "`calibrated_<class>` (test mean ECE 0.200 -> 0.050)" in card
+    assert f"| {temps[0]:.3f} | 0.200 -> 0.050 |" in card
+
+
+def test_a_format_1_bundle_still_predicts_without_calibrated_columns(tmp_path):
+    _, path, _, _ = _bundle(tmp_path)
+    old = {k: v for k, v in load_bundle(path).items() if k != "calibration"} | {"version": 1}
+    atomic_save(old, tmp_path / "v1.pt")
+    bundle = load_bundle(tmp_path / "v1.pt")
+    assert bundle["calibration"] is None
+    table, _ = predict(tmp_path / "v1.pt", [_pngs(tmp_path / "in")], tmp_path / "p.csv", "cpu")
+    assert not any(c.startswith("calibrated_") for c in table.columns)
+    assert len(table) == 3 and f"positive_{LABELS[0]}" in table
+    assert "- Calibration: none in this format-1 bundle" in model_card(bundle)

@@ -45,6 +45,7 @@ def _bundle(tmp_path, arch) -> str:
     y = np.tile([[0, 1]], (1, 7)).repeat(10, axis=0)
     test = {
         c: {"auroc": 0.5, "auroc_ci_low": 0.4, "auroc_ci_high": 0.6, "n_pos": 1, "n_neg": 9}
+        | {"ece": 0.1, "ece_scaled": 0.05}
         for c in [*LABELS, "mean"]
     }
     bundle = build_bundle(
@@ -70,6 +71,7 @@ def test_onnx_export_matches_pytorch(tmp_path, arch):
     props = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(props["labels"]) == list(LABELS)
     assert len(json.loads(props["thresholds_youden"])) == len(LABELS)
+    assert len(json.loads(props["temperatures"])) == len(LABELS)
     (image,) = proto.graph.input
     assert image.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert not list(tmp_path.glob("*.tmp"))

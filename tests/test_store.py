@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from cxr14 import DataError
+from cxr14.files import replacing
 from cxr14.imageio import load_gray
 from cxr14.layouts.nih import LABELS
 from cxr14.metadata import build_entries
@@ -106,3 +107,19 @@ def test_skip_lists_every_bad_image_and_drops_it(tmp_path, nih_copy):
     with h5py.File(store) as h5:
         assert h5["image_index"].asstr()[:].tolist() == labels["image"].tolist()
         assert h5.attrs["n_skipped"] == 4
+
+
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt])
+def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path, error):
+    """cxr14.files.replacing, which every output outside Snakemake's care is written through
+    (stores, checkpoints, bundles, model cards, predictions, ONNX files)."""
+    path = tmp_path / "out.csv"
+    path.write_text("old")
+    with pytest.raises(error), replacing(path) as tmp:
+        tmp.write_text("half")
+        raise error("interrupted")
+    assert path.read_text() == "old" and sorted(tmp_path.iterdir()) == [path]
+    with replacing(path, ".partial") as tmp:
+        assert tmp.name == "out.csv.partial"
+        tmp.write_text("new")
+    assert path.read_text() == "new" and sorted(tmp_path.iterdir()) == [path]

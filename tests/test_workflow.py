@@ -731,7 +731,7 @@ def test_bundle_and_model_card(done):
     bundle = torch.load(done / "results/models/vgg_like/bundle.pt", weights_only=True)
     assert (bundle["format"], bundle["version"], bundle["arch"]) == (
         "cxr14-model-bundle",
-        1,
+        2,
         "vgg_like",
     )
     assert bundle["labels"] == list(LABELS)
@@ -742,6 +742,14 @@ def test_bundle_and_model_card(done):
         bundle["thresholds"]["youden"], metrics.loc[list(LABELS), "threshold_at_val"], atol=1e-5
     )
     assert bundle["test"]["mean"]["auroc"] == pytest.approx(metrics.loc["mean", "auroc"], abs=1e-6)
+    # ... and its temperatures those the evaluation fitted, from the validation predictions
+    # the evaluation wrote (the validation split is scored once).
+    np.testing.assert_allclose(
+        bundle["calibration"]["temperatures"], metrics.loc[list(LABELS), "temperature"], rtol=1e-5
+    )
+    val = pd.read_csv(done / f"{evals('vgg_like')}/val_predictions.csv")
+    splits = pd.read_csv(done / "results/splits/holdout/splits.csv")
+    assert len(val) == (splits["split"] == "val").sum()
     card = (done / "results/models/vgg_like/model_card.md").read_text().splitlines()
     assert (
         card[0]

@@ -8,26 +8,31 @@ A bundle is a dict of plain tensors and Python values (it loads with ``weights_o
   to 8-bit grayscale, antialiased PIL resize to ``store_size`` with ``resample``, subtract
   ``average`` (the average image), divide by ``std``, resize to ``input_size``;
 - ``thresholds``: per class, chosen on the validation split (Youden's J, and the highest
-  threshold reaching ``sensitivity`` there);
+  threshold reaching ``sensitivity`` there), on the network's own probabilities;
+- ``calibration``: per class, the temperature fitted on the validation split
+  (``cxr14.calibration``) that turns the network's probabilities into calibrated ones; None in
+  a format-1 bundle, which predates it;
 - ``provenance``: run, split, seed, data set, training settings, package version;
-- ``test``: per class and mean, test AUROC with its patient-bootstrap 95% CI.
+- ``test``: per class and mean, test AUROC with its patient-bootstrap 95% CI, and the
+  expected calibration error before and after temperature scaling.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 import cxr14
+from cxr14.calibration import fit_temperatures
 from cxr14.checkpoint import atomic_save
-from cxr14.data import Normalizer, read_rows
+from cxr14.data import Normalizer
 from cxr14.device import resolve_device
-from cxr14.evaluate import read_split_labels, youden_thresholds
+from cxr14.evaluate import read_predictions, youden_thresholds
+from cxr14.files import replacing
 from cxr14.inference import Scorer
 from cxr14.logs import CONSOLE
 from cxr14.models import build_model, model_settings
@@ -35,7 +40,8 @@ from cxr14.models import build_model, model_settings
 log = logging.getLogger(__name__)
 
 FORMAT = "cxr14-model-bundle"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)  # format 1: no calibration
 
 
 class BundleError(ValueError):
@@ -55,12 +61,13 @@ def sensitivity_thresholds(y_val: np.ndarray, p_val: np.ndarray, sensitivity: fl
 
 def _test_metrics(metrics_csv) -> dict:
     m = pd.read_csv(metrics_csv).set_index("label")
-    cols = ["auroc", "auroc_ci_low", "auroc_ci_high", "n_pos", "n_neg"]
+    cols = ["auroc", "auroc_ci_low", "auroc_ci_high", "n_pos", "n_neg", "ece", "ece_scaled"]
     return {label: {c: float(m.loc[label, c]) for c in cols} for label in m.index}
 
 
 def build_bundle(scorer: Scorer, y_val, p_val, preprocess, provenance, test, sensitivity) -> dict:
-    """The bundle of a loaded model (see the module docstring)."""
+    """The bundle of a loaded model (see the module docstring), its thresholds and
+    temperatures chosen on the validation labels ``y_val`` and probabilities ``p_val``."""
     config = scorer.checkpoint["config"]
     return {
         "format": FORMAT,
@@ -80,6 +87,11 @@ def build_bundle(scorer: Scorer, y_val, p_val, preprocess, provenance, test, sen
             "sensitivity": float(sensitivity),
             "at_sensitivity": sensitivity_thresholds(y_val, p_val, sensitivity).tolist(),
         },
+        "calibration": {
+            "method": "temperature scaling per class (Guo et al. 2017)",
+            "fitted_on": "validation",
+            "temperatures": fit_temperatures(y_val, p_val).tolist(),
+        },
         "provenance": {
             **provenance,
             "settings": dict(config),
@@ -93,34 +105,27 @@ def build_bundle(scorer: Scorer, y_val, p_val, preprocess, provenance, test, sen
 
 def export_model(
     checkpoint,
-    store_h5,
-    labels_csv,
-    splits_csv,
     average_npy,
     stats_json,
+    val_predictions,
     metrics_csv,
     out_bundle,
     out_card,
     preprocess: dict,
     provenance: dict,
     sensitivity: float = 0.9,
-    device: str = "auto",
-    batch_size: int = 128,
 ) -> dict:
-    """Write the bundle of one trained model and its model card. ``preprocess`` holds the
-    store's ``store_size`` and ``resample``; ``provenance`` the run, split, seed, data set
+    """Write the bundle of one trained model and its model card, from the evaluation's
+    validation predictions and test metrics (nothing is scored again). ``preprocess`` holds
+    the store's ``store_size`` and ``resample``; ``provenance`` the run, split, seed, data set
     (``dataset``) and its caveat (``caveat``, empty for real data)."""
-    scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
-    _, _, y, split = read_split_labels(scorer, checkpoint, labels_csv, splits_csv)
-    val = np.flatnonzero(split == "val")
-    p_val = scorer.predict(read_rows(store_h5, val), batch_size)
-    y_val = y[val]
+    scorer = Scorer.load(checkpoint, average_npy, stats_json, "cpu")
+    y_val, p_val = read_predictions(val_predictions, scorer.labels)
     test = _test_metrics(metrics_csv)
     bundle = build_bundle(scorer, y_val, p_val, preprocess, provenance, test, sensitivity)
     atomic_save(bundle, out_bundle)
-    tmp = Path(str(out_card) + ".tmp")
-    tmp.write_text(model_card(bundle))
-    os.replace(tmp, out_card)
+    with replacing(out_card) as tmp:
+        tmp.write_text(model_card(bundle))
     log.info(
         "%s: bundle %s (test mean AUROC %.4f)",
         scorer.name,
@@ -149,11 +154,12 @@ def load_bundle(path: str | os.PathLike) -> dict:
                 "export_model rule makes a bundle of it (results/models/<run>/bundle.pt)"
             )
         raise BundleError(f"{path} is not a cxr14 model bundle (no format {FORMAT!r})")
-    if obj.get("version") != VERSION:
+    if obj.get("version") not in READABLE:
         raise BundleError(
             f"{path} is a model bundle of format version {obj.get('version')}; cxr14 "
-            f"{cxr14.__version__} reads version {VERSION}"
+            f"{cxr14.__version__} reads versions {', '.join(map(str, READABLE))}"
         )
+    obj.setdefault("calibration", None)
     return obj
 
 
@@ -176,15 +182,28 @@ def bundle_scorer(bundle: dict, device: str = "auto") -> Scorer:
 
 
 def _card_rows(bundle: dict) -> list[str]:
-    t = bundle["thresholds"]
+    t, cal = bundle["thresholds"], bundle["calibration"]
     rows = []
     for k, label in enumerate(bundle["labels"]):
         m = bundle["test"][label]
+        temperature = f"{cal['temperatures'][k]:.3f}" if cal else "-"
         rows.append(
             f"| {label} | {m['auroc']:.3f} ({m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}) "
-            f"| {int(m['n_pos'])} | {t['youden'][k]:.4f} | {t['at_sensitivity'][k]:.4f} |"
+            f"| {int(m['n_pos'])} | {t['youden'][k]:.4f} | {t['at_sensitivity'][k]:.4f} "
+            f"| {temperature} | {m['ece']:.3f} -> {m['ece_scaled']:.3f} |"
         )
     return rows
+
+
+def _calibration_line(bundle: dict) -> str:
+    mean = bundle["test"]["mean"]
+    ece = f"test mean ECE {mean['ece']:.3f} -> {mean['ece_scaled']:.3f}"
+    if not bundle["calibration"]:
+        return f"- Calibration: none in this format-1 bundle ({ece} with temperatures)."
+    return (
+        "- Calibration: per-class temperatures fitted on the validation split; `cxr14 "
+        f"predict` writes the scaled probabilities as `calibrated_<class>` ({ece})."
+    )
 
 
 def model_card(bundle: dict) -> str:
@@ -209,11 +228,13 @@ def model_card(bundle: dict) -> str:
             f"- Test mean AUROC {mean['auroc']:.3f} (95% CI {mean['auroc_ci_low']:.3f}-"
             f"{mean['auroc_ci_high']:.3f}, patient bootstrap; {int(mean['n_pos'])} positive "
             "image-label pairs).",
+            _calibration_line(bundle),
             f"- Made by cxr14 {prov['cxr14_version']}.",
             "",
             f"| class | test AUROC (95% CI) | test positives | threshold (Youden, validation) "
-            f"| threshold (sensitivity {sens:g}, validation) |",
-            "| --- | --- | --- | --- | --- |",
+            f"| threshold (sensitivity {sens:g}, validation) | temperature (validation) "
+            "| test ECE -> after scaling |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
             *_card_rows(bundle),
             "",
             "## Intended use",
@@ -227,8 +248,11 @@ def model_card(bundle: dict) -> str:
             "(Wang et al. 2017; Oakden-Rayner 2019); test AUROCs measure agreement with them.",
             "- Thresholds were chosen on the validation split of the same data set; on other "
             "hospitals, scanners or populations both the AUROC and the thresholds may not hold.",
-            "- Frontal radiographs of the training data set's kind only; the probabilities are "
-            "not calibrated.",
+            "- Frontal radiographs of the training data set's kind only.",
+            "- `prob_<class>` are the network's own probabilities (the weighted loss inflates "
+            "them); the temperature-scaled ones are calibrated to the validation split's "
+            "prevalence, which another population need not share. Thresholds apply to "
+            "`prob_<class>`.",
             "",
         ]
     )

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from cxr14.files import replacing
 from cxr14.models import build_model, get_architecture
 
 # Keys only the resume state needs; a finished model's file leaves them out.
@@ -25,10 +25,8 @@ RESUME_KEYS = ("optimizer", "scheduler", "rng", "scaler")
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file renamed over ``path``: never a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def rng_state() -> dict:

@@ -190,6 +190,26 @@ def read_split_labels(scorer: Scorer, checkpoint, labels_csv, splits_csv):
     return table, labels, table[labels].to_numpy(), split
 
 
+def prediction_table(table: pd.DataFrame, rows, labels, p: np.ndarray) -> pd.DataFrame:
+    """Image, patient, ``prob_<class>`` and ``label_<class>`` of the label table's ``rows``."""
+    pred = table.loc[rows, ["image", "patient"]].reset_index(drop=True)
+    pred[[f"prob_{c}" for c in labels]] = p
+    pred[[f"label_{c}" for c in labels]] = table.loc[rows, labels].to_numpy()
+    return pred
+
+
+def read_predictions(path, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and probabilities of a ``prediction_table`` file, in the order ``labels``."""
+    pred = pd.read_csv(path)
+    missing = [f"prob_{c}" for c in labels if f"prob_{c}" not in pred]
+    if missing:
+        raise ValueError(f"{path} has no column(s) {', '.join(missing)}")
+    return (
+        pred[[f"label_{c}" for c in labels]].to_numpy(),
+        pred[[f"prob_{c}" for c in labels]].to_numpy(),
+    )
+
+
 def evaluate_model(
     checkpoint,
     store_h5,
@@ -199,12 +219,14 @@ def evaluate_model(
     stats_json,
     out_predictions,
     out_metrics,
+    out_val_predictions,
     n_boot=1000,
     seed=0,
     device="auto",
     batch_size=128,
 ) -> pd.DataFrame:
-    """Predict the test split, choose per-class thresholds on validation, write the tables."""
+    """Predict the validation and test splits, choose per-class thresholds and temperatures
+    on validation, write both splits' predictions and the test metrics."""
     scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
     table, labels, y, split = read_split_labels(scorer, checkpoint, labels_csv, splits_csv)
     val, test = np.flatnonzero(split == "val"), np.flatnonzero(split == "test")
@@ -212,9 +234,8 @@ def evaluate_model(
     p_test = scorer.predict(read_rows(store_h5, test), batch_size)
     thresholds = youden_thresholds(y[val], p_val)
     temperatures = fit_temperatures(y[val], p_val)
-    pred = table.loc[test, ["image", "patient"]].reset_index(drop=True)
-    pred[[f"prob_{c}" for c in labels]] = p_test
-    pred[[f"label_{c}" for c in labels]] = y[test]
+    prediction_table(table, val, labels, p_val).to_csv(out_val_predictions, index=False)
+    pred = prediction_table(table, test, labels, p_test)
     pred.to_csv(out_predictions, index=False)
     groups = pred["patient"].to_numpy()
     metrics = metrics_table(y[test], p_test, groups, thresholds, labels, n_boot, seed, temperatures)

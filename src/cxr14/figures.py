@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -18,6 +17,7 @@ from sklearn.metrics import auc, roc_curve
 
 from cxr14.calibration import apply_temperatures
 from cxr14.checkpoint import load_checkpoint, model_caveat
+from cxr14.files import replacing
 from cxr14.inference import Scorer
 from cxr14.localization import boxes_on_test_images, cam_boxes
 from cxr14.metadata import NO_FINDING
@@ -353,9 +353,8 @@ def plot_prediction_cams(image: np.ndarray, findings: list[dict], title: str, ou
         )
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
-    tmp = Path(str(out_png) + ".tmp")
-    fig.savefig(tmp, dpi=100, format="png")
-    os.replace(tmp, out_png)
+    with replacing(out_png) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
 
 
 def _reliability(ax, y: np.ndarray, p: np.ndarray, label: str, style: str) -> None:

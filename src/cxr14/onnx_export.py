@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from cxr14.bundle import bundle_scorer, load_bundle
+from cxr14.files import replacing
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +35,14 @@ class ImageToProbabilities(nn.Module):
 
 
 def _metadata(bundle: dict) -> dict[str, str]:
-    """What a user of the ONNX file alone needs: label order, thresholds, input size."""
-    pre = bundle["preprocess"]
+    """What a user of the ONNX file alone needs: label order, thresholds, temperatures (the
+    calibrated probability of class k is sigmoid(logit(p_k) / T_k)), input size."""
+    pre, cal = bundle["preprocess"], bundle["calibration"]
     return {
         "cxr14_format": "image-to-probabilities",
         "labels": json.dumps(bundle["labels"]),
         "thresholds_youden": json.dumps(bundle["thresholds"]["youden"]),
+        "temperatures": json.dumps(cal["temperatures"] if cal else None),
         "input": f"uint8 (batch, {pre['store_size']}, {pre['store_size']}) grayscale, "
         f"resized with PIL {pre['resample']} (antialiased)",
         "run": str(bundle["provenance"]["run"]),
@@ -77,8 +78,6 @@ def export_onnx(model, out_onnx) -> float:
     graph = ImageToProbabilities(scorer.model, scorer.normalize).eval()
     size = bundle["preprocess"]["store_size"]
     example = torch.zeros((2, size, size), dtype=torch.uint8)
-    out_onnx = Path(out_onnx)
-    tmp = out_onnx.with_name(out_onnx.name + ".tmp")
     program = torch.onnx.export(
         graph,
         (example,),
@@ -89,16 +88,12 @@ def export_onnx(model, out_onnx) -> float:
     )
     proto = program.model_proto
     onnx.helper.set_model_props(proto, _metadata(bundle))
-    onnx.save(proto, tmp)
-    try:
+    with replacing(out_onnx) as tmp:
+        onnx.save(proto, tmp)
         diff = max(check_onnx(tmp, graph, size, batch) for batch in (1, 3))
         if diff >= TOLERANCE:
             raise ValueError(
                 f"onnxruntime differs from PyTorch by {diff:.2g} (> {TOLERANCE:g}): not written"
             )
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, out_onnx)
     log.info("%s: ONNX graph %s (max difference to PyTorch %.2g)", scorer.name, out_onnx, diff)
     return diff

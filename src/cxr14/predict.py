@@ -6,7 +6,6 @@ normalisation and network. A bad file is named with its reason in
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,10 @@ import torch
 from tqdm import tqdm
 
 from cxr14.bundle import bundle_scorer, load_bundle
+from cxr14.calibration import apply_temperatures
 from cxr14.dicom import is_dicom, load_dicom
 from cxr14.figures import plot_prediction_cams
+from cxr14.files import replacing
 from cxr14.imageio import BadImage, load_gray
 from cxr14.localization import grad_cam
 
@@ -51,9 +52,8 @@ def find_inputs(inputs) -> tuple[list[Path], list[tuple[str, str]]]:
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, index=False, float_format="%.6g")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
 
 
 def _decode(paths, size: int, resample: str, failures: list) -> tuple[list[str], np.ndarray]:
@@ -106,6 +106,11 @@ def write_cams(scorer, images: np.ndarray, names, probs, thresholds, cam_dir, to
     return out
 
 
+def _kinds(bundle: dict) -> list[str]:
+    """The per-class column groups of a predictions table of this bundle."""
+    return ["prob", "positive", *(["calibrated"] if bundle["calibration"] else [])]
+
+
 def score_files(
     bundle, paths, device="auto", batch_size=32, cam_dir=None
 ) -> tuple[pd.DataFrame, list]:
@@ -125,10 +130,13 @@ def score_files(
         part.insert(0, "image", names)
         positive = (probs >= thresholds).astype(int)
         part[[f"positive_{c}" for c in labels]] = positive
+        if bundle["calibration"]:
+            scaled = apply_temperatures(probs, bundle["calibration"]["temperatures"])
+            part[[f"calibrated_{c}" for c in labels]] = scaled
         if cam_dir is not None:
             part["cam"] = write_cams(scorer, images, names, probs, thresholds, cam_dir)
         parts.append(part)
-    columns = ["image", *(f"prob_{c}" for c in labels), *(f"positive_{c}" for c in labels)]
+    columns = ["image", *(f"{kind}_{c}" for kind in _kinds(bundle) for c in labels)]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     return table, failures
 
@@ -137,7 +145,8 @@ def predict(
     model, inputs, out_csv, device="auto", batch_size=32, cam_dir=None
 ) -> tuple[pd.DataFrame, list]:
     """Score ``inputs`` with the bundle ``model``; write ``out_csv`` (one row per image: the
-    probabilities and, per class, positive at the bundle's Youden thresholds; with
+    network's probabilities, per class positive at the bundle's Youden thresholds, the
+    temperature-scaled probabilities (``calibrated_<class>``; not for a format-1 bundle); with
     ``cam_dir``, the path of its Grad-CAM overlay) and ``failures.csv`` beside it (every input
     not scored, with its reason)."""
     bundle = load_bundle(model)

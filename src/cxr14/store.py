@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 import cxr14
 from cxr14.errors import DataError
+from cxr14.files import replacing
 from cxr14.imageio import BadImage, load_gray
 from cxr14.metadata import META_COLUMNS, label_columns
 
@@ -124,40 +125,33 @@ def downsample_shard(
     start, stop = shard_bounds(len(entries), shard, n_shards)
     part = entries.iloc[start:stop]
     paths = [os.path.join(data_dir, p) for p in part["path"]]
-    out_h5 = Path(out_h5)
-    tmp = out_h5.with_name(out_h5.name + ".partial")
     names: list[str] = []
     skipped: list[tuple[str, str, str]] = []
-    try:
-        with h5py.File(tmp, "w") as h5:
-            writer = _ShardWriter(h5, size, len(part))
-            decoded = _decode_all(paths, size, resample, threads)
-            rows = zip(part["image"], part["path"], paths, decoded, strict=True)
-            desc = f"shard {shard + 1}/{n_shards}"
-            for name, rel, path, (arr, reason) in tqdm(
-                rows, total=len(paths), desc=desc, mininterval=5
-            ):
-                if arr is not None:
-                    writer.add(arr)
-                    names.append(name)
-                elif on_bad_image == "skip":
-                    log.warning("skipping %s: %s", path, reason)
-                    skipped.append((name, rel, reason))
-                else:
-                    raise DataError(
-                        f"{path}: {reason} (image {name}; set preprocess.on_bad_image: skip "
-                        "to drop bad images and list them in results/tables/skipped_images.csv)"
-                    )
-            writer.flush()
-            h5.create_dataset("image_index", data=np.array(names, dtype=object), dtype=STR)
-            for i, field in enumerate(SKIPPED_FIELDS):
-                column = np.array([s[i] for s in skipped], dtype=object)
-                h5.create_dataset(f"skipped_{field}", data=column, dtype=STR)
-            h5.attrs["rows"] = json.dumps([start, stop])
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, out_h5)
+    with replacing(out_h5, ".partial") as tmp, h5py.File(tmp, "w") as h5:
+        writer = _ShardWriter(h5, size, len(part))
+        decoded = _decode_all(paths, size, resample, threads)
+        rows = zip(part["image"], part["path"], paths, decoded, strict=True)
+        desc = f"shard {shard + 1}/{n_shards}"
+        for name, rel, path, (arr, reason) in tqdm(
+            rows, total=len(paths), desc=desc, mininterval=5
+        ):
+            if arr is not None:
+                writer.add(arr)
+                names.append(name)
+            elif on_bad_image == "skip":
+                log.warning("skipping %s: %s", path, reason)
+                skipped.append((name, rel, reason))
+            else:
+                raise DataError(
+                    f"{path}: {reason} (image {name}; set preprocess.on_bad_image: skip "
+                    "to drop bad images and list them in results/tables/skipped_images.csv)"
+                )
+        writer.flush()
+        h5.create_dataset("image_index", data=np.array(names, dtype=object), dtype=STR)
+        for i, field in enumerate(SKIPPED_FIELDS):
+            column = np.array([s[i] for s in skipped], dtype=object)
+            h5.create_dataset(f"skipped_{field}", data=column, dtype=STR)
+        h5.attrs["rows"] = json.dumps([start, stop])
     log.info(
         "shard %d/%d: %d images written, %d skipped", shard + 1, n_shards, len(names), len(skipped)
     )
@@ -226,8 +220,6 @@ def merge_shards(
     skipped_df = pd.concat([missing, *skipped], ignore_index=True)[list(SKIPPED_FIELDS)]
     if not kept:
         raise DataError("no images left to store (every image was skipped)")
-    out_h5 = Path(out_h5)
-    tmp = out_h5.with_name(out_h5.name + ".partial")
     store_attrs = {
         "labels": json.dumps(label_list),
         "size": size,
@@ -235,8 +227,8 @@ def merge_shards(
         "cxr14_version": cxr14.__version__,
         **(attrs or {}),
     }
-    _write_store(tmp, shard_paths, kept, size, store_attrs)
-    os.replace(tmp, out_h5)
+    with replacing(out_h5, ".partial") as tmp:
+        _write_store(tmp, shard_paths, kept, size, store_attrs)
     labels = entries.set_index("image").loc[kept].reset_index()
     labels[[*META_COLUMNS, *label_list]].to_csv(out_labels, index=False)
     skipped_df.to_csv(out_skipped, index=False)

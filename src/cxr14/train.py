@@ -36,6 +36,7 @@ import cxr14
 from cxr14.checkpoint import RESUME_KEYS, atomic_save, load_checkpoint, rng_state, set_rng_state
 from cxr14.data import DeviceData, Normalizer, augment, read_rows
 from cxr14.device import autocast, resolve_device
+from cxr14.files import replacing
 from cxr14.logs import CONSOLE
 from cxr14.losses import build_loss
 from cxr14.metadata import read_labels
@@ -368,10 +369,10 @@ def finish(out_dir: Path, state: State, settings: dict, weights_used: str) -> No
         raise ValueError(
             f"{run_name(settings)}: no epoch was trained (epochs = {settings['epochs']})"
         )
-    pd.DataFrame(state.history).to_csv(out_dir / "history.csv.tmp", index=False)
-    os.replace(out_dir / "history.csv.tmp", out_dir / "history.csv")
-    shutil.copyfile(resume_dir / "best.pt", out_dir / "best.pt.tmp")
-    os.replace(out_dir / "best.pt.tmp", out_dir / "best.pt")
+    with replacing(out_dir / "history.csv") as tmp:
+        pd.DataFrame(state.history).to_csv(tmp, index=False)
+    with replacing(out_dir / "best.pt") as tmp:
+        shutil.copyfile(resume_dir / "best.pt", tmp)
     os.replace(resume_dir / "last.pt", out_dir / "last.pt")
     shutil.rmtree(resume_dir)  # the run is complete: nothing to resume any more
     log.info(

@@ -216,10 +216,15 @@ def get_model_eval_inputs(wildcards):
 
 
 def get_export_inputs(wildcards):
-    """A run's first replicate: its evaluation inputs and its test metrics."""
+    """A run's first replicate: its model, normalisation, validation predictions and test
+    metrics."""
     first = first_replicate(wildcards.run)
     inputs = get_model_eval_inputs(SimpleNamespace(**first))
-    return {**inputs, "metrics_csv": f"{EVAL}/metrics.csv".format(**first)}
+    return {
+        **{k: inputs[k] for k in ("checkpoint", "average_npy", "stats_json")},
+        "val_predictions": f"{EVAL}/val_predictions.csv".format(**first),
+        "metrics_csv": f"{EVAL}/metrics.csv".format(**first),
+    }
 
 
 def get_export_params(wildcards):

@@ -3,6 +3,7 @@ rule evaluate_model:
         unpack(get_model_eval_inputs),
     output:
         predictions=f"{EVAL}/predictions.csv",
+        val_predictions=f"{EVAL}/val_predictions.csv",
         metrics=report(
             f"{EVAL}/metrics.csv",
             caption="../report/captions/metrics.rst",
@@ -247,13 +248,11 @@ rule export_model:
         "benchmarks/export_model/{run}.tsv"
     conda:
         "../../envs/cxr14.yaml"
-    threads: config["eval"]["threads"]
+    threads: 1
     params:
         provenance=get_export_params,
         preprocess={"store_size": SIZE, "resample": config["preprocess"]["resample"]},
         sensitivity=config["eval"]["sensitivity"],
-        device=config["eval"]["device"],
-        batch_size=config["eval"]["batch_size"],
     script:
         "../scripts/export_model.py"
 

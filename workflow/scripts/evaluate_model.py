@@ -8,6 +8,7 @@ with log_to(snakemake.log[0]):
         **dict(snakemake.input.items()),  # checkpoint and data, named as the arguments
         out_predictions=snakemake.output.predictions,
         out_metrics=snakemake.output.metrics,
+        out_val_predictions=snakemake.output.val_predictions,
         n_boot=snakemake.params.bootstrap,
         seed=snakemake.params.seed,
         device=snakemake.params.device,

@@ -11,6 +11,4 @@ with log_to(snakemake.log[0]):
         preprocess=dict(snakemake.params.preprocess),
         provenance=dict(snakemake.params.provenance),
         sensitivity=snakemake.params.sensitivity,
-        device=snakemake.params.device,
-        batch_size=snakemake.params.batch_size,
     )
