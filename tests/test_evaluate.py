@@ -93,8 +93,8 @@ def test_patient_bootstrap_is_wider_than_image_bootstrap():
     base_y = (rng.random((40, 14)) < 0.4).astype(int)
     base_p = np.clip(base_y * 0.2 + rng.random((40, 14)) * 0.8, 0, 1)
     y, p = np.repeat(base_y, 10, axis=0), np.repeat(base_p, 10, axis=0)  # 10 copies each
-    lo_pat, hi_pat = bootstrap_auroc(y, p, np.repeat(np.arange(40), 10), n_boot=200, seed=0)
-    lo_img, hi_img = bootstrap_auroc(y, p, np.arange(400), n_boot=200, seed=0)
+    lo_pat, hi_pat = bootstrap_auroc(y, p, np.repeat(np.arange(40), 10), n_boot=100, seed=0)
+    lo_img, hi_img = bootstrap_auroc(y, p, np.arange(400), n_boot=100, seed=0)
     assert (hi_pat[-1] - lo_pat[-1]) > 2 * (hi_img[-1] - lo_img[-1])
 
 

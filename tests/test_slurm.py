@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import slurm_cluster
-from conftest import REPO, write_config
+from conftest import DATA_TARGETS, REPO, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -145,7 +145,9 @@ def test_failing_job_is_reported_as_failed(slurm, tmp_path):
 
 def test_preempted_training_is_resubmitted_and_resumes(slurm, tmp_path):
     """scancel the training job mid-run (what pre-emption does): the profile's `retries`
-    resubmits it, and it continues from its last complete epoch instead of starting over."""
+    resubmits it, and it continues from its last complete epoch instead of starting over.
+    The data stages run locally first: only the training goes through sbatch (the test above
+    sends every stage)."""
     import time
 
     import torch
@@ -167,6 +169,7 @@ def test_preempted_training_is_resubmitted_and_resumes(slurm, tmp_path):
             "models": {"vgg_like": {"widths": [16, 32], "fc": 64}},
         },
     )
+    snakemake(tmp_path, *DATA_TARGETS)
     target = "results/models/vgg_like/holdout/seed0/history.csv"
     cmd = [
         "timeout",
