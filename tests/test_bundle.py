@@ -209,4 +209,3 @@ def test_a_format_1_bundle_still_predicts_without_calibrated_columns(tmp_path):
     table, _ = predict(tmp_path / "v1.pt", [_pngs(tmp_path / "in")], tmp_path / "p.csv", "cpu")
     assert not any(c.startswith("calibrated_") for c in table.columns)
     assert len(table) == 3 and f"positive_{LABELS[0]}" in table
-    assert "- Calibration: none in this format-1 bundle" in model_card(bundle)

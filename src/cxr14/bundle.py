@@ -182,33 +182,22 @@ def bundle_scorer(bundle: dict, device: str = "auto") -> Scorer:
 
 
 def _card_rows(bundle: dict) -> list[str]:
-    t, cal = bundle["thresholds"], bundle["calibration"]
+    t, temperatures = bundle["thresholds"], bundle["calibration"]["temperatures"]
     rows = []
     for k, label in enumerate(bundle["labels"]):
         m = bundle["test"][label]
-        temperature = f"{cal['temperatures'][k]:.3f}" if cal else "-"
         rows.append(
             f"| {label} | {m['auroc']:.3f} ({m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}) "
             f"| {int(m['n_pos'])} | {t['youden'][k]:.4f} | {t['at_sensitivity'][k]:.4f} "
-            f"| {temperature} | {m['ece']:.3f} -> {m['ece_scaled']:.3f} |"
+            f"| {temperatures[k]:.3f} | {m['ece']:.3f} -> {m['ece_scaled']:.3f} |"
         )
     return rows
 
 
-def _calibration_line(bundle: dict) -> str:
-    mean = bundle["test"]["mean"]
-    ece = f"test mean ECE {mean['ece']:.3f} -> {mean['ece_scaled']:.3f}"
-    if not bundle["calibration"]:
-        return f"- Calibration: none in this format-1 bundle ({ece} with temperatures)."
-    return (
-        "- Calibration: per-class temperatures fitted on the validation split; `cxr14 "
-        f"predict` writes the scaled probabilities as `calibrated_<class>` ({ece})."
-    )
-
-
 def model_card(bundle: dict) -> str:
-    """A short Markdown model card: data, split, metrics with CIs, thresholds, intended use
-    and known limits. A model not trained on real data says so in its first line."""
+    """A short Markdown model card of a bundle of this format: data, split, metrics with
+    CIs, thresholds, temperatures, intended use and known limits. A model not trained on real
+    data says so in its first line."""
     prov, pre, mean = bundle["provenance"], bundle["preprocess"], bundle["test"]["mean"]
     caveat = prov.get("caveat", "")
     first = f"**Not a real-data model: {caveat}.**" if caveat else "**Research use only.**"
@@ -228,7 +217,9 @@ def model_card(bundle: dict) -> str:
             f"- Test mean AUROC {mean['auroc']:.3f} (95% CI {mean['auroc_ci_low']:.3f}-"
             f"{mean['auroc_ci_high']:.3f}, patient bootstrap; {int(mean['n_pos'])} positive "
             "image-label pairs).",
-            _calibration_line(bundle),
+            "- Calibration: per-class temperatures fitted on the validation split; `cxr14 "
+            "predict` writes the scaled probabilities as `calibrated_<class>` (test mean ECE "
+            f"{mean['ece']:.3f} -> {mean['ece_scaled']:.3f}).",
             f"- Made by cxr14 {prov['cxr14_version']}.",
             "",
             f"| class | test AUROC (95% CI) | test positives | threshold (Youden, validation) "
