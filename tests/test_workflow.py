@@ -428,13 +428,14 @@ def test_kfold_on_the_real_metadata_plans_one_job_per_fold_and_seed(tmp_path, ni
 
 @pytest.fixture(scope="module")
 def kfold(tmp_path_factory):
-    """Two runs cross-validated over 3 patient-wise folds, and their comparison."""
+    """Two runs cross-validated over 3 patient-wise folds, and their comparison (the figures,
+    localisation and bundles, which `done` builds for a holdout split, are only planned)."""
     wd = tmp_path_factory.mktemp("kfold")
     runs = [r for r in RUNS if r["arch"] == "simple_cnn"]
     runs = [{**r, "seeds": [0]} for r in runs]
     split = {"method": "patient_kfold", "folds": 3, "seed": 1}
     write_config(wd, {"runs": runs, "compare": COMPARE, "split": split})
-    snakemake(wd)
+    snakemake(wd, "results/report/comparisons.csv", "results/eval/simple_cnn/replicates.csv")
     return wd
 
 
@@ -458,6 +459,10 @@ def test_kfold_folds_cover_every_patient_once_and_are_compared_pooled(kfold):
     assert list(table.columns[:3]) == ["fold1/seed0", "fold2/seed0", "fold3/seed0"]
     comparisons = pd.read_csv(kfold / "results/report/comparisons.csv")
     assert (comparisons["n_images"] == len(labels)).all()
+    # The rest of the workflow plans one job per run and fold, figures for first replicates.
+    planned = planned_jobs(kfold)
+    assert planned["localize_findings"] == 6 and planned["plot_roc"] == 2, planned
+    assert planned["export_model"] == 2 and "train_model" not in planned, planned
     assert (comparisons["n_patients"] == labels["patient"].nunique()).all()
     mean = comparisons.set_index("label").loc["mean"]
     assert mean["ci_low"] <= mean["difference"] <= mean["ci_high"]
