@@ -165,6 +165,24 @@ VARIANTS = {  # name: (compiled, channels_last, fused Adam)
 NIH_EPOCHS, NIH_EPOCH_SAMPLES = 120, 108_372
 
 
+def loader_table(archs, images, labels, steps, batch, device) -> None:
+    """Each architecture's step with batches already on the GPU (``pre``), the store on the
+    device and in pinned host memory: two rounds in opposite orders, the faster of each
+    mode's two timings counts."""
+    print("arch          pre ms/step  device ms/step (ratio)  host ms/step (ratio)")
+    for arch in archs:
+        runs: dict[str, list[float]] = {"pre": [], "device": [], "host": []}
+        for m in ("pre", "device", "host", "host", "device", "pre"):
+            ms, _ = step_times(arch, images, labels, m, steps, batch, device)
+            runs[m].append(ms)
+        r = {m: min(v) for m, v in runs.items()}
+        dev, host = r["device"] / r["pre"], r["host"] / r["pre"]
+        print(
+            f"{arch:12s}  {r['pre']:11.2f}  {r['device']:10.2f} ({dev:.3f})"
+            f"  {r['host']:10.2f} ({host:.3f})"
+        )
+
+
 def variant_table(archs, images, labels, steps, batch, device, peak) -> None:
     """Each architecture's step under every ``VARIANTS`` entry, with the project's loader, and
     the training time of config/nih.yaml projected from the fastest."""
@@ -332,19 +350,7 @@ def main():
         images = read_rows(str(tmp / "store.h5"), np.arange(args.images))
         labels = torch.as_tensor(rng.random((args.images, 14)) < 0.1, dtype=torch.float32)
         if args.loader:
-            print("arch          pre ms/step  device ms/step (ratio)  host ms/step (ratio)")
-        for arch in args.archs if args.loader else []:
-            # Two rounds in opposite orders; the faster of each mode's two timings counts.
-            runs: dict[str, list[float]] = {"pre": [], "device": [], "host": []}
-            for m in ("pre", "device", "host", "host", "device", "pre"):
-                ms, _ = step_times(arch, images, labels, m, args.steps, args.batch, device)
-                runs[m].append(ms)
-            r = {m: min(v) for m, v in runs.items()}
-            dev, host = r["device"] / r["pre"], r["host"] / r["pre"]
-            print(
-                f"{arch:12s}  {r['pre']:11.2f}  {r['device']:10.2f} ({dev:.3f})"
-                f"  {r['host']:10.2f} ({host:.3f})"
-            )
+            loader_table(args.archs, images, labels, args.steps, args.batch, device)
         if args.variants:
             peak, source = dense_bf16_peak(name)
             print(f"dense bf16 peak of {name}: {peak} TFLOP/s ({source})")

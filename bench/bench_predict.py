@@ -49,21 +49,8 @@ def make_bundle(arch: str, path: Path) -> None:
     average = np.full((256, 256), 128, np.float32)
     scorer = Scorer(model, Normalizer(average, 60.0, 256), torch.device("cpu"), ckpt)
     y = np.tile([[0, 1]], (10, 7))
-    test = {
-        c: {
-            k: 0.5
-            for k in (
-                "auroc",
-                "auroc_ci_low",
-                "auroc_ci_high",
-                "n_pos",
-                "n_neg",
-                "ece",
-                "ece_scaled",
-            )
-        }
-        for c in [*LABELS, "mean"]
-    }
+    keys = ("auroc", "auroc_ci_low", "auroc_ci_high", "n_pos", "n_neg", "ece", "ece_scaled")
+    test = {c: dict.fromkeys(keys, 0.5) for c in [*LABELS, "mean"]}
     provenance = {
         "run": arch,
         "split": "-",

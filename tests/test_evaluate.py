@@ -11,7 +11,13 @@ import torch
 from scipy.special import expit
 
 from cxr14.calibration import apply_temperatures, fit_temperatures
-from cxr14.evaluate import bootstrap_auroc, metrics_table, operating_point, youden_thresholds
+from cxr14.evaluate import (
+    bootstrap_auroc,
+    metrics_table,
+    operating_point,
+    read_predictions,
+    youden_thresholds,
+)
 from cxr14.layouts.nih import LABELS
 from cxr14.localization import accuracy_table, cam_to_box, grad_cam, iobb, iou, wilson_interval
 from cxr14.metrics import (
@@ -220,3 +226,15 @@ def test_localisation_table_counts_boxes_with_intervals():
     )
     # A class without boxes on the test images: counted as 0, accuracy undefined, no crash.
     assert table.loc["Hernia", "n_boxes"] == 0 and np.isnan(table.loc["Hernia", "acc_iou_0.3"])
+
+
+def test_prediction_files_read_back_in_label_order_and_missing_columns_are_named(tmp_path):
+    pred = pd.DataFrame({"image": ["a.png", "b.png"], "prob_B": [0.1, 0.2], "prob_A": [0.3, 0.4]})
+    pred[["label_A", "label_B"]] = [[1, 0], [0, 1]]
+    pred.to_csv(tmp_path / "val.csv", index=False)
+    y, p = read_predictions(tmp_path / "val.csv", ["A", "B"])
+    np.testing.assert_array_equal(y, [[1, 0], [0, 1]])
+    np.testing.assert_allclose(p, [[0.3, 0.1], [0.4, 0.2]])
+    pred.drop(columns=["label_B"]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"bad\.csv has no column\(s\) label_B$"):
+        read_predictions(tmp_path / "bad.csv", ["A", "B"])

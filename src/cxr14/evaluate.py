@@ -201,13 +201,11 @@ def prediction_table(table: pd.DataFrame, rows, labels, p: np.ndarray) -> pd.Dat
 def read_predictions(path, labels) -> tuple[np.ndarray, np.ndarray]:
     """Labels and probabilities of a ``prediction_table`` file, in the order ``labels``."""
     pred = pd.read_csv(path)
-    missing = [f"prob_{c}" for c in labels if f"prob_{c}" not in pred]
+    y_cols, p_cols = [f"label_{c}" for c in labels], [f"prob_{c}" for c in labels]
+    missing = [c for c in (*y_cols, *p_cols) if c not in pred]
     if missing:
         raise ValueError(f"{path} has no column(s) {', '.join(missing)}")
-    return (
-        pred[[f"label_{c}" for c in labels]].to_numpy(),
-        pred[[f"prob_{c}" for c in labels]].to_numpy(),
-    )
+    return pred[y_cols].to_numpy(), pred[p_cols].to_numpy()
 
 
 def evaluate_model(

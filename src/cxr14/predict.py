@@ -106,9 +106,17 @@ def write_cams(scorer, images: np.ndarray, names, probs, thresholds, cam_dir, to
     return out
 
 
-def _kinds(bundle: dict) -> list[str]:
-    """The per-class column groups of a predictions table of this bundle."""
-    return ["prob", "positive", *(["calibrated"] if bundle["calibration"] else [])]
+def _prediction_rows(bundle: dict, names: list[str], probs: np.ndarray) -> pd.DataFrame:
+    """One row per image: ``prob_<class>`` (the network's), ``positive_<class>`` (at the
+    bundle's Youden thresholds) and, when the bundle has temperatures, ``calibrated_<class>``."""
+    labels, calibration = bundle["labels"], bundle["calibration"]
+    part = pd.DataFrame({"image": names})
+    part[[f"prob_{c}" for c in labels]] = probs
+    part[[f"positive_{c}" for c in labels]] = (probs >= bundle["thresholds"]["youden"]).astype(int)
+    if calibration:
+        scaled = apply_temperatures(probs, calibration["temperatures"])
+        part[[f"calibrated_{c}" for c in labels]] = scaled
+    return part
 
 
 def score_files(
@@ -117,8 +125,7 @@ def score_files(
     """Probabilities of every readable file, and (path, reason) of the others; with
     ``cam_dir``, a Grad-CAM overlay of each image's top findings there."""
     scorer = bundle_scorer(bundle, device)
-    pre, labels = bundle["preprocess"], bundle["labels"]
-    thresholds = np.asarray(bundle["thresholds"]["youden"])
+    pre = bundle["preprocess"]
     failures, parts = [], []
     chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
     for chunk in tqdm(chunks, desc="predict", unit="batch", disable=len(chunks) < 2):
@@ -126,18 +133,13 @@ def score_files(
         if not names:
             continue
         probs = scorer.predict(torch.from_numpy(images), batch_size)
-        part = pd.DataFrame(probs, columns=[f"prob_{c}" for c in labels])
-        part.insert(0, "image", names)
-        positive = (probs >= thresholds).astype(int)
-        part[[f"positive_{c}" for c in labels]] = positive
-        if bundle["calibration"]:
-            scaled = apply_temperatures(probs, bundle["calibration"]["temperatures"])
-            part[[f"calibrated_{c}" for c in labels]] = scaled
+        part = _prediction_rows(bundle, names, probs)
         if cam_dir is not None:
+            thresholds = bundle["thresholds"]["youden"]
             part["cam"] = write_cams(scorer, images, names, probs, thresholds, cam_dir)
         parts.append(part)
-    columns = ["image", *(f"{kind}_{c}" for kind in _kinds(bundle) for c in labels)]
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    empty = _prediction_rows(bundle, [], np.zeros((0, len(bundle["labels"]))))
+    table = pd.concat(parts, ignore_index=True) if parts else empty
     return table, failures
 
 
