@@ -94,7 +94,11 @@ def test_model_card_of_a_demo_model_says_so_first(tmp_path):
     card = model_card(load_bundle(path))
     assert card.startswith("**Not a real-data model: results on the synthetic demo set")
     assert "| Atelectasis | 0.700 (0.600-0.800) | 5 |" in card
+    assert "- Test mean AUROC 0.700 (0.600-0.800): 95% CI from a patient bootstrap" in card
     assert "not for diagnosis" in card
+    bundle = load_bundle(path)
+    bundle["test"]["Hernia"] |= {"auroc_ci_low": float("nan"), "auroc_ci_high": float("nan")}
+    assert "| Hernia | 0.700 (no CI) | 5 |" in model_card(bundle)  # too few positive patients
 
 
 def test_what_is_not_a_bundle_is_refused_saying_what_it_is(tmp_path):

@@ -217,6 +217,16 @@ def test_collect_comparisons_writes_one_table_and_a_forest_plot(tmp_path):
     assert out_png.stat().st_size > 1000
 
 
+def test_a_class_with_one_positive_patient_has_no_interval_or_bootstrap_p():
+    y, weak, strong, groups = _case()
+    y[:, 2] = 0
+    y[:2, 2] = 1  # both images of patient 0: the class's only positive patient
+    table = compare_models(y, weak, strong, groups, LABELS, n_boot=100).set_index("label")
+    assert table.loc[LABELS[2], ["ci_low", "ci_high", "p_bootstrap"]].isna().all()
+    assert table.loc[LABELS[2], ["difference", "p_delong"]].notna().all()
+    assert table.loc["mean", ["ci_low", "ci_high", "p_bootstrap"]].notna().all()
+
+
 def test_one_patient_has_no_bootstrap_interval():
     """Resampling a single patient always gives the same images: no CI, no p-value."""
     y, weak, strong, _ = _case(n_patients=1, per_patient=40)

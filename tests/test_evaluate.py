@@ -26,6 +26,7 @@ from cxr14.metrics import (
     per_class_auroc,
     per_class_brier,
     per_class_ece,
+    percentile_ci,
 )
 
 
@@ -102,6 +103,34 @@ def test_patient_bootstrap_is_wider_than_image_bootstrap():
     lo_pat, hi_pat = bootstrap_auroc(y, p, np.repeat(np.arange(40), 10), n_boot=100, seed=0)
     lo_img, hi_img = bootstrap_auroc(y, p, np.arange(400), n_boot=100, seed=0)
     assert (hi_pat[-1] - lo_pat[-1]) > 2 * (hi_img[-1] - lo_img[-1])
+
+
+def test_a_class_with_too_few_positive_patients_gets_no_interval_and_a_note():
+    """One positive patient: most resamples that draw it give the same AUROC, a third draw
+    none; a 95% interval read off the rest would be narrow and wrong."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(60), 2)
+    y = (rng.random((120, 2)) < 0.3).astype(int)
+    y[:, 1] = 0
+    y[:2, 1] = 1  # class B: both images of patient 0, the only positive patient
+    p = np.clip(0.3 * y + rng.random(y.shape) * 0.7, 0, 1)
+    table = metrics_table(y, p, groups, np.full(2, 0.5), ["A", "B"], 200, 0).set_index("label")
+    low, auroc, high = table.loc["A", ["auroc_ci_low", "auroc", "auroc_ci_high"]]
+    assert low < auroc < high
+    assert not np.isnan(table.loc["B", "auroc"])
+    assert table.loc["B", ["auroc_ci_low", "auroc_ci_high", "ap_ci_low"]].isna().all()
+    assert "too few positive patients" in table.loc["B", "note"]
+    assert table.loc["B", "ece_ci_low"] <= table.loc["B", "ece_ci_high"]  # defined everywhere
+    assert not np.isnan(table.loc["mean", "auroc_ci_low"])  # the mean skips B where undefined
+
+
+def test_percentile_ci_needs_the_interval_share_of_replicates_defined():
+    stats = np.tile(np.linspace(0, 1, 100)[:, None], (1, 3))
+    stats[:5, 1] = np.nan  # 95% defined: enough for a 95% interval
+    stats[:6, 2] = np.nan  # 94%: not
+    low, high = percentile_ci(stats, 0.05)
+    assert not np.isnan(low[:2]).any() and not np.isnan(high[:2]).any()
+    assert np.isnan(low[2]) and np.isnan(high[2])
 
 
 def test_iou_and_cam_box():
@@ -194,6 +223,18 @@ def test_temperature_scaling_fixes_overconfidence_and_keeps_the_ranking():
     assert per_class_auroc(y[2000:], scaled) == pytest.approx(auroc, abs=1e-6)  # same ranking
     # No positives on validation: nothing to fit, T = 1.
     assert fit_temperatures(np.zeros((5, 1)), np.full((5, 1), 0.3))[0] == 1.0
+
+
+def test_a_class_separated_on_validation_keeps_temperature_1():
+    """Perfect separation: the log-loss falls all the way to T -> 0, which would make every
+    probability 0 or 1. One overlapping pair gives a finite optimum again."""
+    y = np.array([0, 0, 0, 0, 1, 1])[:, None]
+    p = np.array([0.1, 0.2, 0.3, 0.4, 0.45, 0.6])[:, None]
+    assert fit_temperatures(y, p)[0] == 1.0
+    overlap = p.copy()
+    overlap[3] = 0.5  # a negative above a positive
+    t = fit_temperatures(y, overlap)[0]
+    assert 0.05 < t < 20 and t != 1.0
 
 
 def test_wilson_intervals_at_the_edges_and_iobb_by_hand():

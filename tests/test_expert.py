@@ -122,6 +122,18 @@ def test_disagreeing_experts_move_the_auroc_and_the_kappa():
     assert row["kappa_nih_vs_expert"] == pytest.approx(-pe / (1 - pe))
 
 
+def test_a_finding_with_one_positive_patient_gets_no_interval_and_a_note():
+    pred = _predictions()
+    expert = _expert_from(pred, range(60))
+    expert["Pneumothorax"] = 0
+    expert.loc[:1, "Pneumothorax"] = 1  # both images of patient 0
+    table = expert_table(pred, expert, MAPPING, n_boot=100).set_index("finding")
+    row = table.loc["Pneumothorax"]
+    assert not np.isnan(row["auroc_expert"]) and np.isnan(row["auroc_expert_ci_low"])
+    assert "too few positive patients" in row["note"]
+    assert table.loc["Nodule or mass", "note"] == ""
+
+
 def test_bad_mappings_and_no_overlap_are_reported():
     pred = _predictions()
     expert = _expert_from(pred, range(20))

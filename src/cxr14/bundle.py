@@ -181,13 +181,21 @@ def bundle_scorer(bundle: dict, device: str = "auto") -> Scorer:
     return Scorer(model.to(dev).eval(), normalize.to(dev), dev, ckpt)
 
 
+def _auroc_ci(m: dict) -> str:
+    """``0.812 (0.790-0.834)``, or ``0.812 (no CI)`` where the bootstrap gave none (too few
+    positive patients) or the value is undefined."""
+    low, high = m["auroc_ci_low"], m["auroc_ci_high"]
+    ci = "no CI" if np.isnan(low) else f"{low:.3f}-{high:.3f}"
+    return f"{m['auroc']:.3f} ({ci})"
+
+
 def _card_rows(bundle: dict) -> list[str]:
     t, temperatures = bundle["thresholds"], bundle["calibration"]["temperatures"]
     rows = []
     for k, label in enumerate(bundle["labels"]):
         m = bundle["test"][label]
         rows.append(
-            f"| {label} | {m['auroc']:.3f} ({m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}) "
+            f"| {label} | {_auroc_ci(m)} "
             f"| {int(m['n_pos'])} | {t['youden'][k]:.4f} | {t['at_sensitivity'][k]:.4f} "
             f"| {temperatures[k]:.3f} | {m['ece']:.3f} -> {m['ece_scaled']:.3f} |"
         )
@@ -214,9 +222,8 @@ def model_card(bundle: dict) -> str:
             f"- Input: grayscale, resized to {pre['store_size']}x{pre['store_size']} "
             f"({pre['resample']}), minus the training average image, divided by "
             f"{pre['std']:.2f}, resized to {pre['input_size']}x{pre['input_size']}.",
-            f"- Test mean AUROC {mean['auroc']:.3f} (95% CI {mean['auroc_ci_low']:.3f}-"
-            f"{mean['auroc_ci_high']:.3f}, patient bootstrap; {int(mean['n_pos'])} positive "
-            "image-label pairs).",
+            f"- Test mean AUROC {_auroc_ci(mean)}: 95% CI from a patient bootstrap; "
+            f"{int(mean['n_pos'])} positive image-label pairs.",
             "- Calibration: per-class temperatures fitted on the validation split; `cxr14 "
             "predict` writes the scaled probabilities as `calibrated_<class>` (test mean ECE "
             f"{mean['ece']:.3f} -> {mean['ece_scaled']:.3f}).",

@@ -26,7 +26,13 @@ import pandas as pd
 from scipy.stats import norm, rankdata
 
 from cxr14.logs import CONSOLE
-from cxr14.metrics import nanmean, patient_resamples, per_class_auroc, percentile_ci
+from cxr14.metrics import (
+    defined_share,
+    nanmean,
+    patient_resamples,
+    per_class_auroc,
+    percentile_ci,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +62,16 @@ def delong_test(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray) -> tuple[float,
     return diff, float(2 * norm.sf(abs(diff) / np.sqrt(var)))
 
 
-def _bootstrap_p(diffs: np.ndarray) -> np.ndarray:
-    """Two-sided p per column: twice the smaller share of replicates on either side of 0."""
+def _bootstrap_p(diffs: np.ndarray, alpha: float) -> np.ndarray:
+    """Two-sided p per column: twice the smaller share of replicates on either side of 0; NaN
+    where the difference is undefined in more replicates than ``percentile_ci`` accepts."""
     valid = ~np.isnan(diffs)
     count = valid.sum(axis=0)
     below = np.where(valid, diffs <= 0, False).sum(axis=0)
     above = np.where(valid, diffs >= 0, False).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = np.minimum(1.0, 2 * np.minimum(below, above) / count)
-    return np.where(count > 0, p, np.nan)
+    return np.where((count > 0) & (defined_share(diffs) >= 1 - alpha), p, np.nan)
 
 
 def _stack(p) -> np.ndarray:
@@ -112,7 +119,7 @@ def compare_models(y, p_a, p_b, groups, labels, n_boot=1000, seed=0, alpha=0.05)
         # Resampling one patient always draws the same images: no sampling distribution.
         diffs[:] = np.nan
     low, high = percentile_ci(diffs, alpha)
-    p_boot = _bootstrap_p(diffs)
+    p_boot = _bootstrap_p(diffs, alpha)
     delong = [np.nan] * y.shape[1]
     if len(p_a) == len(p_b) == 1:
         delong = [delong_test(y[:, k], p_a[0, :, k], p_b[0, :, k])[1] for k in range(y.shape[1])]

@@ -109,6 +109,8 @@ def _class_row(label, y, p, values: dict, threshold) -> dict:
     notes = []
     if row["n_pos"] == 0 or row["n_neg"] == 0:
         notes.append("AUROC undefined: only one label value in the test split")
+    elif np.isnan(row["auroc_ci_low"]):
+        notes.append("no 95% CI: too few positive patients for a bootstrap interval")
     for name, thr in (("0.5", 0.5), ("val", threshold)):
         op = operating_point(y, p, thr)
         row.update({f"{m}_at_{name}": v for m, v in op.items()})

@@ -85,6 +85,8 @@ def expert_table(predictions: pd.DataFrame, expert: pd.DataFrame, mapping, n_boo
             row.update({f"auroc_{name}": values[k], f"auroc_{name}_ci_low": low[k]})
             row[f"auroc_{name}_ci_high"] = high[k]
         row["note"] = "" if len(merged) else "no image of the expert file in this test split"
+        if any(not np.isnan(v[k]) and np.isnan(lo[k]) for v, lo, _ in result.values()):
+            row["note"] = "no 95% CI: too few positive patients for a bootstrap interval"
         rows.append(row)
     skipped = [
         {"finding": f, **common, "note": "no class of this model maps to it: skipped"}

@@ -310,8 +310,9 @@ def _forest_panel(ax, rows: pd.DataFrame) -> None:
         ax.hlines(y[ok], lo[ok], hi[ok], color=color, lw=lw)
         ax.plot(d[ok], y[ok], "o", color=color, ms=size)
     ax.axvline(0, color="grey", lw=0.8, ls="--")
-    undefined = np.where(np.isnan(d), " (undefined)", "")
-    ax.set_yticks(y, rows["label"].astype(str) + undefined)
+    # No CI: too few positive patients for the bootstrap (docs/evaluation.md).
+    why = np.where(np.isnan(d), " (undefined)", np.where(np.isnan(lo), " (no CI)", ""))
+    ax.set_yticks(y, rows["label"].astype(str) + why)
     for tick, bold in zip(ax.get_yticklabels(), is_mean, strict=True):
         tick.set_fontweight("bold" if bold else "normal")
     ax.set_ylim(-0.7, len(rows) - 0.3)

@@ -52,14 +52,24 @@ def patient_resamples(groups: np.ndarray, n_boot: int, seed: int) -> Iterator[np
         yield np.concatenate([members[g] for g in pick])
 
 
+def defined_share(stats: np.ndarray) -> np.ndarray:
+    """Per column, the share of replicates (rows) in which the statistic is defined (not NaN):
+    below 1 where a resample can miss every positive patient of a class."""
+    return (~np.isnan(stats)).mean(axis=0) if len(stats) else np.zeros(stats.shape[1])
+
+
 def percentile_ci(stats: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Per column, the (alpha/2, 1 - alpha/2) percentiles over replicates (rows), NaN ignored;
-    an all-NaN column (e.g. a class without positives) stays NaN."""
+    """Per column, the (alpha/2, 1 - alpha/2) percentiles over replicates (rows), NaN ignored.
+
+    A column defined in fewer than 1 - alpha of the replicates gets NaN: a 95% interval cannot
+    be read off the 90% of replicates that happened to draw a positive (with n positive
+    patients about exp(-n) of the resamples draw none, so this is 3 or fewer)."""
+    ok = defined_share(stats) >= 1 - alpha
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         low = np.nanpercentile(stats, 100 * alpha / 2, axis=0)
         high = np.nanpercentile(stats, 100 * (1 - alpha / 2), axis=0)
-    return low, high
+    return np.where(ok, low, np.nan), np.where(ok, high, np.nan)
 
 
 def per_class_brier(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
