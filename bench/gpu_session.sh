@@ -37,7 +37,7 @@ phase() { # name, seconds at most, command ...
 }
 
 gpu=(--device "$DEVICE" --steps "$STEPS" --images "$IMAGES" --batch "$BATCH")
-phase env 30 sh -c "nvidia-smi || true; nproc; $PY -c 'import torch; print(torch.__version__)'"
+phase env 30 sh -c "nvidia-smi || true; nproc; df -h /tmp /dev/shm; $PY -c 'import torch; print(torch.__version__)'"
 # densenet121 first: the end-to-end goal is about it, and its compile takes longest.
 phase variants_first 170 "$PY" bench/bench_gpu.py "${gpu[@]}" --archs "$ARCH_FIRST" --variants
 phase e2e 230 "$PY" bench/bench_gpu.py "${gpu[@]}" --archs densenet121 --no-loader --e2e "$E2E"

@@ -10,6 +10,7 @@ from conftest import REPO
 from PIL import Image
 
 sys.path.insert(0, str(REPO / "bench"))
+import bench_gpu  # noqa: E402
 from bench_gpu import dense_bf16_peak  # noqa: E402
 from chexnet_baseline import PngDataset, chexnet_style_epoch  # noqa: E402
 
@@ -34,3 +35,21 @@ def test_peak_table_names_its_source():
     assert peak == pytest.approx(989.4) and "datasheet" in source
     assert dense_bf16_peak("NVIDIA H100 PCIe")[0] == pytest.approx(756.5)
     assert np.isnan(dense_bf16_peak("Some other card")[0])
+
+
+def test_a_failing_variant_is_reported_and_the_others_still_run(monkeypatch, capsys):
+    """The GPU session is one short call: torch.compile failing on the device's software
+    stack must cost only its own row."""
+
+    def step_times(arch, *args):
+        if args[-3]:  # compiled
+            raise RuntimeError("inductor: no working C compiler\nmore detail")
+        return 10.0, float("nan")
+
+    monkeypatch.setattr(bench_gpu, "step_times", step_times)
+    monkeypatch.setattr(bench_gpu, "flops_per_image", lambda *a: 1e9)
+    bench_gpu.variant_table(["a", "b"], np.zeros((1, 8, 8)), None, 2, 64, None, 1000.0)
+    out = capsys.readouterr().out
+    assert out.count("failed: RuntimeError: inductor: no working C compiler") == 2
+    assert out.count("eager, fused Adam") == 2 and out.count("config/nih.yaml") == 2
+    assert "more detail" not in out  # one line per failure
