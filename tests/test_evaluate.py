@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from scipy.special import expit
+from sklearn.metrics import roc_auc_score
 
 from cxr14.calibration import apply_temperatures, fit_temperatures
 from cxr14.evaluate import (
@@ -122,6 +123,19 @@ def test_a_class_with_too_few_positive_patients_gets_no_interval_and_a_note():
     assert "too few positive patients" in table.loc["B", "note"]
     assert table.loc["B", "ece_ci_low"] <= table.loc["B", "ece_ci_high"]  # defined everywhere
     assert not np.isnan(table.loc["mean", "auroc_ci_low"])  # the mean skips B where undefined
+
+
+def test_auroc_equals_scikit_learn_with_ties_and_refuses_nan_scores():
+    rng = np.random.default_rng(0)
+    y = (rng.random((300, 5)) < 0.2).astype(int)
+    y[:, 4] = 1  # one label value: undefined
+    p = np.round(rng.random((300, 5)), 1)  # many ties
+    expected = [roc_auc_score(y[:, k], p[:, k]) for k in range(4)]
+    np.testing.assert_allclose(per_class_auroc(y, p)[:4], expected, rtol=0, atol=1e-12)
+    assert np.isnan(per_class_auroc(y, p)[4])
+    p[7, 2] = np.nan
+    with pytest.raises(ValueError, match="scores contain NaN"):
+        per_class_auroc(y, p)
 
 
 def test_percentile_ci_needs_the_interval_share_of_replicates_defined():
