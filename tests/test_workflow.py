@@ -32,7 +32,9 @@ COMPARE = [["simple_cnn", "simple_cnn_bce"]]
 NAMES = [r["name"] for r in RUNS]
 REPLICATES = [(r["name"], "holdout", s) for r in RUNS for s in r.get("seeds", [0])]
 TABLES = ("predictions.csv", "metrics.csv", "localization.csv", "expert_labels.csv")
+TABLES += ("subgroups.csv",)
 FIGURES = ("history.png", "roc.png", "calibration.png", "filters.png", "cam.png")
+FIGURES += ("subgroups.png",)
 EVAL_FILES = TABLES + FIGURES
 
 
@@ -57,6 +59,8 @@ EVALUATION = {
     "plot_roc",
     "plot_calibration",
     "evaluate_expert_labels",
+    "evaluate_subgroups",
+    "plot_subgroups",
     "plot_filters",
     "plot_cams",
     "aggregate_run",
@@ -204,7 +208,9 @@ def test_changing_one_run_reruns_its_jobs_and_its_comparison_only(done):
             "evaluate_model": 2,
             "localize_findings": 2,
             "evaluate_expert_labels": 2,
+            "evaluate_subgroups": 2,
             "plot_history": 1,  # figures of its first replicate
+            "plot_subgroups": 1,
             "plot_roc": 1,
             "plot_calibration": 1,
             "plot_filters": 1,
@@ -225,12 +231,13 @@ def test_changing_one_run_reruns_its_jobs_and_its_comparison_only(done):
 def test_adding_a_run_or_a_seed_adds_only_its_jobs(done):
     new = {"name": "vgg-narrow", "arch": "vgg_like", "widths": [4], "fc": 8}
     per_replicate = {"train_model": 1, "evaluate_model": 1, "localize_findings": 1}
-    per_replicate["evaluate_expert_labels"] = 1
+    per_replicate |= {"evaluate_expert_labels": 1, "evaluate_subgroups": 1}
     try:
         tiny_runs(done, {"runs": [*RUNS, new]})
         assert planned_jobs(done) == {
             **per_replicate,
             **{f"plot_{f}": 1 for f in ("history", "roc", "calibration", "filters", "cams")},
+            "plot_subgroups": 1,
             "aggregate_run": 1,
             "export_model": 1,
             "summarize_models": 1,
@@ -527,6 +534,10 @@ def test_evaluation_artifacts(done):
         # Every image of the expert file in this test split is scored, none other.
         listed = pd.read_csv(done / "results/synthetic/google2019_labels.csv")["Image Index"]
         assert expert.iloc[-1]["n_images"] == len(set(listed) & set(pred["image"]))
+        groups = pd.read_csv(done / f"{evals(*replicate)}/subgroups.csv").set_index("variable")
+        assert groups.loc["all", "auroc"] == pytest.approx(metrics.iloc[-1]["auroc"])
+        for variable in ("sex", "age", "view"):  # each variable's levels cover the split
+            assert groups.loc[[variable], "n_images"].sum() == len(pred)
     md = (done / "results/report/summary.md").read_text()
     assert "sha256 `" in md and "views kept: PA, AP" in md
     for section in ("Published references", "Calibration", "Localisation", "Expert labels"):

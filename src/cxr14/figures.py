@@ -402,3 +402,28 @@ def plot_calibration(predictions_csv, metrics_csv, out_png, name: str, checkpoin
     bars.legend(fontsize=8)
     fig.suptitle(f"{name}: calibration on the test split ({len(pred)} images){caveat}")
     _save(fig, out_png)
+
+
+def plot_subgroups(subgroups_csv, out_png, name: str, checkpoint=None) -> None:
+    """``subgroups.evaluate_subgroups``' table as two dot plots with 95% CI bars, one row per
+    subgroup: mean AUROC, and mean true-positive rate at the validation thresholds (lower:
+    under-diagnosed), each against the whole test split (dashed)."""
+    table = pd.read_csv(subgroups_csv)
+    caveat = model_caveat(load_checkpoint(checkpoint), "\n") if checkpoint is not None else ""
+    whole, rows = table.iloc[0], table.iloc[1:].iloc[::-1]
+    ticks = [f"{r.variable}: {r.level} ({r.n_patients} patients)" for r in rows.itertuples()]
+    y = np.arange(len(rows))
+    fig, axes = _subplots(1, 2, figsize=(11, 0.32 * len(rows) + 1.8))
+    for ax, col, text in zip(
+        axes, ("auroc", "tpr"), ("mean AUROC", "mean TPR at validation thresholds"), strict=True
+    ):
+        ax.hlines(y, rows[f"{col}_ci_low"], rows[f"{col}_ci_high"], color="tab:blue")
+        ax.plot(rows[col], y, "o", color="tab:blue")
+        ax.axvline(whole[col], color="black", ls="--", lw=0.8, label="whole test split")
+        ax.set(xlabel=f"{text} (95% CI)", title=text)
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+    axes[0].set_yticks(y, ticks)
+    axes[1].set_yticks(y, [""] * len(y))
+    fig.suptitle(f"{name}: by subgroup on the test split{caveat}", fontsize=10)
+    _save(fig, out_png)

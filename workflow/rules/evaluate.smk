@@ -173,6 +173,63 @@ rule evaluate_expert_labels:
         "../scripts/evaluate_expert_labels.py"
 
 
+rule evaluate_subgroups:
+    input:
+        predictions=f"{EVAL}/predictions.csv",
+        labels="results/metadata/labels.csv",
+        metrics=f"{EVAL}/metrics.csv",
+    output:
+        table=report(
+            f"{EVAL}/subgroups.csv",
+            caption="../report/captions/subgroups.rst",
+            category="4. Evaluation",
+            subcategory="{run}",
+            labels={
+                "run": "{run}",
+                "replicate": "{split} seed{seed}",
+                "table": "AUROC, TPR and FPR by sex, age band and view, with CIs",
+            },
+        ),
+    log:
+        "logs/evaluate_subgroups/{run}/{split}/seed{seed}.log",
+    benchmark:
+        "benchmarks/evaluate_subgroups/{run}/{split}/seed{seed}.tsv"
+    conda:
+        "../../envs/cxr14.yaml"
+    threads: 1
+    params:
+        age_edges=config["eval"]["subgroup_age_edges"],
+        bootstrap=config["eval"]["bootstrap"],
+        seed=config["eval"]["seed"],
+    script:
+        "../scripts/evaluate_subgroups.py"
+
+
+rule plot_subgroups:
+    input:
+        subgroups=f"{EVAL}/subgroups.csv",
+        checkpoint=f"{MODEL}/best.pt",
+    output:
+        figure=report(
+            f"{EVAL}/subgroups.png",
+            caption="../report/captions/subgroups_png.rst",
+            category="4. Evaluation",
+            subcategory="{run}",
+            labels={
+                "run": "{run}",
+                "replicate": "{split} seed{seed}",
+                "figure": "AUROC and TPR by subgroup",
+            },
+        ),
+    log:
+        "logs/plot_subgroups/{run}/{split}/seed{seed}.log",
+    conda:
+        "../../envs/cxr14.yaml"
+    threads: 1
+    script:
+        "../scripts/plot_subgroups.py"
+
+
 rule plot_filters:
     input:
         checkpoint=f"{MODEL}/best.pt",
