@@ -411,14 +411,21 @@ def plot_subgroups(subgroups_csv, out_png, name: str, checkpoint=None) -> None:
     table = pd.read_csv(subgroups_csv)
     caveat = model_caveat(load_checkpoint(checkpoint), "\n") if checkpoint is not None else ""
     whole, rows = table.iloc[0], table.iloc[1:].iloc[::-1]
-    ticks = [f"{r.variable}: {r.level} ({r.n_patients} patients)" for r in rows.itertuples()]
+    no_ci = rows["auroc_ci_low"].isna().to_numpy()
+    ticks = [
+        f"{r.variable}: {r.level} ({r.n_patients} patient{'s' * (r.n_patients != 1)})"
+        + (" (no CI)" if none else "")
+        for r, none in zip(rows.itertuples(), no_ci, strict=True)
+    ]
     y = np.arange(len(rows))
     fig, axes = _subplots(1, 2, figsize=(11, 0.32 * len(rows) + 1.8))
     for ax, col, text in zip(
         axes, ("auroc", "tpr"), ("mean AUROC", "mean TPR at validation thresholds"), strict=True
     ):
         ax.hlines(y, rows[f"{col}_ci_low"], rows[f"{col}_ci_high"], color="tab:blue")
-        ax.plot(rows[col], y, "o", color="tab:blue")
+        ax.plot(rows[col][~no_ci], y[~no_ci], "o", color="tab:blue")
+        # Hollow: too few positive patients for an interval; the estimate alone is noise.
+        ax.plot(rows[col][no_ci], y[no_ci], "o", color="tab:blue", mfc="white")
         ax.axvline(whole[col], color="black", ls="--", lw=0.8, label="whole test split")
         ax.set(xlabel=f"{text} (95% CI)", title=text)
         ax.grid(axis="x", alpha=0.3)

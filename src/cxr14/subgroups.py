@@ -127,8 +127,10 @@ def evaluate_subgroups(
     groups = pred["patient"].to_numpy()
     table = subgroup_table(y, p, groups, columns, thresholds.to_numpy(), n_boot, seed)
     table.to_csv(out_csv, index=False, float_format="%.6g")
-    worst = table.loc[table["gap"].idxmin()] if table["gap"].notna().any() else None
-    if worst is not None:
+    # Subgroups without an interval (too few positive patients) would top this by noise.
+    rated = table[table["gap_ci_low"].notna()]
+    if len(rated):
+        worst = rated.loc[rated["gap"].idxmin()]
         log.info(
             "largest AUROC shortfall of a subgroup: %s %s, %.4f (95%% CI %.4f to %.4f) below "
             "the rest of the test split",
