@@ -9,7 +9,7 @@ import pytest
 
 from cxr14.figures import plot_subgroups
 from cxr14.layouts.nih import LABELS, read_data_entry
-from cxr14.metrics import mean_auroc
+from cxr14.metrics import mean_auroc, per_class_auroc
 from cxr14.subgroups import age_band, evaluate_subgroups, rates, subgroup_columns, subgroup_table
 
 
@@ -43,7 +43,7 @@ def _case(n_patients=150, seed=0):
 def test_a_planted_gap_is_found_with_its_sign_and_rates_match_by_hand():
     y, p, groups, columns = _case()
     thresholds = np.array([0.5, 0.4, 0.6])
-    table = subgroup_table(y, p, groups, columns, thresholds, n_boot=200, seed=0)
+    table = subgroup_table(y, p, groups, columns, thresholds, 200, 0, ["A", "B", "C"])
     table = table.set_index(["variable", "level"])
     assert list(table.index) == [("all", "all"), ("sex", "F"), ("sex", "M")] + [
         ("view", "AP"),
@@ -67,6 +67,9 @@ def test_a_planted_gap_is_found_with_its_sign_and_rates_match_by_hand():
     fpr = np.mean([pred[y[m][:, k] == 0, k].mean() for k in range(3)])
     assert men["tpr"] == pytest.approx(tpr) and men["fpr"] == pytest.approx(fpr)
     assert rates(y[m], p[m], thresholds) == pytest.approx((tpr, fpr))
+    by_class = table.loc[("sex", "M"), ["auroc_A", "auroc_B", "auroc_C"]].to_numpy(float)
+    np.testing.assert_allclose(by_class, per_class_auroc(y[m], p[m]))
+    assert men["auroc"] == pytest.approx(by_class.mean())
 
 
 def test_the_real_metadata_gives_nihs_groups(nih_dir):
@@ -113,6 +116,8 @@ def test_evaluate_subgroups_writes_the_table_and_its_figure(tmp_path):
     assert list(again["level"]) == ["all", "F", "M", "20-59", "60+", "AP", "PA"]
     assert (again["n_images"].iloc[1:5] == 40).all()
     np.testing.assert_allclose(again["auroc"], table["auroc"], rtol=1e-5)
+    assert list(again.columns[-14:]) == [f"auroc_{c}" for c in LABELS]  # per class
+    assert again[[f"auroc_{c}" for c in LABELS[3:]]].isna().all().all()  # no positives
     plot_subgroups(tmp_path / "subgroups.csv", tmp_path / "subgroups.png", "tiny")
     assert (tmp_path / "subgroups.png").stat().st_size > 5000
 

@@ -77,12 +77,14 @@ def _levels(column: pd.Series) -> list:
     return sorted(column.unique())
 
 
-def subgroup_table(y, p, groups, columns: pd.DataFrame, thresholds, n_boot=1000, seed=0):
+def subgroup_table(
+    y, p, groups, columns: pd.DataFrame, thresholds, n_boot=1000, seed=0, labels=None
+):
     """A row for the whole split (``all``), then one per subgroup (``columns``: variable ->
     level per image): images, patients, positive image-label pairs, mean AUROC with its CI,
     the gap to the rest of the split (AUROC of the group minus that of the others) with its
-    CI, mean TPR and FPR at the validation ``thresholds`` with CIs. All CIs come from the
-    same patient resamples."""
+    CI, mean TPR and FPR at the validation ``thresholds`` with CIs (all CIs from the same
+    patient resamples), and given class ``labels``, each class's AUROC (``auroc_<class>``)."""
     cells = [("all", "all")]
     cells += [(v, level) for v in columns for level in _levels(columns[v])]
     masks = [np.ones(len(y), bool)]
@@ -107,6 +109,9 @@ def subgroup_table(y, p, groups, columns: pd.DataFrame, thresholds, n_boot=1000,
     point |= {"tpr": values[:, 2], "fpr": values[:, 3]}
     for name, (low, high) in cis.items():
         table[name], table[f"{name}_ci_low"], table[f"{name}_ci_high"] = point[name], low, high
+    if labels is not None:
+        per_class = np.array([per_class_auroc(y[m], p[m]) for m in masks])
+        table[[f"auroc_{c}" for c in labels]] = per_class
     return table
 
 
@@ -125,7 +130,7 @@ def evaluate_subgroups(
     thresholds = pd.read_csv(metrics_csv).set_index("label").loc[labels, "threshold_at_val"]
     columns = subgroup_columns(meta.reset_index(drop=True), age_edges)
     groups = pred["patient"].to_numpy()
-    table = subgroup_table(y, p, groups, columns, thresholds.to_numpy(), n_boot, seed)
+    table = subgroup_table(y, p, groups, columns, thresholds.to_numpy(), n_boot, seed, labels)
     table.to_csv(out_csv, index=False, float_format="%.6g")
     # Subgroups without an interval (too few positive patients) would top this by noise.
     rated = table[table["gap_ci_low"].notna()]
