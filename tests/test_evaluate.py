@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy.special import expit
+from scipy.special import expit, logit
 from sklearn.metrics import roc_auc_score
 
 from cxr14.calibration import apply_temperatures, fit_temperatures
@@ -239,16 +239,20 @@ def test_temperature_scaling_fixes_overconfidence_and_keeps_the_ranking():
     assert fit_temperatures(np.zeros((5, 1)), np.full((5, 1), 0.3))[0] == 1.0
 
 
-def test_a_class_separated_on_validation_keeps_temperature_1():
-    """Perfect separation: the log-loss falls all the way to T -> 0, which would make every
-    probability 0 or 1. One overlapping pair gives a finite optimum again."""
+def test_a_class_separated_at_half_on_validation_keeps_temperature_1():
+    """Positives all at p >= 0.5, negatives all below: the log-loss falls all the way to
+    T -> 0, which would make every probability 0 or 1. Separated by rank only (a positive
+    below 0.5) the minimum is finite (T = 0.229 here, by a grid), and it is fitted."""
     y = np.array([0, 0, 0, 0, 1, 1])[:, None]
-    p = np.array([0.1, 0.2, 0.3, 0.4, 0.45, 0.6])[:, None]
+    p = np.array([0.1, 0.2, 0.3, 0.4, 0.55, 0.6])[:, None]
     assert fit_temperatures(y, p)[0] == 1.0
-    overlap = p.copy()
-    overlap[3] = 0.5  # a negative above a positive
-    t = fit_temperatures(y, overlap)[0]
-    assert 0.05 < t < 20 and t != 1.0
+    by_rank = p.copy()
+    by_rank[4] = 0.45  # still above every negative, but below 0.5
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20), 20001))
+    z = logit(by_rank[:, 0])
+    losses = [np.mean(np.logaddexp(0, z / t) - y[:, 0] * z / t) for t in grid]
+    assert grid[np.argmin(losses)] == pytest.approx(0.229, abs=0.002)
+    assert fit_temperatures(y, by_rank)[0] == pytest.approx(grid[np.argmin(losses)], rel=1e-3)
 
 
 def test_wilson_intervals_at_the_edges_and_iobb_by_hand():

@@ -25,20 +25,22 @@ def _log_loss(y: np.ndarray, z: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0, z) - y * z))
 
 
-def separated(y: np.ndarray, z: np.ndarray) -> bool:
-    """Whether every positive scores above every negative. The log-loss of such a class then
-    keeps falling as T -> 0: validation does not determine a temperature."""
-    return bool(z[y == 1].min() > z[y == 0].max())
+def separated_at_half(y: np.ndarray, z: np.ndarray) -> bool:
+    """Whether every positive has p >= 0.5 and every negative p <= 0.5 (logits z >= 0 and
+    <= 0). Then sharpening never moves a prediction the wrong way: the log-loss keeps falling
+    as T -> 0 and validation does not determine a temperature. (Separated by rank only, with
+    a positive below 0.5, the minimum is finite: that one is fitted.)"""
+    return bool(z[y == 1].min() >= 0 >= z[y == 0].max())
 
 
 def fit_temperatures(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
     """Per class, the temperature minimising the validation log-loss (searched over
     T in [0.05, 20]); 1 (no change) where validation has no positives or no negatives, or
-    separates the class perfectly."""
+    separates the class at p = 0.5 (``separated_at_half``)."""
     temps = np.ones(y_val.shape[1])
     for k in range(y_val.shape[1]):
         y, z = y_val[:, k], _logits(p_val[:, k])
-        if 0 < y.sum() < len(y) and not separated(y, z):
+        if 0 < y.sum() < len(y) and not separated_at_half(y, z):
             best = minimize_scalar(
                 lambda log_t, y=y, z=z: _log_loss(y, z / np.exp(log_t)),
                 bounds=(np.log(0.05), np.log(20.0)),
