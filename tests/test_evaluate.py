@@ -125,7 +125,7 @@ def test_a_class_with_too_few_positive_patients_gets_no_interval_and_a_note():
     assert not np.isnan(table.loc["mean", "auroc_ci_low"])  # the mean skips B where undefined
 
 
-def test_auroc_equals_scikit_learn_with_ties_and_refuses_nan_scores():
+def test_auroc_equals_scikit_learn_with_ties_and_refuses_nan_scores_and_odd_labels():
     rng = np.random.default_rng(0)
     y = (rng.random((300, 5)) < 0.2).astype(int)
     y[:, 4] = 1  # one label value: undefined
@@ -136,6 +136,11 @@ def test_auroc_equals_scikit_learn_with_ties_and_refuses_nan_scores():
     p[7, 2] = np.nan
     with pytest.raises(ValueError, match="scores contain NaN"):
         per_class_auroc(y, p)
+    for bad in (np.nan, -1):  # uncertain-label codes of other data sets, not positives
+        y_bad = y.astype(float)
+        y_bad[3, 1] = bad
+        with pytest.raises(ValueError, match="labels must be 0 or 1"):
+            per_class_auroc(y_bad, np.nan_to_num(p))
 
 
 def test_percentile_ci_needs_the_interval_share_of_replicates_defined():

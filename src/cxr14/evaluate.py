@@ -1,9 +1,9 @@
 """Evaluation of a trained model on the test split: predictions, metrics with patient-bootstrap
 confidence intervals, and operating points chosen on validation (docs/evaluation.md).
 
-Metrics come from scikit-learn. A model that predicts no positives (the reference study's
-ResNet18) shows as ``predicted_pos = 0``, recall 0, precision NaN and a note, never as a high
-accuracy.
+Metrics come from scikit-learn (AUROC from ``cxr14.metrics``' rank form, equal to it). A model
+that predicts no positives (the reference study's ResNet18) shows as ``predicted_pos = 0``,
+recall 0, precision NaN and a note, never as a high accuracy.
 """
 
 from __future__ import annotations
