@@ -199,11 +199,12 @@ def variant_table(archs, images, labels, steps, batch, device, peak) -> None:
                 first = (str(e).splitlines() or [""])[0][:200]
                 print(f"{arch:12s} {name:22s} failed: {type(e).__name__}: {first}")
                 continue
-            base = base or ms
+            base = ms if name == "eager" else base  # ratios against eager, or none
             best = min(best or ms, ms)
             tflops = flops * batch / (ms / 1000) / 1e12
+            ratio = f"{base / ms:.2f}x" if base else "-"
             print(
-                f"{arch:12s} {name:22s} {ms:8.2f} ({base / ms:.2f}x) {1000 * batch / ms:8.0f}"
+                f"{arch:12s} {name:22s} {ms:8.2f} ({ratio}) {1000 * batch / ms:8.0f}"
                 f" {mib:8.0f} {tflops:7.1f} ({tflops / peak:.1%})"
             )
         if best:

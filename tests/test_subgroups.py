@@ -10,7 +10,13 @@ import pytest
 from cxr14.figures import plot_subgroups
 from cxr14.layouts.nih import LABELS, read_data_entry
 from cxr14.metrics import mean_auroc, per_class_auroc
-from cxr14.subgroups import age_band, evaluate_subgroups, rates, subgroup_columns, subgroup_table
+from cxr14.subgroups import (
+    age_band,
+    class_rates,
+    evaluate_subgroups,
+    subgroup_columns,
+    subgroup_table,
+)
 
 
 def test_age_bands_start_at_their_edges_and_missing_ages_are_unknown():
@@ -54,9 +60,11 @@ def test_a_planted_gap_is_found_with_its_sign_and_rates_match_by_hand():
     women, men = table.loc[("sex", "F")], table.loc[("sex", "M")]
     assert women["auroc"] == pytest.approx(0.5, abs=0.08) and men["auroc"] > 0.8
     assert women["gap_ci_high"] < 0 < men["gap_ci_low"]  # the guessing group, below the rest
-    assert women["gap"] == pytest.approx(-men["gap"])
+    assert women["gap"] == pytest.approx(-men["gap"])  # each sex's rest is the other
+    assert women["tpr_gap_ci_high"] < 0  # guessing at the thresholds: under-diagnosed
+    assert (table["n_classes"] == 3).all()
     for _, row in table.drop(("all", "all")).iterrows():  # every CI brackets its estimate
-        for m in ("auroc", "tpr", "fpr"):
+        for m in ("auroc", "tpr", "fpr", "gap", "tpr_gap"):
             assert row[f"{m}_ci_low"] <= row[m] <= row[f"{m}_ci_high"]
     assert (table["n_patients"] <= table["n_images"]).all()
     assert table.loc[("sex", "F"), "n_patients"] == 75
@@ -66,10 +74,29 @@ def test_a_planted_gap_is_found_with_its_sign_and_rates_match_by_hand():
     tpr = np.mean([pred[y[m][:, k] == 1, k].mean() for k in range(3)])
     fpr = np.mean([pred[y[m][:, k] == 0, k].mean() for k in range(3)])
     assert men["tpr"] == pytest.approx(tpr) and men["fpr"] == pytest.approx(fpr)
-    assert rates(y[m], p[m], thresholds) == pytest.approx((tpr, fpr))
+    assert women["tpr_rest"] == pytest.approx(tpr) and women["fpr_rest"] == pytest.approx(fpr)
+    assert np.mean(class_rates(y[m], p[m], thresholds)[0]) == pytest.approx(tpr)
     by_class = table.loc[("sex", "M"), ["auroc_A", "auroc_B", "auroc_C"]].to_numpy(float)
     np.testing.assert_allclose(by_class, per_class_auroc(y[m], p[m]))
     assert men["auroc"] == pytest.approx(by_class.mean())
+
+
+def test_a_class_missing_from_a_subgroup_does_not_make_a_gap():
+    """Two classes, the model equally good at each everywhere; the hard class has no
+    positives among the young. Averaging each side over the classes it has would show the
+    young 'better' by class mix alone; one fixed class set shows no gap."""
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(400), 2)
+    y = (rng.random((800, 2)) < 0.3).astype(int)
+    young = groups < 100
+    y[young, 1] = 0
+    p = np.column_stack([0.4 * y[:, 0], 0.15 * y[:, 1]]) + rng.random((800, 2))
+    columns = pd.DataFrame({"age": np.where(young, "young", "old")})
+    table = subgroup_table(y, p, groups, columns, np.full(2, 0.5), 200, 0).set_index("level")
+    assert (table.loc[["young", "old"], "n_classes"] == 1).all()  # the easy class only
+    assert table.loc["all", "n_classes"] == 2
+    assert table.loc["young", "gap_ci_low"] < 0 < table.loc["young", "gap_ci_high"]
+    assert abs(table.loc["young", "gap"]) < 0.05
 
 
 def test_the_real_metadata_gives_nihs_groups(nih_dir):
@@ -120,6 +147,15 @@ def test_evaluate_subgroups_writes_the_table_and_its_figure(tmp_path):
     assert again[[f"auroc_{c}" for c in LABELS[3:]]].isna().all().all()  # no positives
     plot_subgroups(tmp_path / "subgroups.csv", tmp_path / "subgroups.png", "tiny")
     assert (tmp_path / "subgroups.png").stat().st_size > 5000
+
+
+def test_a_missing_validation_threshold_is_named(tmp_path):
+    pred_csv, labels_csv, metrics_csv = _files(tmp_path)
+    metrics = pd.read_csv(metrics_csv)
+    metrics.loc[metrics["label"] == "Effusion", "threshold_at_val"] = np.nan
+    metrics[metrics["label"] != "Hernia"].to_csv(metrics_csv, index=False)
+    with pytest.raises(ValueError, match=r"no validation threshold .* \['Effusion', 'Hernia'\]"):
+        evaluate_subgroups(pred_csv, labels_csv, metrics_csv, tmp_path / "s.csv", [40], 5)
 
 
 def test_a_predicted_image_missing_from_the_label_table_is_named(tmp_path):

@@ -405,28 +405,27 @@ def plot_calibration(predictions_csv, metrics_csv, out_png, name: str, checkpoin
 
 
 def plot_subgroups(subgroups_csv, out_png, name: str, checkpoint=None) -> None:
-    """``subgroups.evaluate_subgroups``' table as two dot plots with 95% CI bars, one row per
-    subgroup: mean AUROC, and mean true-positive rate at the validation thresholds (lower:
-    under-diagnosed), each against the whole test split (dashed)."""
-    table = pd.read_csv(subgroups_csv)
+    """``subgroups.evaluate_subgroups``' table as two dot plots, one row per subgroup: mean
+    AUROC and mean true-positive rate at the validation thresholds (lower: under-diagnosed),
+    each with its 95% CI beside the rest of the test split's over the same classes (x)."""
+    rows = pd.read_csv(subgroups_csv).iloc[1:].iloc[::-1]  # the subgroups, first on top
     caveat = model_caveat(load_checkpoint(checkpoint), "\n") if checkpoint is not None else ""
-    whole, rows = table.iloc[0], table.iloc[1:].iloc[::-1]
-    no_ci = rows["auroc_ci_low"].isna().to_numpy()
+    no_ci = rows["gap_ci_low"].isna().to_numpy()
     ticks = [
-        f"{r.variable}: {r.level} ({r.n_patients} patient{'s' * (r.n_patients != 1)})"
-        + (" (no CI)" if none else "")
+        f"{r.variable}: {r.level} ({r.n_patients} patient{'s' * (r.n_patients != 1)}, "
+        f"{r.n_classes} classes)" + (" (no CI)" if none else "")
         for r, none in zip(rows.itertuples(), no_ci, strict=True)
     ]
     y = np.arange(len(rows))
-    fig, axes = _subplots(1, 2, figsize=(11, 0.32 * len(rows) + 1.8))
+    fig, axes = _subplots(1, 2, figsize=(12, 0.32 * len(rows) + 1.8))
     for ax, col, text in zip(
         axes, ("auroc", "tpr"), ("mean AUROC", "mean TPR at validation thresholds"), strict=True
     ):
         ax.hlines(y, rows[f"{col}_ci_low"], rows[f"{col}_ci_high"], color="tab:blue")
-        ax.plot(rows[col][~no_ci], y[~no_ci], "o", color="tab:blue")
+        ax.plot(rows[col][~no_ci], y[~no_ci], "o", color="tab:blue", label="subgroup")
         # Hollow: too few positive patients for an interval; the estimate alone is noise.
         ax.plot(rows[col][no_ci], y[no_ci], "o", color="tab:blue", mfc="white")
-        ax.axvline(whole[col], color="black", ls="--", lw=0.8, label="whole test split")
+        ax.plot(rows[f"{col}_rest"], y, "x", color="black", label="rest of the test split")
         ax.set(xlabel=f"{text} (95% CI)", title=text)
         ax.grid(axis="x", alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")

@@ -3,9 +3,10 @@
 Models trained on NIH ChestX-ray14 are known to perform unequally across such groups
 (Larrazabal et al. 2020, PNAS 117:12592; Seyyed-Kalantari et al. 2021, Nature Medicine
 27:2176, on under-diagnosis). Each group is scored against the rest of the test split on the
-same patient-bootstrap replicates: the mean AUROC over classes, its gap to the rest with a
-95% CI, and the true- and false-positive rates at the validation thresholds (a lower
-true-positive rate is under-diagnosis). Details: docs/evaluation.md#subgroups.
+same patient-bootstrap replicates, over one fixed set of classes present on both sides: the
+mean AUROC and its gap to the rest, and the true- and false-positive rates at the validation
+thresholds (a lower true-positive rate is under-diagnosis), with 95% CIs. Details:
+docs/evaluation.md#subgroups.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 from cxr14.evaluate import read_predictions
 from cxr14.logs import CONSOLE
 from cxr14.metadata import read_labels
-from cxr14.metrics import nanmean, patient_resamples, per_class_auroc, percentile_ci
+from cxr14.metrics import patient_resamples, per_class_auroc, percentile_ci
 
 log = logging.getLogger(__name__)
 
@@ -47,27 +48,43 @@ def subgroup_columns(meta: pd.DataFrame, age_edges) -> pd.DataFrame:
     )
 
 
-def rates(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray) -> tuple[float, float]:
-    """Mean over classes of the true- and false-positive rates at ``thresholds`` (classes
-    without positives, or without negatives, left out of that mean)."""
+def class_rates(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray):
+    """Per class, the true- and false-positive rates at ``thresholds`` (NaN without positives,
+    or without negatives)."""
     pred = p >= thresholds[None, :]
     n_pos, n_neg = y.sum(axis=0), (1 - y).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         tpr = np.where(n_pos > 0, (pred & (y == 1)).sum(axis=0) / n_pos, np.nan)
         fpr = np.where(n_neg > 0, (pred & (y == 0)).sum(axis=0) / n_neg, np.nan)
-    return nanmean(tpr), nanmean(fpr)
+    return tpr, fpr
 
 
-def _scores(y, p, thresholds, member: np.ndarray) -> np.ndarray:
-    """Mean AUROC of the members, of the others, and the members' mean TPR and FPR."""
-    inside, outside = member, ~member
-    return np.array(
-        [
-            nanmean(per_class_auroc(y[inside], p[inside])),
-            nanmean(per_class_auroc(y[outside], p[outside])),
-            *rates(y[inside], p[inside], thresholds),
-        ]
-    )
+def class_set(y, groups, rows_sets, min_patients: int) -> np.ndarray:
+    """The classes a subgroup's means are taken over: those with at least ``min_patients``
+    positive patients and a negative image in each of ``rows_sets`` (the subgroup and the
+    rest). One fixed set for both sides and every replicate: a class present on one side only
+    would make the gap a difference of class mix, not of performance."""
+    keep = np.ones(y.shape[1], bool)
+    for rows in rows_sets:
+        for k in range(y.shape[1]):
+            positives = len(np.unique(groups[rows][y[rows, k] == 1]))
+            keep[k] &= positives >= min_patients and (y[rows, k] == 0).any()
+    return keep
+
+
+def _side(y, p, thresholds, classes) -> list[float]:
+    """Mean AUROC, TPR and FPR over ``classes``; NaN if one of them is undefined here (or
+    there are no classes, or no rows)."""
+    if not classes.any() or not len(y):
+        return [np.nan] * 3
+    tpr, fpr = class_rates(y, p, thresholds)
+    return [float(np.mean(v[classes])) for v in (per_class_auroc(y, p), tpr, fpr)]
+
+
+def _scores(y, p, thresholds, member: np.ndarray, classes) -> np.ndarray:
+    """The members' mean AUROC, TPR and FPR, then the others' (NaN where there are none)."""
+    inside = _side(y[member], p[member], thresholds, classes)
+    return np.array(inside + _side(y[~member], p[~member], thresholds, classes))
 
 
 def _levels(column: pd.Series) -> list:
@@ -77,46 +94,76 @@ def _levels(column: pd.Series) -> list:
     return sorted(column.unique())
 
 
+def _cells(y, groups, columns: pd.DataFrame, min_patients: int):
+    """(variable, level), member mask and class set of the whole split and every subgroup."""
+    everyone = np.ones(len(y), bool)
+    cells = [("all", "all", everyone, class_set(y, groups, [everyone], min_patients))]
+    for v in columns:
+        for level in _levels(columns[v]):
+            m = (columns[v] == level).to_numpy()
+            cells.append((v, level, m, class_set(y, groups, [m, ~m], min_patients)))
+    return cells
+
+
+# Point estimates and replicates hold, per cell: AUROC, TPR, FPR of the members, then of the rest.
+_COLUMNS = {"auroc": 0, "tpr": 1, "fpr": 2}
+
+
 def subgroup_table(
-    y, p, groups, columns: pd.DataFrame, thresholds, n_boot=1000, seed=0, labels=None
+    y, p, groups, columns, thresholds, n_boot=1000, seed=0, labels=None, min_patients=7
 ):
     """A row for the whole split (``all``), then one per subgroup (``columns``: variable ->
-    level per image): images, patients, positive image-label pairs, mean AUROC with its CI,
-    the gap to the rest of the split (AUROC of the group minus that of the others) with its
-    CI, mean TPR and FPR at the validation ``thresholds`` with CIs (all CIs from the same
-    patient resamples), and given class ``labels``, each class's AUROC (``auroc_<class>``)."""
-    cells = [("all", "all")]
-    cells += [(v, level) for v in columns for level in _levels(columns[v])]
-    masks = [np.ones(len(y), bool)]
-    masks += [(columns[v] == level).to_numpy() for v, level in cells[1:]]
-    values = np.array([_scores(y, p, thresholds, m) for m in masks])
-    reps = np.full((n_boot, len(cells), 4), np.nan)
+    level per image) with its images, patients, positive image-label pairs and ``n_classes``,
+    the classes (``class_set``) over which it has: mean AUROC, TPR and FPR at the validation
+    ``thresholds``, each beside the rest of the split's (``*_rest``), with the AUROC and TPR
+    gaps (subgroup minus rest); CIs from the same patient resamples for all; given class
+    ``labels``, each class's AUROC in the subgroup (``auroc_<class>``)."""
+    cells = _cells(y, groups, columns, min_patients)
+    values = np.array([_scores(y, p, thresholds, m, k) for *_, m, k in cells])
+    reps = np.full((n_boot, len(cells), 6), np.nan)
     for b, idx in enumerate(patient_resamples(groups, n_boot, seed)):
-        for c, m in enumerate(masks):
-            reps[b, c] = _scores(y[idx], p[idx], thresholds, m[idx])
-    gap = reps[:, :, 0] - reps[:, :, 1]
-    cis = {
-        "auroc": percentile_ci(reps[:, :, 0]),
-        "gap": percentile_ci(gap),
-        "tpr": percentile_ci(reps[:, :, 2]),
-        "fpr": percentile_ci(reps[:, :, 3]),
-    }
-    table = pd.DataFrame(cells, columns=["variable", "level"])
-    table["n_images"] = [int(m.sum()) for m in masks]
-    table["n_patients"] = [len(np.unique(groups[m])) for m in masks]
-    table["n_pos"] = [int(y[m].sum()) for m in masks]
-    point = {"auroc": values[:, 0], "gap": values[:, 0] - values[:, 1]}
-    point |= {"tpr": values[:, 2], "fpr": values[:, 3]}
-    for name, (low, high) in cis.items():
-        table[name], table[f"{name}_ci_low"], table[f"{name}_ci_high"] = point[name], low, high
+        for c, (*_, m, k) in enumerate(cells):
+            reps[b, c] = _scores(y[idx], p[idx], thresholds, m[idx], k)
+    table = pd.DataFrame([cell[:2] for cell in cells], columns=["variable", "level"])
+    table["n_images"] = [int(m.sum()) for *_, m, _ in cells]
+    table["n_patients"] = [len(np.unique(groups[m])) for *_, m, _ in cells]
+    table["n_pos"] = [int(y[m].sum()) for *_, m, _ in cells]
+    table["n_classes"] = [int(k.sum()) for *_, k in cells]
+    for name, i in _COLUMNS.items():
+        table[name] = values[:, i]
+        table[f"{name}_ci_low"], table[f"{name}_ci_high"] = percentile_ci(reps[:, :, i])
+        table[f"{name}_rest"] = values[:, i + 3]
+        if name != "fpr":  # the gaps: AUROC and TPR (under-diagnosis)
+            gap = "gap" if name == "auroc" else f"{name}_gap"
+            table[gap] = values[:, i] - values[:, i + 3]
+            diff = reps[:, :, i] - reps[:, :, i + 3]
+            table[f"{gap}_ci_low"], table[f"{gap}_ci_high"] = percentile_ci(diff)
     if labels is not None:
-        per_class = np.array([per_class_auroc(y[m], p[m]) for m in masks])
+        per_class = np.array([per_class_auroc(y[m], p[m]) for *_, m, _ in cells])
         table[[f"auroc_{c}" for c in labels]] = per_class
     return table
 
 
+def read_thresholds(metrics_csv, labels) -> np.ndarray:
+    """The validation thresholds (``threshold_at_val``) of ``labels`` in ``metrics.csv``,
+    refusing a class without one by name."""
+    metrics = pd.read_csv(metrics_csv).set_index("label")
+    column = metrics.get("threshold_at_val", pd.Series(dtype=float))
+    bad = [c for c in labels if c not in column.index or pd.isna(column[c])]
+    if bad:
+        raise ValueError(f"{metrics_csv} has no validation threshold (threshold_at_val) for {bad}")
+    return column[labels].to_numpy(float)
+
+
 def evaluate_subgroups(
-    predictions_csv, labels_csv, metrics_csv, out_csv, age_edges, n_boot=1000, seed=0
+    predictions_csv,
+    labels_csv,
+    metrics_csv,
+    out_csv,
+    age_edges,
+    n_boot=1000,
+    seed=0,
+    min_patients=7,
 ) -> pd.DataFrame:
     """Score one model's test predictions by subgroup (``subgroup_table``), reading the
     groups from the label table and the validation thresholds from ``metrics.csv``."""
@@ -127,10 +174,12 @@ def evaluate_subgroups(
     missing = meta.index[meta["patient"].isna()]
     if len(missing):
         raise ValueError(f"{predictions_csv}: {missing[0]!r} is not in {labels_csv}")
-    thresholds = pd.read_csv(metrics_csv).set_index("label").loc[labels, "threshold_at_val"]
+    thresholds = read_thresholds(metrics_csv, labels)
     columns = subgroup_columns(meta.reset_index(drop=True), age_edges)
     groups = pred["patient"].to_numpy()
-    table = subgroup_table(y, p, groups, columns, thresholds.to_numpy(), n_boot, seed, labels)
+    table = subgroup_table(
+        y, p, groups, columns, thresholds, n_boot, seed, labels, min_patients=min_patients
+    )
     table.to_csv(out_csv, index=False, float_format="%.6g")
     # Subgroups without an interval (too few positive patients) would top this by noise.
     rated = table[table["gap_ci_low"].notna()]

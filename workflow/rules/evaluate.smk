@@ -199,6 +199,7 @@ rule evaluate_subgroups:
     threads: 1
     params:
         age_edges=config["eval"]["subgroup_age_edges"],
+        min_patients=config["eval"]["subgroup_min_positive_patients"],
         bootstrap=config["eval"]["bootstrap"],
         seed=config["eval"]["seed"],
     script:

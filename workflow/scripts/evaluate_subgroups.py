@@ -12,4 +12,5 @@ with log_to(snakemake.log[0]):
         age_edges=snakemake.params.age_edges,
         n_boot=snakemake.params.bootstrap,
         seed=snakemake.params.seed,
+        min_patients=snakemake.params.min_patients,
     )
