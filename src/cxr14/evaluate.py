@@ -20,6 +20,7 @@ from cxr14.inference import Scorer
 from cxr14.logs import CONSOLE
 from cxr14.metadata import read_labels
 from cxr14.metrics import (
+    NO_CI_NOTE,
     nanmean,
     patient_resamples,
     per_class_ap,
@@ -110,7 +111,7 @@ def _class_row(label, y, p, values: dict, threshold) -> dict:
     if row["n_pos"] == 0 or row["n_neg"] == 0:
         notes.append("AUROC undefined: only one label value in the test split")
     elif np.isnan(row["auroc_ci_low"]):
-        notes.append("no 95% CI: too few positive patients for a bootstrap interval")
+        notes.append(NO_CI_NOTE)
     for name, thr in (("0.5", 0.5), ("val", threshold)):
         op = operating_point(y, p, thr)
         row.update({f"{m}_at_{name}": v for m, v in op.items()})
@@ -200,14 +201,30 @@ def prediction_table(table: pd.DataFrame, rows, labels, p: np.ndarray) -> pd.Dat
     return pred
 
 
-def read_predictions(path, labels) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and probabilities of a ``prediction_table`` file, in the order ``labels``."""
-    pred = pd.read_csv(path)
+def prediction_arrays(pred: pd.DataFrame, labels, source) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and probabilities of a ``prediction_table`` read from ``source``, in the order
+    ``labels``, naming the columns it lacks."""
     y_cols, p_cols = [f"label_{c}" for c in labels], [f"prob_{c}" for c in labels]
     missing = [c for c in (*y_cols, *p_cols) if c not in pred]
     if missing:
-        raise ValueError(f"{path} has no column(s) {', '.join(missing)}")
+        raise ValueError(f"{source} has no column(s) {', '.join(missing)}")
     return pred[y_cols].to_numpy(), pred[p_cols].to_numpy()
+
+
+def read_predictions(path, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and probabilities of a ``prediction_table`` file, in the order ``labels``."""
+    return prediction_arrays(pd.read_csv(path), labels, path)
+
+
+def read_thresholds(metrics_csv, labels) -> np.ndarray:
+    """The validation thresholds (``threshold_at_val``) of ``labels`` in a ``metrics_table``
+    file, refusing a class without one by name."""
+    metrics = pd.read_csv(metrics_csv).set_index("label")
+    column = metrics.get("threshold_at_val", pd.Series(dtype=float))
+    bad = [c for c in labels if c not in column.index or pd.isna(column[c])]
+    if bad:
+        raise ValueError(f"{metrics_csv} has no validation threshold (threshold_at_val) for {bad}")
+    return column[labels].to_numpy(float)
 
 
 def evaluate_model(

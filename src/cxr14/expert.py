@@ -18,7 +18,7 @@ from sklearn.metrics import cohen_kappa_score
 from cxr14.evaluate import bootstrap_auroc
 from cxr14.layouts import get_layout
 from cxr14.logs import CONSOLE
-from cxr14.metrics import nanmean, per_class_auroc
+from cxr14.metrics import NO_CI_NOTE, nanmean, per_class_auroc
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def expert_table(predictions: pd.DataFrame, expert: pd.DataFrame, mapping, n_boo
             row[f"auroc_{name}_ci_high"] = high[k]
         row["note"] = "" if len(merged) else "no image of the expert file in this test split"
         if any(not np.isnan(v[k]) and np.isnan(lo[k]) for v, lo, _ in result.values()):
-            row["note"] = "no 95% CI: too few positive patients for a bootstrap interval"
+            row["note"] = NO_CI_NOTE
         rows.append(row)
     skipped = [
         {"finding": f, **common, "note": "no class of this model maps to it: skipped"}

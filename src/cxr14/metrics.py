@@ -71,6 +71,10 @@ def defined_share(stats: np.ndarray) -> np.ndarray:
     return (~np.isnan(stats)).mean(axis=0) if len(stats) else np.zeros(stats.shape[1])
 
 
+# The note of a value whose interval ``percentile_ci`` leaves empty.
+NO_CI_NOTE = "no 95% CI: too few positive patients for a bootstrap interval"
+
+
 def percentile_ci(stats: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Per column, the (alpha/2, 1 - alpha/2) percentiles over replicates (rows), NaN ignored.
 

@@ -16,7 +16,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from cxr14.evaluate import read_predictions
+from cxr14.evaluate import prediction_arrays, read_thresholds
 from cxr14.logs import CONSOLE
 from cxr14.metadata import read_labels
 from cxr14.metrics import patient_resamples, per_class_auroc, percentile_ci
@@ -73,9 +73,9 @@ def class_set(y, groups, rows_sets, min_patients: int) -> np.ndarray:
 
 
 def _side(y, p, thresholds, classes) -> list[float]:
-    """Mean AUROC, TPR and FPR over ``classes``; NaN if one of them is undefined here (or
-    there are no classes, or no rows)."""
-    if not classes.any() or not len(y):
+    """Mean AUROC, TPR and FPR over ``classes``; NaN if one of them is undefined here (as
+    without rows) or there are no classes."""
+    if not classes.any():
         return [np.nan] * 3
     tpr, fpr = class_rates(y, p, thresholds)
     return [float(np.mean(v[classes])) for v in (per_class_auroc(y, p), tpr, fpr)]
@@ -107,6 +107,7 @@ def _cells(y, groups, columns: pd.DataFrame, min_patients: int):
 
 # Point estimates and replicates hold, per cell: AUROC, TPR, FPR of the members, then of the rest.
 _COLUMNS = {"auroc": 0, "tpr": 1, "fpr": 2}
+_GAPS = {"auroc": "gap", "tpr": "tpr_gap"}  # subgroup minus rest; TPR's: under-diagnosis
 
 
 def subgroup_table(
@@ -122,8 +123,9 @@ def subgroup_table(
     values = np.array([_scores(y, p, thresholds, m, k) for *_, m, k in cells])
     reps = np.full((n_boot, len(cells), 6), np.nan)
     for b, idx in enumerate(patient_resamples(groups, n_boot, seed)):
+        yb, pb = y[idx], p[idx]  # once per replicate, shared by every cell
         for c, (*_, m, k) in enumerate(cells):
-            reps[b, c] = _scores(y[idx], p[idx], thresholds, m[idx], k)
+            reps[b, c] = _scores(yb, pb, thresholds, m[idx], k)
     table = pd.DataFrame([cell[:2] for cell in cells], columns=["variable", "level"])
     table["n_images"] = [int(m.sum()) for *_, m, _ in cells]
     table["n_patients"] = [len(np.unique(groups[m])) for *_, m, _ in cells]
@@ -133,8 +135,7 @@ def subgroup_table(
         table[name] = values[:, i]
         table[f"{name}_ci_low"], table[f"{name}_ci_high"] = percentile_ci(reps[:, :, i])
         table[f"{name}_rest"] = values[:, i + 3]
-        if name != "fpr":  # the gaps: AUROC and TPR (under-diagnosis)
-            gap = "gap" if name == "auroc" else f"{name}_gap"
+        if gap := _GAPS.get(name):
             table[gap] = values[:, i] - values[:, i + 3]
             diff = reps[:, :, i] - reps[:, :, i + 3]
             table[f"{gap}_ci_low"], table[f"{gap}_ci_high"] = percentile_ci(diff)
@@ -142,17 +143,6 @@ def subgroup_table(
         per_class = np.array([per_class_auroc(y[m], p[m]) for *_, m, _ in cells])
         table[[f"auroc_{c}" for c in labels]] = per_class
     return table
-
-
-def read_thresholds(metrics_csv, labels) -> np.ndarray:
-    """The validation thresholds (``threshold_at_val``) of ``labels`` in ``metrics.csv``,
-    refusing a class without one by name."""
-    metrics = pd.read_csv(metrics_csv).set_index("label")
-    column = metrics.get("threshold_at_val", pd.Series(dtype=float))
-    bad = [c for c in labels if c not in column.index or pd.isna(column[c])]
-    if bad:
-        raise ValueError(f"{metrics_csv} has no validation threshold (threshold_at_val) for {bad}")
-    return column[labels].to_numpy(float)
 
 
 def evaluate_subgroups(
@@ -169,7 +159,7 @@ def evaluate_subgroups(
     groups from the label table and the validation thresholds from ``metrics.csv``."""
     meta, labels = read_labels(labels_csv)
     pred = pd.read_csv(predictions_csv)
-    y, p = read_predictions(predictions_csv, labels)
+    y, p = prediction_arrays(pred, labels, predictions_csv)
     meta = meta.set_index("image").reindex(pred["image"])
     missing = meta.index[meta["patient"].isna()]
     if len(missing):

@@ -168,8 +168,14 @@ def get_model_outputs():
 def get_eval_outputs():
     tables = ["predictions.csv", "metrics.csv", "localization.csv", "subgroups.csv"]
     tables += ["expert_labels.csv"] if EXPERT_LABELS else []
-    figures = ["history.png", "roc.png", "calibration.png", "filters.png", "cam.png"]
-    figures += ["subgroups.png"]
+    figures = [
+        "history.png",
+        "roc.png",
+        "calibration.png",
+        "filters.png",
+        "cam.png",
+        "subgroups.png",
+    ]
     outputs = [p for f in tables for p in replicate_paths(f"{EVAL}/{f}")]
     outputs += [
         f"{EVAL}/{f}".format(**first_replicate(r)) for r in RUNS for f in figures
