@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+import hangguard
 import numpy as np
 import pydicom
 import pytest
@@ -17,7 +17,6 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 REPO = Path(__file__).resolve().parents[1]
 NIH_DIR = Path(os.environ.get("CXR14_NIH_SAMPLE", REPO.parent / "shared" / "data" / "nih"))
-DATA = Path(__file__).parent / "data"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -102,7 +101,7 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     """The data stages of the tiny configuration, run once: train()'s path arguments."""
     wd = tmp_path_factory.mktemp("tiny")
     write_config(wd, {"synthetic": {"n_images": 160}, "preprocess": {"size": 64}})
-    snakemake(wd, *DATA_TARGETS)
+    snakemake(wd, *DATA_TARGETS, timeout=hangguard.DATA_STAGES)
     r = wd / "results"
     return {
         "store_h5": r / "hdf5/images_64.h5",
@@ -128,24 +127,24 @@ def write_config(workdir: Path, overrides: dict | None = None, base: dict | None
     return path
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 600):
-    """Run the project's workflow in ``workdir`` with ``workdir/config.yaml``."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--cores",
-        "2",
-        *args,
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(
-        cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env
-    )
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The command that runs the project's workflow in ``workdir`` with its config.yaml."""
+    config = ["--configfile", str(workdir / "config.yaml")]  # takes every word up to "-s"
+    return [sys.executable, "-m", "snakemake", *config, "-s", str(REPO / "Snakefile"), *args]
+
+
+def snakemake(
+    workdir: Path,
+    *args: str,
+    check: bool = True,
+    timeout: float = hangguard.DRY_RUN,
+    env: dict | None = None,
+):
+    """Run the project's workflow in ``workdir`` with ``workdir/config.yaml`` on 2 cores;
+    ``timeout`` is a hang guard (tests/hangguard.py): pass the one for what the run builds."""
+    cmd = snakemake_command(workdir, "--cores", "2", *args)
+    env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
+    proc = hangguard.run(cmd, cwd=workdir, env=env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 
+import hangguard
 import yaml
 from conftest import REPO, planned_jobs, write_config
 
 
 def _run(*cmd):
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    return hangguard.run(list(cmd), cwd=REPO, timeout=hangguard.DRY_RUN)
 
 
 def test_snakemake_lint():

@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 
+import hangguard
 import pytest
 import slurm_cluster
-from conftest import DATA_TARGETS, REPO, snakemake, write_config
+from conftest import DATA_TARGETS, REPO, snakemake, snakemake_command, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -51,25 +51,9 @@ def slurm(tmp_path_factory):
         yield env
 
 
-def _run(wd, env, *args, timeout=900):
-    cmd = [
-        "timeout",
-        "-k",
-        "10",
-        str(timeout),
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(wd / "config.yaml"),
-        "--profile",
-        str(REPO / "profiles/slurm"),
-        *args,
-        *FIT_NODE,
-    ]
-    return subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True)
+def _run(wd, env, *args):
+    cmd = snakemake_command(wd, "--profile", str(REPO / "profiles/slurm"), *args, *FIT_NODE)
+    return hangguard.run(cmd, cwd=wd, env=env, timeout=hangguard.SLURM_WORKFLOW)
 
 
 def _jobs(env) -> list[dict[str, str]]:
@@ -169,30 +153,14 @@ def test_preempted_training_is_resubmitted_and_resumes(slurm, tmp_path):
             "models": {"vgg_like": {"widths": [16, 32], "fc": 64}},
         },
     )
-    snakemake(tmp_path, *DATA_TARGETS)
+    snakemake(tmp_path, *DATA_TARGETS, timeout=hangguard.DATA_STAGES)
     target = "results/models/vgg_like/holdout/seed0/history.csv"
-    cmd = [
-        "timeout",
-        "-k",
-        "10",
-        "900",
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        target,
-        "--configfile",
-        str(tmp_path / "config.yaml"),
-        "--profile",
-        str(REPO / "profiles/slurm"),
-        *FIT_NODE,
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    profile = ["--profile", str(REPO / "profiles/slurm")]
+    proc = hangguard.start(
+        snakemake_command(tmp_path, *profile, target, *FIT_NODE), cwd=tmp_path, env=slurm
     )
     last = tmp_path / "results/models/vgg_like/holdout/seed0/.resume/last.pt"
-    deadline = time.time() + 600
+    deadline = time.time() + hangguard.guard(hangguard.TRAINING_EPOCHS)
     cancelled = None
     while time.time() < deadline and proc.poll() is None and cancelled is None:
         if last.exists():
@@ -210,7 +178,8 @@ def test_preempted_training_is_resubmitted_and_resumes(slurm, tmp_path):
                     cancelled = (running[0]["id"], epoch)
                     subprocess.run(["scancel", running[0]["id"]], env=slurm, check=True)
         time.sleep(0.2)
-    out, _ = proc.communicate(timeout=900)
+    done = hangguard.finish(proc, timeout=hangguard.SLURM_WORKFLOW)
+    out = done.stdout + done.stderr
     assert cancelled is not None, "the training job could not be caught while running"
     assert proc.returncode == 0, out[-5000:]
     assert "Trying to restart job" in out

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import hangguard
 import pandas as pd
 import pytest
 import torch
@@ -118,7 +119,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_data, sig
         stderr=subprocess.DEVNULL,
     )
     last = out / RESUME_DIR / "last.pt"
-    deadline = time.time() + 120
+    deadline = time.time() + hangguard.guard(hangguard.TRAINING_EPOCHS)
     epoch = 0
     while time.time() < deadline and proc.poll() is None:
         if last.exists():

@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 import h5py
+import hangguard
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, TINY_CONFIG, planned_jobs, snakemake, write_config
+from conftest import TINY_CONFIG, planned_jobs, snakemake, snakemake_command, write_config
 
 from cxr14.layouts.nih import LABELS
 
@@ -46,9 +47,14 @@ def evals(run: str, split: str = "holdout", seed: int = 0) -> str:
     return f"results/eval/{run}/{split}/seed{seed}"
 
 
+# One thread per evaluation job: their work is a few milliseconds after their imports, and
+# jobs declaring 2 threads would run one at a time on the 2 cores of `snakemake()`.
+EVAL = {**TINY_CONFIG["eval"], "threads": 1}
+
+
 def tiny_runs(wd, overrides=None):
-    """The end-to-end test's configuration: TINY_CONFIG with RUNS and COMPARE."""
-    return write_config(wd, {"runs": RUNS, "compare": COMPARE, **(overrides or {})})
+    """The end-to-end test's configuration: TINY_CONFIG with RUNS, COMPARE and EVAL."""
+    return write_config(wd, {"runs": RUNS, "compare": COMPARE, "eval": EVAL, **(overrides or {})})
 
 
 PREPROCESSING = {"generate_synthetic_data", "parse_metadata", "downsample_images", "merge_shards"}
@@ -108,7 +114,7 @@ def done(tmp_path_factory):
     """One complete run of the default target."""
     wd = tmp_path_factory.mktemp("wf")
     tiny_runs(wd)
-    proc = snakemake(wd)
+    proc = snakemake(wd, timeout=hangguard.WORKFLOW)
     (wd / "console.txt").write_text(proc.stdout + proc.stderr)
     return wd
 
@@ -147,9 +153,11 @@ def test_console_shows_one_line_per_epoch_and_evaluation(done):
 
 
 def test_jobs_use_the_threads_their_rules_declare(done):
-    # TINY_CONFIG: --cores 2, eval.threads 2 (the default); plots declare 1.
-    assert "CPU threads: 2" in (done / "logs/evaluate_model/vgg_like/holdout/seed0.log").read_text()
-    assert "CPU threads: 1" in (done / "logs/plot_roc/vgg_like/holdout/seed0.log").read_text()
+    # --cores 2; train.threads 2 (TINY_CONFIG), eval.threads 1 (EVAL); plots declare 1.
+    logs = done / "logs"
+    assert "CPU threads: 2" in (logs / "train_model/vgg_like/holdout/seed0.log").read_text()
+    assert "CPU threads: 1" in (logs / "evaluate_model/vgg_like/holdout/seed0.log").read_text()
+    assert "CPU threads: 1" in (logs / "plot_roc/vgg_like/holdout/seed0.log").read_text()
 
 
 def test_rerun_is_a_no_op(done):
@@ -287,7 +295,7 @@ def test_trained_models(done):
 def test_deleted_figure_rebuilds_only_its_job(done):
     (done / "results/figures/holdout/average_image.png").unlink()
     assert planned_jobs(done) == {"plot_average_image": 1, "all": 1}
-    snakemake(done)
+    snakemake(done, timeout=hangguard.DATA_STAGES)
     assert planned_jobs(done) == {}
 
 
@@ -312,13 +320,13 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, overrides, key
 
 def test_bad_image_stops_the_run_or_is_skipped_everywhere(tmp_path):
     write_config(tmp_path)
-    snakemake(tmp_path, "results/synthetic/Data_Entry_2017.csv")
+    snakemake(tmp_path, "results/synthetic/Data_Entry_2017.csv", timeout=hangguard.DATA_STAGES)
     images = sorted((tmp_path / "results/synthetic/images").iterdir())
     bad = {images[5].name: "zero-byte file", images[30].name: "truncated or corrupt PNG"}
     images[5].write_bytes(b"")
     images[30].write_bytes(images[30].read_bytes()[:300])
 
-    proc = snakemake(tmp_path, *DATA_OUTPUTS, check=False)
+    proc = snakemake(tmp_path, *DATA_OUTPUTS, check=False, timeout=hangguard.DATA_STAGES)
     assert proc.returncode != 0
     # Shards run in parallel and the run stops at the first failure, so either bad file may be
     # the one reported; the message names it with its reason.
@@ -327,7 +335,7 @@ def test_bad_image_stops_the_run_or_is_skipped_everywhere(tmp_path):
     assert not (tmp_path / "results/hdf5/images_32.h5").exists()
 
     write_config(tmp_path, {"preprocess": {"on_bad_image": "skip"}})
-    snakemake(tmp_path, *DATA_OUTPUTS)
+    snakemake(tmp_path, *DATA_OUTPUTS, timeout=hangguard.DATA_STAGES)
     skipped = pd.read_csv(tmp_path / "results/tables/skipped_images.csv")
     assert set(skipped["image"]) == set(bad)
     for name, reason in bad.items():
@@ -352,27 +360,16 @@ def test_interrupted_shard_is_redone_and_the_store_is_identical(tmp_path):
         d.mkdir()
         write_config(d, cfg)
     targets = DATA_OUTPUTS  # training is not what this test is about
-    snakemake(ref, *targets)
+    snakemake(ref, *targets, timeout=hangguard.DATA_STAGES)
     # Same input data in both folders, so only the interruption differs.
-    snakemake(wd, "results/metadata/entries.csv")
+    snakemake(wd, "results/metadata/entries.csv", timeout=hangguard.DATA_STAGES)
 
     shards = wd / "results/hdf5/shards"
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(wd / "config.yaml"),
-        "--cores",
-        "1",
-        *targets,
-    ]
+    cmd = snakemake_command(wd, "--cores", "1", *targets)
     proc = subprocess.Popen(
         cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    deadline = time.time() + 300
+    deadline = time.time() + hangguard.guard(hangguard.DATA_STAGES)
     try:
         # Wait until one shard is finished and another one is being written, then kill all.
         while time.time() < deadline:
@@ -382,7 +379,7 @@ def test_interrupted_shard_is_redone_and_the_store_is_identical(tmp_path):
             assert proc.poll() is None, "workflow finished before it could be interrupted"
             time.sleep(0.02)
         else:
-            pytest.fail("no shard was in progress within 300 s")
+            pytest.fail("no shard was in progress before the hang guard")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -392,7 +389,7 @@ def test_interrupted_shard_is_redone_and_the_store_is_identical(tmp_path):
     jobs = planned_jobs(wd, *targets)
     assert jobs["downsample_images"] == 4 - len(finished)
     snakemake(wd, "--unlock")  # a killed Snakemake leaves its lock behind
-    snakemake(wd, *targets)
+    snakemake(wd, *targets, timeout=hangguard.DATA_STAGES)
     for name, mtime in finished.items():
         assert (shards / name).stat().st_mtime_ns == mtime, f"{name} was redone"
     assert not list(shards.glob("*.partial"))
@@ -441,8 +438,12 @@ def kfold(tmp_path_factory):
     runs = [r for r in RUNS if r["arch"] == "simple_cnn"]
     runs = [{**r, "seeds": [0]} for r in runs]
     split = {"method": "patient_kfold", "folds": 3, "seed": 1}
-    write_config(wd, {"runs": runs, "compare": COMPARE, "split": split})
-    snakemake(wd, "results/report/comparisons.csv", "results/eval/simple_cnn/replicates.csv")
+    train = {**TINY_CONFIG["train"], "threads": 1}  # as EVAL: jobs run two at a time
+    write_config(
+        wd, {"runs": runs, "compare": COMPARE, "split": split, "train": train, "eval": EVAL}
+    )
+    targets = "results/report/comparisons.csv", "results/eval/simple_cnn/replicates.csv"
+    snakemake(wd, *targets, timeout=hangguard.WORKFLOW)
     return wd
 
 
@@ -615,18 +616,18 @@ def test_comparison_table_and_figure(done):
 
 def test_evaluation_setting_reruns_only_evaluation(done):
     try:
-        tiny_runs(done, {"eval": {**TINY_CONFIG["eval"], "bootstrap": 30}})
+        tiny_runs(done, {"eval": {**EVAL, "bootstrap": 30}})
         jobs = planned_jobs(done)
         assert jobs["evaluate_model"] == 7 and jobs["compare_runs"] == 1
         assert set(jobs) <= EVALUATION | {"all"}
-        tiny_runs(done, {"eval": {**TINY_CONFIG["eval"], "cam_threshold": 0.6}})
+        tiny_runs(done, {"eval": {**EVAL, "cam_threshold": 0.6}})
         jobs = planned_jobs(done)
         assert jobs == {"localize_findings": 7, "plot_cams": 5, "summarize_models": 1, "all": 1}
     finally:
         tiny_runs(done)
     (done / f"{evals('vgg_like')}/roc.png").unlink()
     assert planned_jobs(done) == {"plot_roc": 1, "all": 1}
-    snakemake(done)
+    snakemake(done, timeout=hangguard.DATA_STAGES)
     assert planned_jobs(done) == {}
 
 
@@ -657,7 +658,7 @@ def test_html_report_renders_in_chromium(done, tmp_path):
             pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
         pytest.skip("chromium not installed (apt-get install chromium)")
     report = done / "report.html"
-    snakemake(done, "--report", str(report))
+    snakemake(done, "--report", str(report), timeout=hangguard.COMMAND)
     html = report.read_text()
     shot = tmp_path / "shot.png"
     subprocess.run(
@@ -670,7 +671,7 @@ def test_html_report_renders_in_chromium(done, tmp_path):
             report.as_uri(),
         ],
         capture_output=True,
-        timeout=120,
+        timeout=hangguard.guard(hangguard.COMMAND),
         check=True,
     )
     with Image.open(shot) as im:
@@ -685,7 +686,7 @@ def test_html_report_renders_in_chromium(done, tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=hangguard.guard(hangguard.COMMAND),
         check=True,
     ).stdout
     # The landing page names the data set, the split and the date; every item has a caption.
@@ -732,7 +733,7 @@ def test_html_report_renders_in_chromium(done, tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=hangguard.guard(hangguard.COMMAND),
         check=True,
     ).stdout
     widths = [int(w) for w in re.search(r'data-widths="([^"]*)"', dom).group(1).split(",")]
@@ -741,7 +742,7 @@ def test_html_report_renders_in_chromium(done, tmp_path):
 
 def _predict(*args):
     cmd = [str(Path(sys.executable).with_name("cxr14")), "predict", "--device", "cpu", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return hangguard.run(cmd, timeout=hangguard.COMMAND)
 
 
 def test_bundle_and_model_card(done):
@@ -848,7 +849,7 @@ def test_predict_rule_scores_a_configured_folder(done, tmp_path):
     try:
         tiny_runs(done, {"predict": {"input_dir": str(folder), "cam": True}})
         assert planned_jobs(done) == {"predict_images": len(NAMES), "all": 1}
-        snakemake(done)
+        snakemake(done, timeout=hangguard.DATA_STAGES)
         for run in NAMES:
             table = pd.read_csv(done / f"results/predict/{run}/predictions.csv")
             assert len(table) == 2 and table["cam"].map(lambda p: (done / p).is_file()).all()
