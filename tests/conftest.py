@@ -101,7 +101,7 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     """The data stages of the tiny configuration, run once: train()'s path arguments."""
     wd = tmp_path_factory.mktemp("tiny")
     write_config(wd, {"synthetic": {"n_images": 160}, "preprocess": {"size": 64}})
-    snakemake(wd, *DATA_TARGETS, timeout=hangguard.DATA_STAGES)
+    snakemake(wd, *DATA_TARGETS, guard=hangguard.PARTIAL_RUN)
     r = wd / "results"
     return {
         "store_h5": r / "hdf5/images_64.h5",
@@ -137,17 +137,14 @@ def snakemake(
     workdir: Path,
     *args: str,
     check: bool = True,
-    timeout: float = hangguard.DRY_RUN,
+    guard: hangguard.Guard = hangguard.DRY_RUN,
     env: dict | None = None,
 ):
-    """Run the project's workflow in ``workdir`` with ``workdir/config.yaml`` on 2 cores;
-    ``timeout`` is a hang guard (tests/hangguard.py): pass the one for what the run builds."""
+    """Run the project's workflow in ``workdir`` with ``workdir/config.yaml`` on 2 cores
+    under ``guard`` (tests/hangguard.py): pass the one for what the run builds."""
     cmd = snakemake_command(workdir, "--cores", "2", *args)
     env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
-    proc = hangguard.run(cmd, cwd=workdir, env=env, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return hangguard.run(cmd, cwd=workdir, env=env, guard=guard, check=check)
 
 
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:

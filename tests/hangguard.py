@@ -2,9 +2,11 @@
 the run was doing when it was stopped.
 
 Every guard is at least 4x the slowest time measured for what it guards on a 2-core
-development machine (docs/testing.md lists them), so no verdict depends on the machine's
-speed. ``CXR14_TEST_TIMEOUT_SCALE`` multiplies every guard: 0.5 is the one-off check that the
-suite still passes with half of each guard, a 2x margin on the machine that runs it.
+development machine on a slow day (docs/testing.md lists them), so no verdict depends on the
+machine's speed. ``CXR14_TEST_TIMEOUT_SCALE`` multiplies every guard: 0.5 is the one-off check
+that the suite still passes with half of each guard. With ``CXR14_TEST_TIMINGS=FILE`` every
+guarded command appends its guard, duration and test to FILE;
+``python tests/hangguard.py FILE`` prints the slowest of each guard and its margin.
 """
 
 from __future__ import annotations
@@ -14,18 +16,42 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 SCALE = float(os.environ.get("CXR14_TEST_TIMEOUT_SCALE", "1"))
 
-# Guards in seconds, by what they guard; the slowest measured times are in docs/testing.md.
-DRY_RUN = 120  # a Snakemake dry run, --unlock, --report or a lint command
-DATA_STAGES = 600  # the data stages of a tiny configuration, up to the oversampling index
-WORKFLOW = 2400  # a tiny configuration trained and evaluated end to end (the big fixtures)
-SLURM_WORKFLOW = 1800  # the SLURM tests' runs through the profile
-COMMAND = 300  # one `cxr14 predict` or headless-browser command
-TRAINING_EPOCHS = 240  # a test waiting for a real training process to reach an epoch
+
+@dataclass(frozen=True)
+class Guard:
+    """The longest that ``what`` may take before it counts as hung (``seconds`` unscaled)."""
+
+    name: str
+    seconds: float
+    what: str
+
+    @property
+    def limit(self) -> float:
+        """Seconds on this machine (scaled by CXR14_TEST_TIMEOUT_SCALE)."""
+        return self.seconds * SCALE
+
+    def deadline(self) -> float:
+        """``time.time()`` at which a polling loop started now gives up."""
+        return time.time() + self.limit
+
+
+DRY_RUN = Guard("DRY_RUN", 120, "a Snakemake dry run, --unlock or --lint, or a lint tool")
+PARTIAL_RUN = Guard(
+    "PARTIAL_RUN", 300, "the data stages of a tiny configuration, or a few jobs of a built one"
+)
+WORKFLOW = Guard("WORKFLOW", 2400, "a tiny configuration trained and evaluated end to end")
+SLURM_WORKFLOW = Guard("SLURM_WORKFLOW", 2400, "a run through the SLURM profile")
+COMMAND = Guard("COMMAND", 120, "one `cxr14 predict`, `snakemake --report` or Chromium command")
+TRAINING_EPOCHS = Guard("TRAINING_EPOCHS", 240, "a wait for a real training to reach epoch 2")
+GUARDS = (DRY_RUN, PARTIAL_RUN, WORKFLOW, SLURM_WORKFLOW, COMMAND, TRAINING_EPOCHS)
 
 _JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 _FINISHED = re.compile(r"Finished jobid: (\d+)|Finished job (\d+)\.")
@@ -35,18 +61,22 @@ class HangError(AssertionError):
     """A guarded command ran past its guard and was stopped."""
 
 
-def guard(seconds: float) -> float:
-    """A guard of ``seconds`` on this machine (scaled by CXR14_TEST_TIMEOUT_SCALE)."""
-    return seconds * SCALE
-
-
 def run(
-    cmd: list[str], *, timeout: float, cwd: Path | None = None, env: dict | None = None
+    cmd: list[str],
+    *,
+    guard: Guard,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    check: bool = False,
 ) -> subprocess.CompletedProcess:
-    """``subprocess.run(cmd, capture_output=True, text=True)`` with a hang guard of ``timeout``
-    seconds (scaled). Past it, the command and every process it started are stopped and a
-    HangError gives the running Snakemake jobs, their log tails and the last console lines."""
-    return finish(start(cmd, cwd=cwd, env=env), timeout=timeout)
+    """``subprocess.run(cmd, capture_output=True, text=True)`` under ``guard``. Past it, the
+    command and every process it started are stopped and a HangError gives the running
+    Snakemake jobs, their log tails and the last console lines. ``check``: a non-zero exit
+    status fails with the command's output."""
+    proc = finish(start(cmd, cwd=cwd, env=env), guard=guard)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
 
 
 def start(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:
@@ -56,27 +86,49 @@ def start(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None) -
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=out, stderr=err, text=True, start_new_session=True
     )
-    proc.outputs, proc.cwd = (out, err), cwd
+    proc.outputs, proc.cwd, proc.started = (out, err), cwd, time.perf_counter()
     return proc
 
 
-def finish(proc: subprocess.Popen, *, timeout: float) -> subprocess.CompletedProcess:
-    """Wait for a command from ``start`` under a hang guard of ``timeout`` seconds (scaled)."""
+def finish(proc: subprocess.Popen, *, guard: Guard) -> subprocess.CompletedProcess:
+    """Wait for a command from ``start`` under ``guard``."""
     try:
-        code = proc.wait(timeout=guard(timeout))
+        code = proc.wait(timeout=max(0, proc.started + guard.limit - time.perf_counter()))
     except subprocess.TimeoutExpired:
         stop(proc)
         code = None
+    _record(guard, time.perf_counter() - proc.started, proc.args)
     stdout, stderr = (_read(f) for f in proc.outputs)
     if code is None:
-        raise HangError(describe_hang(proc.args, guard(timeout), stdout + stderr, proc.cwd))
+        raise HangError(describe_hang(proc.args, guard, stdout + stderr, proc.cwd))
     return subprocess.CompletedProcess(proc.args, code, stdout, stderr)
+
+
+def _record(guard: Guard, seconds: float, cmd: list[str]) -> None:
+    if path := os.environ.get("CXR14_TEST_TIMINGS"):
+        test = os.environ.get("PYTEST_CURRENT_TEST", "?")
+        with open(path, "a") as f:
+            f.write(f"{guard.name}\t{seconds:.1f}\t{test}\t{' '.join(map(str, cmd))[-200:]}\n")
 
 
 def _read(file) -> str:
     with file:
         file.seek(0)
         return file.read()
+
+
+def wait_for(condition, guard: Guard, *, proc=None, interval: float = 0.05) -> bool:
+    """Poll ``condition()`` until it is true (True), or until ``proc`` has ended (False);
+    past ``guard``, a HangError."""
+    started = time.perf_counter()
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            return False
+        if time.perf_counter() - started > guard.limit:
+            raise HangError(f"not within {guard.limit:.0f} s ({guard.name}): {guard.what}")
+        time.sleep(interval)
+    _record(guard, time.perf_counter() - started, ["(waiting)"])
+    return True
 
 
 def stop(proc: subprocess.Popen, grace: float = 10) -> None:
@@ -112,10 +164,10 @@ def running_jobs(console: str) -> list[dict[str, str]]:
     return [job for jid, job in jobs.items() if jid not in finished]
 
 
-def describe_hang(cmd: list[str], seconds: float, console: str, cwd: Path | None) -> str:
+def describe_hang(cmd: list[str], guard: Guard, console: str, cwd: Path | None) -> str:
     """What a stopped run was doing: its command, its running jobs with the last lines of
     each job's log, and the last lines of its console."""
-    lines = [f"stopped after {seconds:.0f} s (hang guard): {' '.join(map(str, cmd))}"]
+    lines = [f"stopped after {guard.limit:.0f} s ({guard.name}): {' '.join(map(str, cmd))}"]
     jobs = running_jobs(console)
     if jobs:
         lines.append(f"{len(jobs)} job(s) still running:")
@@ -131,3 +183,23 @@ def describe_hang(cmd: list[str], seconds: float, console: str, cwd: Path | None
 
 def _tail(text: str, n: int) -> str:
     return "\n".join(text.splitlines()[-n:])
+
+
+def slowest(timings: Path) -> str:
+    """The slowest command of each guard in a CXR14_TEST_TIMINGS file, with its margin."""
+    worst: dict[str, tuple[float, str]] = {}
+    for line in Path(timings).read_text().splitlines():
+        name, seconds, test, _ = line.split("\t", 3)
+        if float(seconds) > worst.get(name, (-1.0, ""))[0]:
+            worst[name] = (float(seconds), test)
+    rows = ["| guard | guards | slowest measured | its test | guard | margin |", "|---" * 6 + "|"]
+    for g in GUARDS:
+        seconds, test = worst.get(g.name, (float("nan"), "(not used)"))
+        margin = g.seconds / seconds if seconds > 0 else float("nan")
+        cells = (g.name, g.what, f"{seconds:.0f} s", f"`{test}`", f"{g.seconds:.0f} s")
+        rows.append(f"| {' | '.join(cells)} | {margin:.1f}x |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(slowest(Path(sys.argv[1])))

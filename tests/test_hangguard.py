@@ -26,9 +26,9 @@ rule hang:
     shell: "echo waiting for the network > {log}; echo $$ > pid; sleep 600; touch {output}"
 """
 
-# Seconds until the run is stopped (unscaled: it is what is tested, not a guard); Snakemake
-# starts the job within about 3 s on the development machine.
-STOP_AFTER = 20
+# The guard that stops the run; Snakemake starts the job within about 3 s on the development
+# machine (scaling is turned off: this guard is what is tested).
+STOP_AFTER = hangguard.Guard("TEST", 20, "a run that hangs on purpose")
 
 
 @pytest.fixture(autouse=True)
@@ -40,9 +40,9 @@ def test_a_hung_run_names_its_running_job_and_is_stopped_whole(tmp_path):
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2"]
     with pytest.raises(hangguard.HangError) as caught:
-        hangguard.run(cmd, cwd=tmp_path, timeout=STOP_AFTER)
+        hangguard.run(cmd, cwd=tmp_path, guard=STOP_AFTER)
     message = str(caught.value)
-    assert message.startswith(f"stopped after {STOP_AFTER} s (hang guard): {sys.executable}")
+    assert message.startswith(f"stopped after 20 s (TEST): {sys.executable}")
     assert "1 job(s) still running:\n  hang (jobid" in message and "name=hung" in message
     assert "last lines of logs/hang/hung.log:\nwaiting for the network" in message
     jobs, console = message.split("--- last lines of the console:\n")
@@ -90,4 +90,22 @@ Finished jobid: 56 (Rule: plot_roc)
 
 def test_guards_scale_with_the_environment(monkeypatch):
     monkeypatch.setattr(hangguard, "SCALE", 0.5)
-    assert hangguard.guard(hangguard.WORKFLOW) == hangguard.WORKFLOW / 2
+    assert hangguard.WORKFLOW.limit == hangguard.WORKFLOW.seconds / 2
+
+
+def test_timings_are_recorded_and_summarised(tmp_path, monkeypatch):
+    timings = tmp_path / "timings.tsv"
+    monkeypatch.setenv("CXR14_TEST_TIMINGS", str(timings))
+    hangguard.run([sys.executable, "-c", "pass"], guard=hangguard.COMMAND, check=True)
+    assert hangguard.wait_for(lambda: True, hangguard.TRAINING_EPOCHS)
+    lines = [line.split("\t") for line in timings.read_text().splitlines()]
+    test = "tests/test_hangguard.py::test_timings_are_recorded_and_summarised (call)"
+    assert [(g, t) for g, _, t, _ in lines] == [("COMMAND", test), ("TRAINING_EPOCHS", test)]
+    table = hangguard.slowest(timings)
+    assert "| COMMAND | one `cxr14 predict`" in table and "| WORKFLOW |" in table
+
+
+def test_a_wait_past_its_guard_names_it():
+    guard = hangguard.Guard("SHORT", 0.2, "a condition that never holds")
+    with pytest.raises(hangguard.HangError, match=r"not within 0 s \(SHORT\): a condition"):
+        hangguard.wait_for(lambda: False, guard, interval=0.01)

@@ -11,7 +11,7 @@ from conftest import REPO, planned_jobs, write_config
 
 
 def _run(*cmd):
-    return hangguard.run(list(cmd), cwd=REPO, timeout=hangguard.DRY_RUN)
+    return hangguard.run(list(cmd), cwd=REPO, guard=hangguard.DRY_RUN)
 
 
 def test_snakemake_lint():

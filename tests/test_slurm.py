@@ -53,7 +53,7 @@ def slurm(tmp_path_factory):
 
 def _run(wd, env, *args):
     cmd = snakemake_command(wd, "--profile", str(REPO / "profiles/slurm"), *args, *FIT_NODE)
-    return hangguard.run(cmd, cwd=wd, env=env, timeout=hangguard.SLURM_WORKFLOW)
+    return hangguard.run(cmd, cwd=wd, env=env, guard=hangguard.SLURM_WORKFLOW)
 
 
 def _jobs(env) -> list[dict[str, str]]:
@@ -132,7 +132,6 @@ def test_preempted_training_is_resubmitted_and_resumes(slurm, tmp_path):
     resubmits it, and it continues from its last complete epoch instead of starting over.
     The data stages run locally first: only the training goes through sbatch (the test above
     sends every stage)."""
-    import time
 
     import torch
 
@@ -153,40 +152,41 @@ def test_preempted_training_is_resubmitted_and_resumes(slurm, tmp_path):
             "models": {"vgg_like": {"widths": [16, 32], "fc": 64}},
         },
     )
-    snakemake(tmp_path, *DATA_TARGETS, timeout=hangguard.DATA_STAGES)
+    snakemake(tmp_path, *DATA_TARGETS, guard=hangguard.PARTIAL_RUN)
     target = "results/models/vgg_like/holdout/seed0/history.csv"
     profile = ["--profile", str(REPO / "profiles/slurm")]
     proc = hangguard.start(
         snakemake_command(tmp_path, *profile, target, *FIT_NODE), cwd=tmp_path, env=slurm
     )
     last = tmp_path / "results/models/vgg_like/holdout/seed0/.resume/last.pt"
-    deadline = time.time() + hangguard.guard(hangguard.TRAINING_EPOCHS)
-    cancelled = None
-    while time.time() < deadline and proc.poll() is None and cancelled is None:
-        if last.exists():
-            try:
-                epoch = torch.load(last, weights_only=True)["epoch"]
-            except (RuntimeError, EOFError, FileNotFoundError):
-                epoch = 0
-            if epoch >= 2:
-                running = [
-                    j
-                    for j in _jobs(slurm)
-                    if j["state"] == "RUNNING" and "train_model" in j["comment"]
-                ]
-                if running:
-                    cancelled = (running[0]["id"], epoch)
-                    subprocess.run(["scancel", running[0]["id"]], env=slurm, check=True)
-        time.sleep(0.2)
-    done = hangguard.finish(proc, timeout=hangguard.SLURM_WORKFLOW)
+    cancelled = []  # (SLURM job id, epoch)
+
+    def cancel_after_epoch_2() -> bool:
+        try:
+            epoch = torch.load(last, weights_only=True)["epoch"] if last.exists() else 0
+        except (RuntimeError, EOFError, FileNotFoundError):
+            return False  # replaced while reading
+        jobs = [j for j in _jobs(slurm) if j["state"] == "RUNNING"] if epoch >= 2 else []
+        running = [j for j in jobs if "train_model" in j["comment"]]
+        if running:
+            subprocess.run(["scancel", running[0]["id"]], env=slurm, check=True)
+            cancelled.append((running[0]["id"], epoch))
+        return bool(running)
+
+    try:
+        hangguard.wait_for(cancel_after_epoch_2, hangguard.TRAINING_EPOCHS, proc=proc, interval=0.2)
+    except hangguard.HangError:
+        hangguard.stop(proc)
+        raise
+    done = hangguard.finish(proc, guard=hangguard.SLURM_WORKFLOW)
     out = done.stdout + done.stderr
-    assert cancelled is not None, "the training job could not be caught while running"
+    assert cancelled, "the training job could not be caught while running"
     assert proc.returncode == 0, out[-5000:]
     assert "Trying to restart job" in out
     log = (tmp_path / "logs/train_model/vgg_like/holdout/seed0.log").read_text()
     resumed = re.search(r"resuming after epoch (\d+)", log)
-    assert resumed and int(resumed.group(1)) >= cancelled[1]
+    assert resumed and int(resumed.group(1)) >= cancelled[0][1]
     history = (tmp_path / target).read_text().splitlines()
     assert len(history) == 1 + 12
     states = {j["id"]: j["state"] for j in _jobs(slurm)}
-    assert states[cancelled[0]] == "CANCELLED"
+    assert states[cancelled[0][0]] == "CANCELLED"

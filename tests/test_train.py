@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import hangguard
 import pandas as pd
@@ -119,18 +118,19 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_data, sig
         stderr=subprocess.DEVNULL,
     )
     last = out / RESUME_DIR / "last.pt"
-    deadline = time.time() + hangguard.guard(hangguard.TRAINING_EPOCHS)
-    epoch = 0
-    while time.time() < deadline and proc.poll() is None:
-        if last.exists():
-            try:
-                epoch = torch.load(last, weights_only=True)["epoch"]
-            except (RuntimeError, EOFError, FileNotFoundError):
-                epoch = 0  # replaced while reading
-            if epoch >= 2:
-                break
-        time.sleep(0.01)
-    assert proc.poll() is None, "training finished before it could be killed"
+
+    def after_epoch_2() -> bool:
+        try:
+            return last.exists() and torch.load(last, weights_only=True)["epoch"] >= 2
+        except (RuntimeError, EOFError, FileNotFoundError):
+            return False  # replaced while reading
+
+    try:
+        caught = hangguard.wait_for(after_epoch_2, hangguard.TRAINING_EPOCHS, proc=proc)
+    except hangguard.HangError:
+        proc.kill()
+        raise
+    assert caught and proc.poll() is None, "training finished before it could be killed"
     proc.send_signal(sig)
     proc.wait()
     assert not (out / "history.csv").exists()  # the run did not complete

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -114,7 +113,7 @@ def done(tmp_path_factory):
     """One complete run of the default target."""
     wd = tmp_path_factory.mktemp("wf")
     tiny_runs(wd)
-    proc = snakemake(wd, timeout=hangguard.WORKFLOW)
+    proc = snakemake(wd, guard=hangguard.WORKFLOW)
     (wd / "console.txt").write_text(proc.stdout + proc.stderr)
     return wd
 
@@ -295,7 +294,7 @@ def test_trained_models(done):
 def test_deleted_figure_rebuilds_only_its_job(done):
     (done / "results/figures/holdout/average_image.png").unlink()
     assert planned_jobs(done) == {"plot_average_image": 1, "all": 1}
-    snakemake(done, timeout=hangguard.DATA_STAGES)
+    snakemake(done, guard=hangguard.PARTIAL_RUN)
     assert planned_jobs(done) == {}
 
 
@@ -320,13 +319,13 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, overrides, key
 
 def test_bad_image_stops_the_run_or_is_skipped_everywhere(tmp_path):
     write_config(tmp_path)
-    snakemake(tmp_path, "results/synthetic/Data_Entry_2017.csv", timeout=hangguard.DATA_STAGES)
+    snakemake(tmp_path, "results/synthetic/Data_Entry_2017.csv", guard=hangguard.PARTIAL_RUN)
     images = sorted((tmp_path / "results/synthetic/images").iterdir())
     bad = {images[5].name: "zero-byte file", images[30].name: "truncated or corrupt PNG"}
     images[5].write_bytes(b"")
     images[30].write_bytes(images[30].read_bytes()[:300])
 
-    proc = snakemake(tmp_path, *DATA_OUTPUTS, check=False, timeout=hangguard.DATA_STAGES)
+    proc = snakemake(tmp_path, *DATA_OUTPUTS, check=False, guard=hangguard.PARTIAL_RUN)
     assert proc.returncode != 0
     # Shards run in parallel and the run stops at the first failure, so either bad file may be
     # the one reported; the message names it with its reason.
@@ -335,7 +334,7 @@ def test_bad_image_stops_the_run_or_is_skipped_everywhere(tmp_path):
     assert not (tmp_path / "results/hdf5/images_32.h5").exists()
 
     write_config(tmp_path, {"preprocess": {"on_bad_image": "skip"}})
-    snakemake(tmp_path, *DATA_OUTPUTS, timeout=hangguard.DATA_STAGES)
+    snakemake(tmp_path, *DATA_OUTPUTS, guard=hangguard.PARTIAL_RUN)
     skipped = pd.read_csv(tmp_path / "results/tables/skipped_images.csv")
     assert set(skipped["image"]) == set(bad)
     for name, reason in bad.items():
@@ -360,26 +359,24 @@ def test_interrupted_shard_is_redone_and_the_store_is_identical(tmp_path):
         d.mkdir()
         write_config(d, cfg)
     targets = DATA_OUTPUTS  # training is not what this test is about
-    snakemake(ref, *targets, timeout=hangguard.DATA_STAGES)
+    snakemake(ref, *targets, guard=hangguard.PARTIAL_RUN)
     # Same input data in both folders, so only the interruption differs.
-    snakemake(wd, "results/metadata/entries.csv", timeout=hangguard.DATA_STAGES)
+    snakemake(wd, "results/metadata/entries.csv", guard=hangguard.PARTIAL_RUN)
 
     shards = wd / "results/hdf5/shards"
     cmd = snakemake_command(wd, "--cores", "1", *targets)
     proc = subprocess.Popen(
         cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    deadline = time.time() + hangguard.guard(hangguard.DATA_STAGES)
+
+    def shard_in_progress() -> bool:  # one shard finished and another one being written
+        return bool(list(shards.glob("*.h5")) and list(shards.glob("*.partial")))
+
     try:
-        # Wait until one shard is finished and another one is being written, then kill all.
-        while time.time() < deadline:
-            done = list(shards.glob("*.h5")) if shards.exists() else []
-            if done and list(shards.glob("*.partial")):
-                break
-            assert proc.poll() is None, "workflow finished before it could be interrupted"
-            time.sleep(0.02)
-        else:
-            pytest.fail("no shard was in progress before the hang guard")
+        caught = hangguard.wait_for(
+            shard_in_progress, hangguard.PARTIAL_RUN, proc=proc, interval=0.02
+        )
+        assert caught, "workflow finished before it could be interrupted"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -389,7 +386,7 @@ def test_interrupted_shard_is_redone_and_the_store_is_identical(tmp_path):
     jobs = planned_jobs(wd, *targets)
     assert jobs["downsample_images"] == 4 - len(finished)
     snakemake(wd, "--unlock")  # a killed Snakemake leaves its lock behind
-    snakemake(wd, *targets, timeout=hangguard.DATA_STAGES)
+    snakemake(wd, *targets, guard=hangguard.PARTIAL_RUN)
     for name, mtime in finished.items():
         assert (shards / name).stat().st_mtime_ns == mtime, f"{name} was redone"
     assert not list(shards.glob("*.partial"))
@@ -443,7 +440,7 @@ def kfold(tmp_path_factory):
         wd, {"runs": runs, "compare": COMPARE, "split": split, "train": train, "eval": EVAL}
     )
     targets = "results/report/comparisons.csv", "results/eval/simple_cnn/replicates.csv"
-    snakemake(wd, *targets, timeout=hangguard.WORKFLOW)
+    snakemake(wd, *targets, guard=hangguard.WORKFLOW)
     return wd
 
 
@@ -627,7 +624,7 @@ def test_evaluation_setting_reruns_only_evaluation(done):
         tiny_runs(done)
     (done / f"{evals('vgg_like')}/roc.png").unlink()
     assert planned_jobs(done) == {"plot_roc": 1, "all": 1}
-    snakemake(done, timeout=hangguard.DATA_STAGES)
+    snakemake(done, guard=hangguard.PARTIAL_RUN)
     assert planned_jobs(done) == {}
 
 
@@ -644,6 +641,13 @@ CHROMIUM_FLAGS = [
 ]
 
 
+def chromium_run(chromium: str, profile: Path, *args: str | Path) -> str:
+    """Headless Chromium with its own profile folder on ``args`` (a page's path last)."""
+    *flags, page = args
+    cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *flags, Path(page).as_uri()]
+    return hangguard.run(cmd, guard=hangguard.COMMAND, check=True).stdout
+
+
 def test_html_report_renders_in_chromium(done, tmp_path):
     """snakemake --report gives one self-contained HTML file; a real headless browser renders
     it (non-blank screenshot, the app's categories in the DOM) and decodes every figure."""
@@ -658,37 +662,15 @@ def test_html_report_renders_in_chromium(done, tmp_path):
             pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
         pytest.skip("chromium not installed (apt-get install chromium)")
     report = done / "report.html"
-    snakemake(done, "--report", str(report), timeout=hangguard.COMMAND)
+    snakemake(done, "--report", str(report), guard=hangguard.COMMAND)
     html = report.read_text()
     shot = tmp_path / "shot.png"
-    subprocess.run(
-        [
-            chromium,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={tmp_path / 'u1'}",
-            "--window-size=1280,900",
-            f"--screenshot={shot}",
-            report.as_uri(),
-        ],
-        capture_output=True,
-        timeout=hangguard.guard(hangguard.COMMAND),
-        check=True,
+    chromium_run(
+        chromium, tmp_path / "u1", "--window-size=1280,900", f"--screenshot={shot}", report
     )
     with Image.open(shot) as im:
         assert im.size == (1280, 900) and np.asarray(im.convert("L")).std() > 10
-    dom = subprocess.run(
-        [
-            chromium,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={tmp_path / 'u2'}",
-            "--dump-dom",
-            report.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=hangguard.guard(hangguard.COMMAND),
-        check=True,
-    ).stdout
+    dom = chromium_run(chromium, tmp_path / "u2", "--dump-dom", report)
     # The landing page names the data set, the split and the date; every item has a caption.
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", dom))
     assert "Data set of this run:" in text and "the synthetic demo set" in text
@@ -723,26 +705,14 @@ def test_html_report_renders_in_chromium(done, tmp_path):
         "[...document.images].map(i => i.complete ? i.naturalWidth : 0).join(','); };"
         "</script></body></html>"
     )
-    dom = subprocess.run(
-        [
-            chromium,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={tmp_path / 'u3'}",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=hangguard.guard(hangguard.COMMAND),
-        check=True,
-    ).stdout
+    dom = chromium_run(chromium, tmp_path / "u3", "--dump-dom", page)
     widths = [int(w) for w in re.search(r'data-widths="([^"]*)"', dom).group(1).split(",")]
     assert len(widths) == len(uris) and min(widths) > 300
 
 
 def _predict(*args):
     cmd = [str(Path(sys.executable).with_name("cxr14")), "predict", "--device", "cpu", *args]
-    return hangguard.run(cmd, timeout=hangguard.COMMAND)
+    return hangguard.run(cmd, guard=hangguard.COMMAND)
 
 
 def test_bundle_and_model_card(done):
@@ -849,7 +819,7 @@ def test_predict_rule_scores_a_configured_folder(done, tmp_path):
     try:
         tiny_runs(done, {"predict": {"input_dir": str(folder), "cam": True}})
         assert planned_jobs(done) == {"predict_images": len(NAMES), "all": 1}
-        snakemake(done, timeout=hangguard.DATA_STAGES)
+        snakemake(done, guard=hangguard.PARTIAL_RUN)
         for run in NAMES:
             table = pd.read_csv(done / f"results/predict/{run}/predictions.csv")
             assert len(table) == 2 and table["cam"].map(lambda p: (done / p).is_file()).all()
