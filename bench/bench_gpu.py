@@ -4,7 +4,7 @@ compiled; achieved TFLOP/s; and an end-to-end epoch from PNG files against a Che
     python bench/bench_gpu.py [--archs vgg_like resnet18 densenet121] [--steps 60] [--demo]
         [--variants] [--e2e 20000] [--no-loader]
 
-On a lent GPU machine, ``bench/gpu_session.sh`` runs everything in one call of under 10 min.
+On a machine with a CUDA GPU, ``bench/gpu_session.sh`` runs everything in one call of under 10 min.
 
 For each architecture (batch 64, 256x256, bf16 autocast, channels_last, Adam, W-CEL):
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU figure issue 13 (and issue 10's predict) asks for, in one call of under 10 minutes
-# on a 16-core machine with one GPU: phases in order of value, each capped by `timeout`, each
+# The GPU figures of BENCHMARKS.md (training variants, an epoch from PNGs, `cxr14 predict`) in
+# one call of under 10 minutes on a 16-core machine with one CUDA GPU: phases in order of value, each capped by `timeout`, each
 # writing its output to $OUT as it goes, so a phase cut short loses only itself.
 #
 #   bash bench/gpu_session.sh                      # OUT defaults to results/gpu_session
@@ -8,7 +8,7 @@
 #       bash bench/gpu_session.sh                  # its plumbing on a CPU, in about 3 min
 #
 # bench_predict reads the real NIH sample images from $CXR14_NIH_SAMPLE (default
-# ../shared/data/nih, else .gpu/nih: BENCHMARKS.md says how to carry them to a device machine).
+# ../shared/data/nih, else .gpu/nih: an ignored folder for a clone without ../shared beside it).
 set -u
 OUT=${OUT:-results/gpu_session}
 DEVICE=${DEVICE:-cuda}
