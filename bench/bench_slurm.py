@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_slurm.py [--shards 8]
 
-Starts the one-node test cluster (tests/slurm_cluster.py; needs root and Debian's munge and
+Starts the one-node test cluster (cxr14/testing/slurm.py; needs root and Debian's munge and
 slurm packages), then runs the data stages of a small synthetic configuration (40 images at
 128x128, `preprocess.shards` jobs) twice from scratch: locally (`--cores 2`) and through
 `--profile profiles/slurm`. Reports wall time, job count and the extra seconds per job.
@@ -19,30 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-import slurm_cluster  # noqa: E402
-from conftest import write_config  # noqa: E402
-from test_slurm import FIT_NODE  # noqa: E402
-
-TARGETS = ["results/splits/oversample_index.npy", "results/stats/pixel_stats.json"]
+from cxr14.testing import slurm as slurm_cluster
+from cxr14.testing.workflow import DATA_TARGETS, REPO, snakemake_command, write_config
 
 
 def run(wd: Path, env, *args) -> tuple[float, int]:
     shutil.rmtree(wd / "results", ignore_errors=True)
     shutil.rmtree(wd / ".snakemake", ignore_errors=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        *TARGETS,
-        "--configfile",
-        str(wd / "config.yaml"),
-        *args,
-    ]
+    cmd = snakemake_command(wd, *args, *DATA_TARGETS)
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=wd, env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t
@@ -63,7 +47,7 @@ def main() -> None:
     )
     local, n = run(wd, None, "--cores", "2")
     with slurm_cluster.cluster(wd / "cluster") as env:
-        slurm, n2 = run(wd, env, "--profile", str(REPO / "profiles/slurm"), *FIT_NODE)
+        slurm, n2 = run(wd, env, "--profile", str(REPO / "profiles/slurm"), *slurm_cluster.FIT_NODE)
     print(f"{n} jobs ({args.shards} shards), 2 CPUs")
     print(f"local (--cores 2):          {local:6.1f} s")
     print(f"through SLURM (sbatch):     {slurm:6.1f} s")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, SCHEMA
+from helpers import SCHEMA
 from snakemake.utils import validate
 
 from cxr14.layouts import LAYOUTS
@@ -18,6 +18,7 @@ from cxr14.layouts.nih import LABELS
 from cxr14.models import ARCHITECTURES, build_model, cam_layer
 from cxr14.settings import JOB_KEYS, TRAIN_KEYS
 from cxr14.tables import published_rows, split_kind
+from cxr14.testing.workflow import REPO
 
 SRC = REPO / "src" / "cxr14"
 MAX_FUNCTION_LINES = 60
@@ -175,6 +176,44 @@ def test_no_private_names_are_imported_across_modules():
         if n.startswith("_") and not n.startswith("__")
     ]
     assert not bad
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+    return names
+
+
+def _changes_sys_path(path: Path) -> bool:
+    """Whether the file calls sys.path.insert/append (how one tree would reach the other)."""
+    return any(
+        isinstance(node, ast.Attribute)
+        and node.attr in ("insert", "append")
+        and ast.unparse(node.value) == "sys.path"
+        for node in ast.walk(ast.parse(path.read_text()))
+    )
+
+
+def test_tests_and_benchmarks_import_neither_each_other_nor_does_the_pipeline_import_either():
+    """What both use lives in cxr14.testing; the pipeline itself never imports cxr14.testing."""
+    tests, bench = REPO / "tests", REPO / "bench"
+    test_modules = {p.stem for p in tests.rglob("*.py")}
+    bench_modules = {p.stem for p in bench.glob("*.py")}
+    for path in tests.rglob("*.py"):
+        assert not _top_level_imports(path) & bench_modules, path
+        assert not _changes_sys_path(path), path
+    for path in bench.glob("*.py"):
+        assert not _top_level_imports(path) & test_modules, path
+        assert not _changes_sys_path(path), path
+    pipeline = {n for n, tree in _modules().items() if not n.startswith("cxr14.testing")}
+    users = {
+        n for n in pipeline for m, _ in _imports(_modules()[n]) if m.startswith("cxr14.testing")
+    }
+    assert not users
 
 
 def test_only_layouts_know_the_nih_labels():

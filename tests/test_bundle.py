@@ -152,7 +152,7 @@ def test_jpeg_decodes_like_pil_and_only_where_allowed(tmp_path, mode):
 
 
 def test_predict_scores_png_jpeg_and_dicom_and_names_the_rest(tmp_path):
-    from conftest import write_dicom
+    from helpers import write_dicom
 
     from cxr14.predict import predict
 

@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 import yaml
-from conftest import REPO, planned_jobs, snakemake
 from snakemake.utils import update_config, validate
 
 from cxr14.settings import config_problems, runs, train_settings
+from cxr14.testing.workflow import REPO, planned_jobs, snakemake
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 

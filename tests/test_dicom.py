@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import write_dicom
+from helpers import write_dicom
 from pydicom.uid import JPEG2000Lossless
 
 from cxr14.dicom import is_dicom, load_dicom

@@ -7,8 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-import hangguard
 import pytest
+
+from cxr14.testing import hangguard
 
 # A job that hangs after writing to its log, beside one that finishes.
 SNAKEFILE = """

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import sys
 
-import hangguard
 import yaml
-from conftest import REPO, planned_jobs, write_config
+
+from cxr14.testing import hangguard
+from cxr14.testing.workflow import REPO, planned_jobs, write_config
 
 
 def _run(*cmd):

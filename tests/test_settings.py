@@ -4,7 +4,7 @@ configuration problem named by its key (cxr14.settings; the workflow runs the sa
 from __future__ import annotations
 
 import pytest
-from conftest import SCHEMA
+from helpers import SCHEMA
 
 from cxr14.settings import (
     check_complete,

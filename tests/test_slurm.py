@@ -10,32 +10,13 @@ import os
 import re
 import subprocess
 
-import hangguard
 import pytest
-import slurm_cluster
-from conftest import DATA_TARGETS, REPO, snakemake, snakemake_command, write_config
+
+from cxr14.testing import hangguard
+from cxr14.testing import slurm as slurm_cluster
+from cxr14.testing.workflow import DATA_TARGETS, REPO, snakemake, snakemake_command, write_config
 
 pytestmark = pytest.mark.slow
-
-# The profile asks for site-sized resources; this node has 2 CPUs and a few GB to spare.
-FIT_NODE = [
-    "--default-resources",
-    "mem_mb=500",
-    "runtime=30",
-    "cpus_per_task=1",
-    "--set-resources",
-] + [
-    f"{rule}:{key}={value}"
-    for rule in (
-        "downsample_images",
-        "generate_synthetic_data",
-        "train_model",
-        "evaluate_model",
-        "localize_findings",
-        "plot_cams",
-    )
-    for key, value in (("cpus_per_task", 1), ("mem_mb", 1000))
-]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +33,9 @@ def slurm(tmp_path_factory):
 
 
 def _run(wd, env, *args):
-    cmd = snakemake_command(wd, "--profile", str(REPO / "profiles/slurm"), *args, *FIT_NODE)
+    cmd = snakemake_command(
+        wd, "--profile", str(REPO / "profiles/slurm"), *args, *slurm_cluster.FIT_NODE
+    )
     return hangguard.run(cmd, cwd=wd, env=env, guard=hangguard.SLURM_WORKFLOW)
 
 
@@ -156,7 +139,9 @@ def test_preempted_training_is_resubmitted_and_resumes(slurm, tmp_path):
     target = "results/models/vgg_like/holdout/seed0/history.csv"
     profile = ["--profile", str(REPO / "profiles/slurm")]
     proc = hangguard.start(
-        snakemake_command(tmp_path, *profile, target, *FIT_NODE), cwd=tmp_path, env=slurm
+        snakemake_command(tmp_path, *profile, target, *slurm_cluster.FIT_NODE),
+        cwd=tmp_path,
+        env=slurm,
     )
     last = tmp_path / "results/models/vgg_like/holdout/seed0/.resume/last.pt"
     cancelled = []  # (SLURM job id, epoch)

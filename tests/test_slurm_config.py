@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from slurm_cluster import MARK, claim_config, release_config, run_mark
+
+from cxr14.testing.slurm import MARK, claim_config, release_config, run_mark
 
 
 def _write(etc, first_line):

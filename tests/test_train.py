@@ -9,14 +9,14 @@ import signal
 import subprocess
 import sys
 
-import hangguard
 import pandas as pd
 import pytest
 import torch
-from conftest import full_settings
+from helpers import full_settings
 
 import cxr14.train as train_module
 from cxr14.checkpoint import load_checkpoint, load_model
+from cxr14.testing import hangguard
 from cxr14.train import RESUME_DIR, run, train
 
 pytestmark = pytest.mark.slow

@@ -1,18 +1,14 @@
-"""The benchmark's CheXNet-style baseline loop and its GPU peak table, on the CPU."""
+"""The benchmark's CheXNet-style baseline loop, its GPU peak table and its variant table, on the
+CPU (pytest collects bench/ beside tests/; bench/ is on the path as this file's folder)."""
 
 from __future__ import annotations
 
-import sys
-
+import bench_gpu
 import numpy as np
 import pytest
-from conftest import REPO
+from bench_gpu import dense_bf16_peak
+from chexnet_baseline import PngDataset, chexnet_style_epoch
 from PIL import Image
-
-sys.path.insert(0, str(REPO / "bench"))
-import bench_gpu  # noqa: E402
-from bench_gpu import dense_bf16_peak  # noqa: E402
-from chexnet_baseline import PngDataset, chexnet_style_epoch  # noqa: E402
 
 
 def test_the_chexnet_style_loop_trains_one_epoch_from_png_files(tmp_path):

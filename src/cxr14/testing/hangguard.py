@@ -6,7 +6,7 @@ development machine on a slow day (docs/testing.md lists them), so no verdict de
 machine's speed. ``CXR14_TEST_TIMEOUT_SCALE`` multiplies every guard: 0.5 is the one-off check
 that the suite still passes with half of each guard. With ``CXR14_TEST_TIMINGS=FILE`` every
 guarded command appends its guard, duration and test to FILE;
-``python tests/hangguard.py FILE`` prints the slowest of each guard and its margin.
+``python -m cxr14.testing.hangguard FILE`` prints the slowest of each guard and its margin.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ WORKFLOW = Guard("WORKFLOW", 2400, "a tiny configuration trained and evaluated e
 SLURM_WORKFLOW = Guard("SLURM_WORKFLOW", 2400, "a run through the SLURM profile")
 COMMAND = Guard("COMMAND", 120, "one `cxr14 predict`, `snakemake --report` or Chromium command")
 TRAINING_EPOCHS = Guard("TRAINING_EPOCHS", 240, "a wait for a real training to reach epoch 2")
-GUARDS = (DRY_RUN, PARTIAL_RUN, WORKFLOW, SLURM_WORKFLOW, COMMAND, TRAINING_EPOCHS)
+CLUSTER_START = Guard("CLUSTER_START", 120, "the test SLURM cluster's node becoming idle")
+GUARDS = (DRY_RUN, PARTIAL_RUN, WORKFLOW, SLURM_WORKFLOW, COMMAND, TRAINING_EPOCHS, CLUSTER_START)
 
 _JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 _FINISHED = re.compile(r"Finished jobid: (\d+)|Finished job (\d+)\.")

@@ -1,4 +1,5 @@
-"""A real single-node SLURM cluster on this machine, for tests (Debian's slurm 22.05 + munge).
+"""A real single-node SLURM cluster on this machine, for tests and benchmarks (Debian's slurm
+22.05 + munge).
 
 Starts munged, slurmctld and slurmd by hand (no systemd) with a private configuration, and stops
 them by their pid files. One node with all CPUs, most of the memory and one (file-less) GPU gres,
@@ -18,13 +19,35 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from cxr14.testing import hangguard
+
 PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client")
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
 # First line of the configuration files a test cluster writes; the run's own mark adds who
 # wrote them (pid and folder), so a run never removes another run's files.
-MARK = "# cxr14 test cluster: written and removed by tests/slurm_cluster.py"
+MARK = "# cxr14 test cluster: written and removed by cxr14/testing/slurm.py"
 ETC = Path("/etc/slurm")
 FILES = ("slurm.conf", "gres.conf")
+# Snakemake options that fit the profile's site-sized requests to this node (2 CPUs and a few
+# GB to spare on the development machine).
+FIT_NODE = [
+    "--default-resources",
+    "mem_mb=500",
+    "runtime=30",
+    "cpus_per_task=1",
+    "--set-resources",
+] + [
+    f"{rule}:{key}={value}"
+    for rule in (
+        "downsample_images",
+        "generate_synthetic_data",
+        "train_model",
+        "evaluate_model",
+        "localize_findings",
+        "plot_cams",
+    )
+    for key, value in (("cpus_per_task", 1), ("mem_mb", 1000))
+]
 
 
 def run_mark(workdir: Path) -> str:
@@ -130,6 +153,37 @@ def _kill(pidfile: Path) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def _start_munge(d: Path, env: dict) -> tuple[Path, Path]:
+    """munged with its own socket, key and pid file in ``d``, so nothing of the machine's is
+    touched; returns the socket and the pid file."""
+    key, sock, pid = d / "munge.key", d / "munge.socket", d / "munged.pid"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o400)
+    Path("/run/munge").mkdir(exist_ok=True)
+    files = [f"--key-file={key}", f"--socket={sock}", f"--pid-file={pid}"]
+    files += [f"--log-file={d / 'munged.log'}", f"--seed-file={d / 'munged.seed'}"]
+    subprocess.run(["munged", "--force", *files], check=True, env=env)
+    return sock, pid
+
+
+def _wait_until_idle(d: Path, env: dict) -> None:
+    states = []
+
+    def idle() -> bool:
+        cmd = ["sinfo", "-h", "-o", "%T"]
+        states.append(subprocess.run(cmd, capture_output=True, text=True, env=env).stdout.strip())
+        return states[-1] in ("idle", "mixed", "allocated")
+
+    try:
+        hangguard.wait_for(idle, hangguard.CLUSTER_START, interval=0.5)
+    except hangguard.HangError:
+        logs = "".join(
+            (d / f).read_text()[-2000:] for f in ("slurmctld.log", "slurmd.log") if (d / f).exists()
+        )
+        message = f"the SLURM node did not become idle (state {states[-1]!r}):\n{logs}"
+        raise RuntimeError(message) from None
+
+
 @contextlib.contextmanager
 def cluster(workdir: Path) -> Iterator[dict[str, str]]:
     """Run a one-node cluster for the duration of the block; yields the environment to use."""
@@ -147,26 +201,7 @@ def cluster(workdir: Path) -> Iterator[dict[str, str]]:
     claim_config(etc, mark)
     etc.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    # munge: its own socket, key and pid file, so nothing of the machine's is touched.
-    key = d / "munge" / "munge.key"
-    key.write_bytes(os.urandom(1024))
-    key.chmod(0o400)
-    sock = d / "munge" / "munge.socket"
-    munge_pid = d / "munge" / "munged.pid"
-    Path("/run/munge").mkdir(exist_ok=True)
-    subprocess.run(
-        [
-            "munged",
-            "--force",
-            f"--key-file={key}",
-            f"--socket={sock}",
-            f"--pid-file={munge_pid}",
-            f"--log-file={d / 'munge' / 'munged.log'}",
-            f"--seed-file={d / 'munge' / 'munged.seed'}",
-        ],
-        check=True,
-        env=env,
-    )
+    sock, munge_pid = _start_munge(d / "munge", env)
     # Slurm's clients and daemons find munge's socket through AuthInfo.
     conf_path.write_text(
         mark + "\n" + _conf(d, host, cpus, mem_mb, port) + f"AuthInfo=socket={sock}\n"
@@ -175,21 +210,7 @@ def cluster(workdir: Path) -> Iterator[dict[str, str]]:
     try:
         subprocess.run(["slurmctld"], check=True, env=env)
         subprocess.run(["slurmd"], check=True, env=env)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            out = subprocess.run(
-                ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, env=env
-            ).stdout.strip()
-            if out in ("idle", "mixed", "allocated"):
-                break
-            time.sleep(0.5)
-        else:
-            logs = "".join(
-                (d / f).read_text()[-2000:]
-                for f in ("slurmctld.log", "slurmd.log")
-                if (d / f).exists()
-            )
-            raise RuntimeError(f"the SLURM node did not become idle (state {out!r}):\n{logs}")
+        _wait_until_idle(d, env)
         yield env
     finally:
         _kill(d / "slurmd.pid")

@@ -1,0 +1,98 @@
+"""The HTML report, rendered by a real headless browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_workflow import FIGURES, NAMES
+
+from cxr14.testing import hangguard
+from cxr14.testing.workflow import snakemake
+
+pytestmark = pytest.mark.slow
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=15000",
+]
+
+
+def chromium_run(chromium: str, profile: Path, *args: str | Path) -> str:
+    """Headless Chromium with its own profile folder on ``args`` (a page's path last)."""
+    *flags, page = args
+    cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *flags, Path(page).as_uri()]
+    return hangguard.run(cmd, guard=hangguard.COMMAND, check=True).stdout
+
+
+def test_html_report_renders_in_chromium(done, tmp_path):
+    """snakemake --report gives one self-contained HTML file; a real headless browser renders
+    it (non-blank screenshot, the app's categories in the DOM) and decodes every figure."""
+    import base64
+    import re
+
+    from PIL import Image
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    report = done / "report.html"
+    snakemake(done, "--report", str(report), guard=hangguard.COMMAND)
+    html = report.read_text()
+    shot = tmp_path / "shot.png"
+    chromium_run(
+        chromium, tmp_path / "u1", "--window-size=1280,900", f"--screenshot={shot}", report
+    )
+    with Image.open(shot) as im:
+        assert im.size == (1280, 900) and np.asarray(im.convert("L")).std() > 10
+    dom = chromium_run(chromium, tmp_path / "u2", "--dump-dom", report)
+    # The landing page names the data set, the split and the date; every item has a caption.
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", dom))
+    assert "Data set of this run:" in text and "the synthetic demo set" in text
+    assert "split patient_random" in text
+    assert re.search(r"report made on 20\d\d-\d\d-\d\d", text)
+    for caption in (
+        "of its maximum and the box of its largest region",  # localisation table
+        "Per-class test AUROC of each model of this run",  # summary figure
+        "one row per epoch: learning rate",  # history.csv
+        "as a Markdown document",  # summary.md
+    ):
+        assert caption in html, caption
+    for category in (
+        "1. Data",
+        "2. Splits and sampling",
+        "3. Training",
+        "4. Evaluation",
+        "5. Summary",
+    ):
+        assert category in dom, category
+    # Every embedded figure decodes in the browser (naturalWidth > 0).
+    uris = re.findall(r'"data_uri": "(data:image/png;[^"]+)"', html)
+    # Per run: history, roc, calibration, filters, cam; overall: class counts, average image,
+    # oversampling, AUROC comparison, forest plot.
+    assert len(uris) == len(FIGURES) * len(NAMES) + 5
+    for uri in uris:
+        assert base64.b64decode(uri.split("base64,", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    page = tmp_path / "figures.html"
+    imgs = "".join(f'<img src="{u}">' for u in uris)
+    page.write_text(
+        f"<html><body>{imgs}<script>window.onload = () => {{ document.body.dataset.widths = "
+        "[...document.images].map(i => i.complete ? i.naturalWidth : 0).join(','); };"
+        "</script></body></html>"
+    )
+    dom = chromium_run(chromium, tmp_path / "u3", "--dump-dom", page)
+    widths = [int(w) for w in re.search(r'data-widths="([^"]*)"', dom).group(1).split(",")]
+    assert len(widths) == len(uris) and min(widths) > 300

@@ -1,0 +1,139 @@
+"""Model bundles, `cxr14 predict` and the predict_images rule on the built workflow."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from tiny_workflow import NAMES, evals, model, tiny_runs
+
+from cxr14.layouts.nih import LABELS
+from cxr14.testing import hangguard
+from cxr14.testing.workflow import planned_jobs, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def _predict(*args):
+    cmd = [str(Path(sys.executable).with_name("cxr14")), "predict", "--device", "cpu", *args]
+    return hangguard.run(cmd, guard=hangguard.COMMAND)
+
+
+def test_bundle_and_model_card(done):
+    bundle = torch.load(done / "results/models/vgg_like/bundle.pt", weights_only=True)
+    assert (bundle["format"], bundle["version"], bundle["arch"]) == (
+        "cxr14-model-bundle",
+        2,
+        "vgg_like",
+    )
+    assert bundle["labels"] == list(LABELS)
+    assert bundle["preprocess"]["store_size"] == 32 and bundle["preprocess"]["input_size"] == 32
+    metrics = pd.read_csv(done / f"{evals('vgg_like')}/metrics.csv").set_index("label")
+    # The bundle's thresholds are the evaluation's validation-chosen ones.
+    np.testing.assert_allclose(
+        bundle["thresholds"]["youden"], metrics.loc[list(LABELS), "threshold_at_val"], atol=1e-5
+    )
+    assert bundle["test"]["mean"]["auroc"] == pytest.approx(metrics.loc["mean", "auroc"], abs=1e-6)
+    # ... and its temperatures those the evaluation fitted, from the validation predictions
+    # the evaluation wrote (the validation split is scored once).
+    np.testing.assert_allclose(
+        bundle["calibration"]["temperatures"], metrics.loc[list(LABELS), "temperature"], rtol=1e-5
+    )
+    val = pd.read_csv(done / f"{evals('vgg_like')}/val_predictions.csv")
+    splits = pd.read_csv(done / "results/splits/holdout/splits.csv")
+    assert len(val) == (splits["split"] == "val").sum()
+    card = (done / "results/models/vgg_like/model_card.md").read_text().splitlines()
+    assert (
+        card[0]
+        == "**Not a real-data model: results on the synthetic demo set are never NIH results.**"
+    )
+    assert any("not for diagnosis" in line for line in card)
+
+
+def test_predict_gives_the_pipelines_probabilities_from_the_original_pngs(done, tmp_path):
+    """`cxr14 predict` on the original 128x128 PNGs of the test split reproduces the
+    evaluation's predictions.csv: same decoding, resize, normalisation and model."""
+    for run in ("vgg_like", "densenet121"):
+        pred = pd.read_csv(done / f"{evals(run)}/predictions.csv")
+        images = [str(done / "results/synthetic/images" / n) for n in pred["image"]]
+        out = tmp_path / run / "predictions.csv"
+        proc = _predict(
+            "--model", str(done / f"results/models/{run}/bundle.pt"), "--out", str(out), *images
+        )
+        assert proc.returncode == 0, proc.stderr
+        mine = pd.read_csv(out)
+        assert [Path(p).name for p in mine["image"]] == pred["image"].tolist()
+        probs = [c for c in pred.columns if c.startswith("prob_")]
+        np.testing.assert_allclose(mine[probs], pred[probs], atol=1e-5)
+        assert pd.read_csv(out.parent / "failures.csv").empty
+
+
+def test_predict_names_bad_inputs_and_scores_the_rest(done, tmp_path):
+    folder = tmp_path / "in" / "nested"
+    folder.mkdir(parents=True)
+    good = sorted((done / "results/synthetic/images").glob("*.png"))[:3]
+    for p in good:
+        shutil.copy(p, folder / p.name)
+    (folder / "notes.png").write_text("not an image")
+    (folder / "cut.png").write_bytes(good[0].read_bytes()[:200])
+    (folder / "readme.txt").write_text("ignored: not an image suffix")
+    out = tmp_path / "out" / "predictions.csv"
+    bundle = str(done / "results/models/simple_cnn/bundle.pt")
+    proc = _predict(
+        "--model", bundle, "--out", str(out), str(tmp_path / "in"), str(tmp_path / "gone.png")
+    )
+    assert proc.returncode == 1
+    scored = pd.read_csv(out)
+    assert sorted(Path(p).name for p in scored["image"]) == sorted(p.name for p in good)
+    assert set(scored[[f"positive_{c}" for c in LABELS]].stack()) <= {0, 1}
+    failures = pd.read_csv(out.parent / "failures.csv").set_index("image")
+    assert failures.loc[str(folder / "notes.png"), "reason"].startswith("not a PNG or JPEG file")
+    assert failures.loc[str(folder / "cut.png"), "reason"].startswith("truncated or corrupt PNG")
+    assert failures.loc[str(tmp_path / "gone.png"), "reason"] == "no such file or folder"
+    assert len(failures) == 3 and "notes.png" in proc.stderr
+    # A training checkpoint is not a bundle: refused, saying what it is.
+    ckpt = str(done / f"{model('simple_cnn')}/best.pt")
+    proc = _predict("--model", ckpt, "--out", str(tmp_path / "x.csv"), str(folder))
+    assert proc.returncode == 2 and "is a training checkpoint, not a model bundle" in proc.stderr
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_predict_cam_overlays(done, tmp_path):
+    image = sorted((done / "results/synthetic/images").glob("*.png"))[0]
+    out = tmp_path / "p.csv"
+    bundle = str(done / "results/models/vgg_like/bundle.pt")
+    proc = _predict(
+        "--model", bundle, "--out", str(out), "--cam", str(tmp_path / "cam"), str(image)
+    )
+    assert proc.returncode == 0, proc.stderr
+    overlay = Path(pd.read_csv(out)["cam"][0])
+    assert overlay == tmp_path / "cam" / f"{image.stem}.png"
+    from PIL import Image
+
+    with Image.open(overlay) as im:
+        assert im.size[0] > 600 and np.asarray(im.convert("L")).std() > 5
+
+
+def test_predict_rule_scores_a_configured_folder(done, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for p in sorted((done / "results/synthetic/images").glob("*.png"))[:2]:
+        shutil.copy(p, folder / p.name)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    try:
+        tiny_runs(done, {"predict": {"input_dir": str(folder), "cam": True}})
+        assert planned_jobs(done) == {"predict_images": len(NAMES), "all": 1}
+        snakemake(done, guard=hangguard.PARTIAL_RUN)
+        for run in NAMES:
+            table = pd.read_csv(done / f"results/predict/{run}/predictions.csv")
+            assert len(table) == 2 and table["cam"].map(lambda p: (done / p).is_file()).all()
+            failures = pd.read_csv(done / f"results/predict/{run}/failures.csv")
+            assert failures["image"].tolist() == [str(folder / "broken.png")]
+    finally:
+        tiny_runs(done)
+    assert planned_jobs(done) == {}
