@@ -1,6 +1,7 @@
 # ChestX-ray14 multi-label classification pipeline.
 # Stages: data layout -> HDF5 store -> splits, average image, oversampling index -> training
-# -> evaluation -> summary and report (one include each, in that order).
+# -> evaluation -> model bundles and prediction -> comparisons and summary (one include each,
+# in that order; the HTML report is `snakemake --report`).
 # Run: snakemake --cores 8 --resources gpu=1   (defaults in profiles/default/config.yaml)
 
 
@@ -25,6 +26,8 @@ include: "workflow/rules/splits.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/export.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
