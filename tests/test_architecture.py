@@ -216,6 +216,34 @@ def test_tests_and_benchmarks_import_neither_each_other_nor_does_the_pipeline_im
     assert not users
 
 
+# Stage modules: each writes one stage's outputs (drawing and table formatting are figures and
+# tables, which any stage may call). Between stages only readers of the files another stage
+# writes pass (data flows one way), and Grad-CAM, which predict computes for its overlays.
+STAGES = ("evaluate", "expert", "subgroups", "compare", "localization", "bundle", "predict")
+STAGES += ("report",)
+READERS = {"read_predictions", "prediction_arrays", "read_thresholds", "bundle_scorer"}
+READERS |= {"load_bundle", "grad_cam"}
+
+
+def test_statistics_have_one_home():
+    """Every statistic is defined in cxr14.metrics only, and stage modules take nothing from
+    another stage module but readers."""
+    modules = _modules()
+    home = {n.name for n in modules["cxr14.metrics"].body if isinstance(n, ast.FunctionDef)}
+    for name, tree in modules.items():
+        defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        assert name == "cxr14.metrics" or not defined & home, (name, defined & home)
+    stages = {f"cxr14.{s}" for s in STAGES}
+    taken = {
+        (name, module, n)
+        for name in stages
+        for module, names in _imports(modules[name])
+        for n in names
+        if module in stages and n not in READERS
+    }
+    assert not taken
+
+
 def test_only_layouts_know_the_nih_labels():
     """Downstream stages read the label list from labels.csv, the store or the checkpoint."""
     users = {

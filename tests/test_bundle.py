@@ -19,7 +19,6 @@ from cxr14.bundle import (
     bundle_scorer,
     load_bundle,
     model_card,
-    sensitivity_thresholds,
 )
 from cxr14.calibration import apply_temperatures, fit_temperatures
 from cxr14.checkpoint import atomic_save
@@ -27,6 +26,7 @@ from cxr14.data import Normalizer
 from cxr14.imageio import BadImage, load_gray
 from cxr14.inference import Scorer
 from cxr14.layouts.nih import LABELS
+from cxr14.metrics import sensitivity_thresholds
 from cxr14.models import build_model
 from cxr14.predict import find_inputs, predict
 

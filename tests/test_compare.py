@@ -8,8 +8,8 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from cxr14.compare import collect_comparisons, compare_models, compare_runs, delong_test
-from cxr14.evaluate import bootstrap_auroc
+from cxr14.compare import collect_comparisons, compare_models, compare_runs
+from cxr14.metrics import bootstrap_auroc, delong_test
 
 LABELS = ["A", "B", "C"]
 

@@ -12,22 +12,20 @@ from scipy.special import expit, logit
 from sklearn.metrics import roc_auc_score
 
 from cxr14.calibration import apply_temperatures, fit_temperatures
-from cxr14.evaluate import (
-    bootstrap_auroc,
-    metrics_table,
-    operating_point,
-    read_predictions,
-    youden_thresholds,
-)
+from cxr14.evaluate import metrics_table, read_predictions
 from cxr14.layouts.nih import LABELS
-from cxr14.localization import accuracy_table, cam_to_box, grad_cam, iobb, iou, wilson_interval
+from cxr14.localization import accuracy_table, cam_to_box, grad_cam, iobb, iou
 from cxr14.metrics import (
+    bootstrap_auroc,
     calibration_bins,
+    operating_point,
     per_class_ap,
     per_class_auroc,
     per_class_brier,
     per_class_ece,
     percentile_ci,
+    wilson_interval,
+    youden_thresholds,
 )
 
 

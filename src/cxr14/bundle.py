@@ -31,10 +31,11 @@ from cxr14.calibration import fit_temperatures
 from cxr14.checkpoint import atomic_save
 from cxr14.data import Normalizer
 from cxr14.device import resolve_device
-from cxr14.evaluate import read_predictions, youden_thresholds
+from cxr14.evaluate import read_predictions
 from cxr14.files import replacing
 from cxr14.inference import Scorer
 from cxr14.logs import CONSOLE
+from cxr14.metrics import sensitivity_thresholds, youden_thresholds
 from cxr14.models import build_model, model_settings
 
 log = logging.getLogger(__name__)
@@ -46,17 +47,6 @@ READABLE = (1, 2)  # format 1: no calibration
 
 class BundleError(ValueError):
     """A file is not a model bundle this version can read; the message says what it is."""
-
-
-def sensitivity_thresholds(y_val: np.ndarray, p_val: np.ndarray, sensitivity: float) -> np.ndarray:
-    """Per class, the highest threshold at which at least ``sensitivity`` of the validation
-    positives are predicted positive (0.5 where the validation split has no positives)."""
-    out = np.full(y_val.shape[1], 0.5)
-    for k in range(y_val.shape[1]):
-        pos = np.sort(p_val[y_val[:, k] == 1, k])[::-1]
-        if len(pos):
-            out[k] = float(pos[int(np.ceil(sensitivity * len(pos))) - 1])
-    return out
 
 
 def _test_metrics(metrics_csv) -> dict:

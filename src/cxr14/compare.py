@@ -23,11 +23,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm, rankdata
 
 from cxr14.logs import CONSOLE
 from cxr14.metrics import (
-    defined_share,
+    bootstrap_p_value,
+    delong_test,
     nanmean,
     patient_resamples,
     per_class_auroc,
@@ -35,43 +35,6 @@ from cxr14.metrics import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def delong_test(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray) -> tuple[float, float]:
-    """DeLong's test of AUROC(b) - AUROC(a) for one class on the same images.
-
-    Returns (difference, two-sided p). NaN when the class has only one label value.
-    """
-    y = np.asarray(y).astype(bool)
-    m, n = int(y.sum()), int((~y).sum())
-    if m == 0 or n == 0:
-        return float("nan"), float("nan")
-    scores = np.vstack([p_a, p_b])
-    pos, neg = scores[:, y], scores[:, ~y]
-    # Structural components from midranks (ties count one half).
-    tz = rankdata(np.hstack([pos, neg]), axis=1)
-    tx, ty = rankdata(pos, axis=1), rankdata(neg, axis=1)
-    aucs = tz[:, :m].sum(axis=1) / (m * n) - (m + 1) / (2 * n)
-    v10 = (tz[:, :m] - tx) / n  # per positive: share of negatives ranked below it
-    v01 = 1 - (tz[:, m:] - ty) / m  # per negative: share of positives ranked above it
-    cov = np.cov(v10) / m + np.cov(v01) / n
-    diff = float(aucs[1] - aucs[0])
-    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    if var <= 1e-15:
-        return diff, 1.0 if abs(diff) < 1e-12 else 0.0
-    return diff, float(2 * norm.sf(abs(diff) / np.sqrt(var)))
-
-
-def _bootstrap_p(diffs: np.ndarray, alpha: float) -> np.ndarray:
-    """Two-sided p per column: twice the smaller share of replicates on either side of 0; NaN
-    where the difference is undefined in more replicates than ``percentile_ci`` accepts."""
-    valid = ~np.isnan(diffs)
-    count = valid.sum(axis=0)
-    below = np.where(valid, diffs <= 0, False).sum(axis=0)
-    above = np.where(valid, diffs >= 0, False).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.minimum(1.0, 2 * np.minimum(below, above) / count)
-    return np.where((count > 0) & (defined_share(diffs) >= 1 - alpha), p, np.nan)
 
 
 def _stack(p) -> np.ndarray:
@@ -119,7 +82,7 @@ def compare_models(y, p_a, p_b, groups, labels, n_boot=1000, seed=0, alpha=0.05)
         # Resampling one patient always draws the same images: no sampling distribution.
         diffs[:] = np.nan
     low, high = percentile_ci(diffs, alpha)
-    p_boot = _bootstrap_p(diffs, alpha)
+    p_boot = bootstrap_p_value(diffs, alpha)
     delong = [np.nan] * y.shape[1]
     if len(p_a) == len(p_b) == 1:
         delong = [delong_test(y[:, k], p_a[0, :, k], p_b[0, :, k])[1] for k in range(y.shape[1])]

@@ -12,7 +12,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, roc_curve
 
 from cxr14.calibration import apply_temperatures, fit_temperatures
 from cxr14.data import read_rows
@@ -20,80 +19,20 @@ from cxr14.inference import Scorer
 from cxr14.logs import CONSOLE
 from cxr14.metadata import read_labels
 from cxr14.metrics import (
+    METRICS,
     NO_CI_NOTE,
+    bootstrap_metrics,
     nanmean,
-    patient_resamples,
-    per_class_ap,
-    per_class_auroc,
+    operating_point,
     per_class_brier,
     per_class_ece,
-    percentile_ci,
+    youden_thresholds,
 )
 
 log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------- metrics
-
-
-def youden_thresholds(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
-    """Per class, the validation threshold maximising Youden's J = sensitivity + specificity
-    - 1 (0.5 where the validation split has no positives or no negatives)."""
-    out = np.full(y_val.shape[1], 0.5)
-    for k in range(y_val.shape[1]):
-        if 0 < y_val[:, k].sum() < len(y_val):
-            fpr, tpr, thr = roc_curve(y_val[:, k], p_val[:, k])
-            out[k] = min(float(thr[np.argmax(tpr - fpr)]), 1.0)
-    return out
-
-
-# Per-class metrics reported with a patient-bootstrap CI: discrimination (AUROC, average
-# precision) and calibration (Brier score, expected calibration error; lower is better).
-METRICS = {
-    "auroc": per_class_auroc,
-    "ap": per_class_ap,
-    "brier": per_class_brier,
-    "ece": per_class_ece,
-}
-
-
-def bootstrap_metrics(y, p, groups, n_boot=1000, seed=0, alpha=0.05, metrics=None) -> dict:
-    """Percentile CIs of the ``metrics`` (names of ``METRICS``; all by default) per class and
-    of their mean over classes, resampling patients (not images) with replacement:
-    {metric: (low, high)}, arrays of length classes + 1 (the last: the mean). All metrics use
-    the same replicates."""
-    chosen = {m: METRICS[m] for m in metrics or METRICS}
-    stats = {m: np.full((n_boot, y.shape[1] + 1), np.nan) for m in chosen}
-    for b, idx in enumerate(patient_resamples(groups, n_boot, seed)):
-        for m, fn in chosen.items():
-            values = fn(y[idx], p[idx])
-            stats[m][b, :-1] = values
-            stats[m][b, -1] = nanmean(values)
-    return {m: percentile_ci(s, alpha) for m, s in stats.items()}
-
-
-def bootstrap_auroc(y, p, groups, n_boot=1000, seed=0, alpha=0.05):
-    """Percentile CIs of per-class and mean AUROC (``bootstrap_metrics``' AUROC part: the same
-    replicates as there)."""
-    return bootstrap_metrics(y, p, groups, n_boot, seed, alpha, ["auroc"])["auroc"]
-
-
-def operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
-    """Confusion counts and rates of one class at one threshold."""
-    pred = (p >= threshold).astype(int)
-    tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
-    return {
-        "threshold": float(threshold),
-        "tp": int(tp),
-        "tn": int(tn),
-        "fp": int(fp),
-        "fn": int(fn),
-        "predicted_pos": int(tp + fp),
-        "precision": precision_score(y, pred, zero_division=np.nan),
-        "recall": recall_score(y, pred, zero_division=np.nan),
-        "specificity": recall_score(y, pred, pos_label=0, zero_division=np.nan),
-        "f1": f1_score(y, pred, zero_division=np.nan),
-    }
 
 
 def _class_row(label, y, p, values: dict, threshold) -> dict:

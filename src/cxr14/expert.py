@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 
-from cxr14.evaluate import bootstrap_auroc
 from cxr14.layouts import get_layout
 from cxr14.logs import CONSOLE
-from cxr14.metrics import NO_CI_NOTE, nanmean, per_class_auroc
+from cxr14.metrics import NO_CI_NOTE, bootstrap_auroc, nanmean, per_class_auroc
 
 log = logging.getLogger(__name__)
 

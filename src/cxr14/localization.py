@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import ndimage
-from scipy.stats import binomtest
 
 from cxr14.data import read_rows
 from cxr14.inference import Scorer
 from cxr14.layouts import get_layout
 from cxr14.logs import CONSOLE
+from cxr14.metrics import wilson_interval
 
 log = logging.getLogger(__name__)
 
@@ -90,15 +90,6 @@ def iobb(detected, expert) -> float:
     detection."""
     area = detected[2] * detected[3]
     return _intersection(detected, expert) / area if area > 0 else 0.0
-
-
-def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of the proportion k/n (NaN for n = 0): unlike the normal
-    approximation it stays inside [0, 1] and has width at 0/n and n/n."""
-    if n == 0:
-        return (np.nan, np.nan)
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence, method="wilson")
-    return (float(ci.low), float(ci.high))
 
 
 def boxes_on_test_images(layout: str, labels_csv, splits_csv, bbox_csv) -> pd.DataFrame:

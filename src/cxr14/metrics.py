@@ -1,5 +1,8 @@
-"""Classification metrics (scikit-learn; AUROC in its rank form), tolerant of classes without
-positives, and the patient bootstrap."""
+"""The project's statistics, in one place: classification and calibration metrics
+(scikit-learn; AUROC in its rank form) tolerant of classes without positives, the patient
+bootstrap and its percentile CIs, operating points (Youden, fixed sensitivity), DeLong's test of
+two AUROCs, bootstrap p-values and Wilson intervals. Stage modules (evaluate, expert, subgroups,
+compare, localization, bundle) call these; derivations are in docs/evaluation.md."""
 
 from __future__ import annotations
 
@@ -7,8 +10,15 @@ import warnings
 from collections.abc import Iterator
 
 import numpy as np
-from scipy.stats import rankdata
-from sklearn.metrics import average_precision_score
+from scipy.stats import binomtest, norm, rankdata
+from sklearn.metrics import (
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_curve,
+)
 
 
 def per_class_auroc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
@@ -122,3 +132,128 @@ def per_class_ece(y_true: np.ndarray, y_score: np.ndarray, n_bins: int = 10) -> 
         filled = count > 0
         out[k] = (count[filled] * np.abs(frac_pos[filled] - mean_p[filled])).sum() / count.sum()
     return out
+
+
+# ------------------------------------------------------------- bootstrap CIs of metrics
+
+# Per-class metrics reported with a patient-bootstrap CI: discrimination (AUROC, average
+# precision) and calibration (Brier score, expected calibration error; lower is better).
+METRICS = {
+    "auroc": per_class_auroc,
+    "ap": per_class_ap,
+    "brier": per_class_brier,
+    "ece": per_class_ece,
+}
+
+
+def bootstrap_metrics(y, p, groups, n_boot=1000, seed=0, alpha=0.05, metrics=None) -> dict:
+    """Percentile CIs of the ``metrics`` (names of ``METRICS``; all by default) per class and
+    of their mean over classes, resampling patients (not images) with replacement:
+    {metric: (low, high)}, arrays of length classes + 1 (the last: the mean). All metrics use
+    the same replicates."""
+    chosen = {m: METRICS[m] for m in metrics or METRICS}
+    stats = {m: np.full((n_boot, y.shape[1] + 1), np.nan) for m in chosen}
+    for b, idx in enumerate(patient_resamples(groups, n_boot, seed)):
+        for m, fn in chosen.items():
+            values = fn(y[idx], p[idx])
+            stats[m][b, :-1] = values
+            stats[m][b, -1] = nanmean(values)
+    return {m: percentile_ci(s, alpha) for m, s in stats.items()}
+
+
+def bootstrap_auroc(y, p, groups, n_boot=1000, seed=0, alpha=0.05):
+    """Percentile CIs of per-class and mean AUROC (``bootstrap_metrics``' AUROC part: the same
+    replicates as there)."""
+    return bootstrap_metrics(y, p, groups, n_boot, seed, alpha, ["auroc"])["auroc"]
+
+
+# --------------------------------------------------------------------- operating points
+
+
+def youden_thresholds(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
+    """Per class, the validation threshold maximising Youden's J = sensitivity + specificity
+    - 1 (0.5 where the validation split has no positives or no negatives)."""
+    out = np.full(y_val.shape[1], 0.5)
+    for k in range(y_val.shape[1]):
+        if 0 < y_val[:, k].sum() < len(y_val):
+            fpr, tpr, thr = roc_curve(y_val[:, k], p_val[:, k])
+            out[k] = min(float(thr[np.argmax(tpr - fpr)]), 1.0)
+    return out
+
+
+def sensitivity_thresholds(y_val: np.ndarray, p_val: np.ndarray, sensitivity: float) -> np.ndarray:
+    """Per class, the highest threshold at which at least ``sensitivity`` of the validation
+    positives are predicted positive (0.5 where the validation split has no positives)."""
+    out = np.full(y_val.shape[1], 0.5)
+    for k in range(y_val.shape[1]):
+        pos = np.sort(p_val[y_val[:, k] == 1, k])[::-1]
+        if len(pos):
+            out[k] = float(pos[int(np.ceil(sensitivity * len(pos))) - 1])
+    return out
+
+
+def operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
+    """Confusion counts and rates of one class at one threshold."""
+    pred = (p >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    return {
+        "threshold": float(threshold),
+        "tp": int(tp),
+        "tn": int(tn),
+        "fp": int(fp),
+        "fn": int(fn),
+        "predicted_pos": int(tp + fp),
+        "precision": precision_score(y, pred, zero_division=np.nan),
+        "recall": recall_score(y, pred, zero_division=np.nan),
+        "specificity": recall_score(y, pred, pos_label=0, zero_division=np.nan),
+        "f1": f1_score(y, pred, zero_division=np.nan),
+    }
+
+
+# ---------------------------------------------------------------- tests and intervals
+
+
+def delong_test(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray) -> tuple[float, float]:
+    """DeLong's test of AUROC(b) - AUROC(a) for one class on the same images.
+
+    Returns (difference, two-sided p). NaN when the class has only one label value.
+    """
+    y = np.asarray(y).astype(bool)
+    m, n = int(y.sum()), int((~y).sum())
+    if m == 0 or n == 0:
+        return float("nan"), float("nan")
+    scores = np.vstack([p_a, p_b])
+    pos, neg = scores[:, y], scores[:, ~y]
+    # Structural components from midranks (ties count one half).
+    tz = rankdata(np.hstack([pos, neg]), axis=1)
+    tx, ty = rankdata(pos, axis=1), rankdata(neg, axis=1)
+    aucs = tz[:, :m].sum(axis=1) / (m * n) - (m + 1) / (2 * n)
+    v10 = (tz[:, :m] - tx) / n  # per positive: share of negatives ranked below it
+    v01 = 1 - (tz[:, m:] - ty) / m  # per negative: share of positives ranked above it
+    cov = np.cov(v10) / m + np.cov(v01) / n
+    diff = float(aucs[1] - aucs[0])
+    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    if var <= 1e-15:
+        return diff, 1.0 if abs(diff) < 1e-12 else 0.0
+    return diff, float(2 * norm.sf(abs(diff) / np.sqrt(var)))
+
+
+def bootstrap_p_value(diffs: np.ndarray, alpha: float) -> np.ndarray:
+    """Two-sided p per column: twice the smaller share of replicates on either side of 0; NaN
+    where the difference is undefined in more replicates than ``percentile_ci`` accepts."""
+    valid = ~np.isnan(diffs)
+    count = valid.sum(axis=0)
+    below = np.where(valid, diffs <= 0, False).sum(axis=0)
+    above = np.where(valid, diffs >= 0, False).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.minimum(1.0, 2 * np.minimum(below, above) / count)
+    return np.where((count > 0) & (defined_share(diffs) >= 1 - alpha), p, np.nan)
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the proportion k/n (NaN for n = 0): unlike the normal
+    approximation it stays inside [0, 1] and has width at 0/n and n/n."""
+    if n == 0:
+        return (np.nan, np.nan)
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence, method="wilson")
+    return (float(ci.low), float(ci.high))
