@@ -213,11 +213,11 @@ def variant_table(archs, images, labels, steps, batch, device, peak) -> None:
 
 
 def demo(tmp: Path, n_images: int, size: int, epochs: int):
+    from cxr14.average_image import compute_average_image
     from cxr14.layouts.synthetic import generate
     from cxr14.metadata import build_entries
     from cxr14.oversample import make_oversample_index
     from cxr14.splits import make_splits
-    from cxr14.stats import compute_average_image
     from cxr14.store import downsample_shard, merge_shards
     from cxr14.train import train
 
@@ -262,9 +262,9 @@ def demo(tmp: Path, n_images: int, size: int, epochs: int):
 
 def build_store(tmp: Path, png_dir: Path, workers: int, size: int) -> None:
     """This pipeline's data stages from the PNGs, one shard per worker process."""
+    from cxr14.average_image import compute_average_image
     from cxr14.metadata import build_entries
     from cxr14.splits import make_splits
-    from cxr14.stats import compute_average_image
     from cxr14.store import downsample_shard, merge_shards
 
     meta = png_dir / "Data_Entry_2017.csv"

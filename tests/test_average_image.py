@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxr14.stats import compute_average_image
+from cxr14.average_image import compute_average_image
 
 
 @pytest.fixture
