@@ -1,7 +1,7 @@
 """Rule compute_average_image: see cxr14.average_image.compute_average_image."""
 
-from cxr14.logs import log_to
 from cxr14.average_image import compute_average_image
+from cxr14.logs import log_to
 
 with log_to(snakemake.log[0]):
     compute_average_image(
