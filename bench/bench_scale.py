@@ -27,6 +27,8 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from cxr14.testing.workflow import snakemake_command
+
 REPO = Path(__file__).resolve().parents[1]
 NIH = Path(os.environ.get("CXR14_NIH_SAMPLE", REPO.parent / "shared/data/nih"))
 
@@ -48,18 +50,7 @@ def build_placeholders(out: Path) -> int:
 
 
 def timed(cwd: Path, *args: str) -> tuple[float, str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--configfile",
-        str(cwd / "config.yaml"),
-        "--cores",
-        "2",
-        *args,
-    ]
+    cmd = snakemake_command(cwd, "--cores", "2", *args)
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     dt = time.perf_counter() - t
