@@ -9,23 +9,13 @@ from cxr14.testing.workflow import TINY_CONFIG, write_config
 # the two simple_cnn runs have two seeds each.
 RUNS = [*TINY_CONFIG["runs"], {"name": "simple_cnn_bce", "arch": "simple_cnn", "loss": "bce"}]
 RUNS = [{**r, "seeds": [0, 1]} if r["arch"] == "simple_cnn" else r for r in RUNS]
-
-
 COMPARE = [["simple_cnn", "simple_cnn_bce"]]
-
-
 NAMES = [r["name"] for r in RUNS]
-
-
 REPLICATES = [(r["name"], "holdout", s) for r in RUNS for s in r.get("seeds", [0])]
-
-
 TABLES = ("predictions.csv", "metrics.csv", "localization.csv", "expert_labels.csv")
-
-
+TABLES += ("subgroups.csv",)
 FIGURES = ("history.png", "roc.png", "calibration.png", "filters.png", "cam.png")
-
-
+FIGURES += ("subgroups.png",)
 EVAL_FILES = TABLES + FIGURES
 
 

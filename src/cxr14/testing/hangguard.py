@@ -38,10 +38,6 @@ class Guard:
         """Seconds on this machine (scaled by CXR14_TEST_TIMEOUT_SCALE)."""
         return self.seconds * SCALE
 
-    def deadline(self) -> float:
-        """``time.time()`` at which a polling loop started now gives up."""
-        return time.time() + self.limit
-
 
 DRY_RUN = Guard("DRY_RUN", 120, "a Snakemake dry run, --unlock or --lint, or a lint tool")
 PARTIAL_RUN = Guard(
