@@ -192,8 +192,9 @@ def slowest(timings: Path) -> str:
     rows = ["| guard | guards | slowest measured | its test | guard | margin |", "|---" * 6 + "|"]
     for g in GUARDS:
         seconds, test = worst.get(g.name, (float("nan"), "(not used)"))
-        margin = g.seconds / seconds if seconds > 0 else float("nan")
-        cells = (g.name, g.what, f"{seconds:.0f} s", f"`{test}`", f"{g.seconds:.0f} s")
+        margin = g.seconds / max(seconds, 1.0)  # under a second counts as one
+        took = "under 1 s" if seconds < 1 else f"{seconds:.0f} s"
+        cells = (g.name, g.what, took, f"`{test}`", f"{g.seconds:.0f} s")
         rows.append(f"| {' | '.join(cells)} | {margin:.1f}x |")
     return "\n".join(rows)
 
