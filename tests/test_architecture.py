@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from cxr14.layouts.nih import LABELS
 from cxr14.models import ARCHITECTURES, build_model, cam_layer
 from cxr14.settings import JOB_KEYS, TRAIN_KEYS
 from cxr14.tables import published_rows, split_kind
+from cxr14.testing import hangguard
 from cxr14.testing.workflow import REPO
 
 SRC = REPO / "src" / "cxr14"
@@ -242,6 +244,16 @@ def test_statistics_have_one_home():
         if module in stages and n not in READERS
     }
     assert not taken
+
+
+def test_predict_imports_none_of_the_workflows_figures():
+    """`cxr14 predict` draws its own overlays: in a fresh interpreter, importing it loads no
+    cxr14.figures (nor the tables, reports or training of the workflow)."""
+    code = "import sys, cxr14.cli, cxr14.predict; print(' '.join(sorted(sys.modules)))"
+    proc = hangguard.run([sys.executable, "-c", code], guard=hangguard.COMMAND, check=True)
+    loaded = set(proc.stdout.split())
+    assert "cxr14.predict" in loaded
+    assert not loaded & {"cxr14.figures", "cxr14.tables", "cxr14.report", "cxr14.train"}
 
 
 def test_only_layouts_know_the_nih_labels():

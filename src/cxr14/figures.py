@@ -17,7 +17,6 @@ from sklearn.metrics import auc, roc_curve
 
 from cxr14.calibration import apply_temperatures
 from cxr14.checkpoint import load_checkpoint, model_caveat
-from cxr14.files import replacing
 from cxr14.inference import Scorer
 from cxr14.localization import boxes_on_test_images, cam_boxes
 from cxr14.metadata import NO_FINDING
@@ -337,25 +336,6 @@ def plot_comparisons(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
         _forest_panel(ax, table[(table["run_a"] == a) & (table["run_b"] == b)])
     axes[-1, 0].set_xlabel("AUROC difference (run_b - run_a), paired patient-bootstrap 95% CI")
     _save(fig, out_png)
-
-
-def plot_prediction_cams(image: np.ndarray, findings: list[dict], title: str, out_png) -> None:
-    """One image's top findings side by side, each with its Grad-CAM over the image.
-    ``findings``: dicts with label, probability, threshold and cam (any size, [0, 1])."""
-    fig, axes = _subplots(1, len(findings), figsize=(3.4 * len(findings), 3.9), squeeze=False)
-    extent = (0, image.shape[1], image.shape[0], 0)
-    for ax, f in zip(axes[0], findings, strict=True):
-        ax.imshow(image, cmap="gray", vmin=0, vmax=255, extent=extent)
-        ax.imshow(f["cam"], cmap="jet", alpha=0.35, extent=extent)
-        call = "positive" if f["probability"] >= f["threshold"] else "negative"
-        ax.set_title(
-            f"{f['label']}: {f['probability']:.3f}\n{call} at threshold {f['threshold']:.3f}",
-            fontsize=9,
-        )
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    with replacing(out_png) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
 
 
 def _reliability(ax, y: np.ndarray, p: np.ndarray, label: str, style: str) -> None:

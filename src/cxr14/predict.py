@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from cxr14.bundle import bundle_scorer, load_bundle
 from cxr14.calibration import apply_temperatures
 from cxr14.dicom import is_dicom, load_dicom
-from cxr14.figures import plot_prediction_cams
 from cxr14.files import replacing
 from cxr14.imageio import BadImage, load_gray
 from cxr14.localization import grad_cam
@@ -26,6 +26,26 @@ log = logging.getLogger(__name__)
 # File suffixes collected from folders (files named on the command line are always tried).
 SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 FORMATS = ("PNG", "JPEG")
+
+
+def plot_prediction_cams(image: np.ndarray, findings: list[dict], title: str, out_png) -> None:
+    """One image's top findings side by side, each with its Grad-CAM over the image.
+    ``findings``: dicts with label, probability, threshold and cam (any size, [0, 1])."""
+    fig = Figure(figsize=(3.4 * len(findings), 3.9), layout="constrained")
+    axes = fig.subplots(1, len(findings), squeeze=False)
+    extent = (0, image.shape[1], image.shape[0], 0)
+    for ax, f in zip(axes[0], findings, strict=True):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255, extent=extent)
+        ax.imshow(f["cam"], cmap="jet", alpha=0.35, extent=extent)
+        call = "positive" if f["probability"] >= f["threshold"] else "negative"
+        ax.set_title(
+            f"{f['label']}: {f['probability']:.3f}\n{call} at threshold {f['threshold']:.3f}",
+            fontsize=9,
+        )
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    with replacing(out_png) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
 
 
 def load_image(path, size: int, resample: str) -> np.ndarray:
