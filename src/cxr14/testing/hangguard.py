@@ -116,12 +116,14 @@ def _read(file) -> str:
 
 def wait_for(condition, guard: Guard, *, proc=None, interval: float = 0.05) -> bool:
     """Poll ``condition()`` until it is true (True), or until ``proc`` has ended (False);
-    past ``guard``, a HangError."""
+    past ``guard``, ``proc`` is stopped and a HangError raised."""
     started = time.perf_counter()
     while not condition():
         if proc is not None and proc.poll() is not None:
             return False
         if time.perf_counter() - started > guard.limit:
+            if proc is not None:
+                stop(proc)
             raise HangError(f"not within {guard.limit:.0f} s ({guard.name}): {guard.what}")
         time.sleep(interval)
     _record(guard, time.perf_counter() - started, ["(waiting)"])
@@ -129,14 +131,14 @@ def wait_for(condition, guard: Guard, *, proc=None, interval: float = 0.05) -> b
 
 
 def stop(proc: subprocess.Popen, grace: float = 10) -> None:
-    """Stop ``proc`` and its process group (Snakemake's jobs too): SIGTERM, then SIGKILL."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError):  # the leader may be gone, its jobs not
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    """Stop ``proc`` and, when it leads a process group (``start``), the group (Snakemake's
+    jobs too): SIGTERM, then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):  # the leader may be gone, its jobs not
+            os.killpg(proc.pid, sig)
+        proc.send_signal(sig)  # a process without a group of its own
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
 
 
 def running_jobs(console: str) -> list[dict[str, str]]:
