@@ -220,11 +220,11 @@ def test_tests_and_benchmarks_import_neither_each_other_nor_does_the_pipeline_im
 
 # Stage modules: each writes one stage's outputs (drawing and table formatting are figures and
 # tables, which any stage may call). Between stages only readers of the files another stage
-# writes pass (data flows one way), and Grad-CAM, which predict computes for its overlays.
+# writes pass (data flows one way).
 STAGES = ("evaluate", "expert", "subgroups", "compare", "localization", "bundle", "predict")
 STAGES += ("report",)
 READERS = {"read_predictions", "prediction_arrays", "read_thresholds", "bundle_scorer"}
-READERS |= {"load_bundle", "grad_cam"}
+READERS |= {"load_bundle"}
 
 
 def test_statistics_have_one_home():
@@ -246,14 +246,33 @@ def test_statistics_have_one_home():
     assert not taken
 
 
-def test_predict_imports_none_of_the_workflows_figures():
-    """`cxr14 predict` draws its own overlays: in a fresh interpreter, importing it loads no
-    cxr14.figures (nor the tables, reports or training of the workflow)."""
-    code = "import sys, cxr14.cli, cxr14.predict; print(' '.join(sorted(sys.modules)))"
+def _fresh_imports(*modules: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after importing ``modules``."""
+    code = f"import sys, {', '.join(modules)}; print(' '.join(sorted(sys.modules)))"
     proc = hangguard.run([sys.executable, "-c", code], guard=hangguard.COMMAND, check=True)
-    loaded = set(proc.stdout.split())
+    return set(proc.stdout.split())
+
+
+def test_predict_imports_none_of_the_workflows_figures_nor_the_synthetic_generator():
+    """`cxr14 predict` draws its own overlays and reads no data set's layout: in a fresh
+    interpreter, importing it loads no cxr14.figures (nor the tables, reports or training of
+    the workflow) and no layout (the synthetic generator is one)."""
+    loaded = _fresh_imports("cxr14.cli", "cxr14.predict")
     assert "cxr14.predict" in loaded
     assert not loaded & {"cxr14.figures", "cxr14.tables", "cxr14.report", "cxr14.train"}
+    assert not {m for m in loaded if m.startswith("cxr14.layouts")}
+
+
+def test_figures_only_draw():
+    """Figures take data files and write PNGs: importing cxr14.figures (or the summary's
+    cxr14.report) loads no model, checkpoint, scoring or layout code, and no torch."""
+    for module in ("cxr14.figures", "cxr14.report"):
+        loaded = _fresh_imports(module)
+        assert module in loaded
+        code = {"cxr14.models", "cxr14.checkpoint", "cxr14.inference", "cxr14.localization"}
+        assert not loaded & ({"torch"} | code), module
+        if module == "cxr14.figures":
+            assert not {m for m in loaded if m.startswith("cxr14.layouts")}
 
 
 def test_only_layouts_know_the_nih_labels():

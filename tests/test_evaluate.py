@@ -13,8 +13,9 @@ from sklearn.metrics import roc_auc_score
 
 from cxr14.calibration import apply_temperatures, fit_temperatures
 from cxr14.evaluate import metrics_table, read_predictions
+from cxr14.gradcam import grad_cam
 from cxr14.layouts.nih import LABELS
-from cxr14.localization import accuracy_table, cam_to_box, grad_cam, iobb, iou
+from cxr14.localization import accuracy_table, cam_to_box, iobb, iou
 from cxr14.metrics import (
     bootstrap_auroc,
     calibration_bins,

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from cxr14.checkpoint import model_caveat
-from cxr14.figures import cam_examples, filter_layers
+from cxr14.checkpoint import conv_kernels, model_caveat
+from cxr14.localization import cam_examples
 from cxr14.models import build_model
 
 
 def test_filter_figure_shows_only_kernels_that_are_images():
     state = build_model("densenet121", 14, weights="none").state_dict()
-    layers = filter_layers(state, 6)
+    layers = conv_kernels(state)[:6]
     assert len(layers) == 6
-    assert all(min(w.shape[-2:]) >= 3 for _, w in layers)
-    assert layers[0][0] == "features.conv0"  # the first layer (7x7) is included
+    assert all(min(shape[-2:]) >= 3 for _, shape, _ in layers)
+    assert layers[0][:2] == ("features.conv0", (64, 1, 7, 7))  # the first layer is included
+    kernels = layers[0][2]  # averaged over input channels, first 64 filters
+    assert kernels.shape == (64, 7, 7)
+    assert np.allclose(kernels, state["features.conv0.weight"].mean(dim=1).numpy())
     # densenet121's 1x1 bottleneck convolutions would have been 4 of the first 6 layers.
     all_convs = [k for k, v in state.items() if k.endswith("weight") and v.dim() == 4]
     assert sum(min(state[k].shape[-2:]) == 1 for k in all_convs[:6]) >= 3
@@ -60,9 +64,9 @@ def test_figures_are_laid_out_so_labels_are_not_cut(tmp_path, monkeypatch):
 def test_filters_of_a_frozen_backbone_are_not_called_learned():
     from cxr14.figures import filters_title
 
-    frozen = {"config": {"arch": "resnet18", "run": "r18", "freeze": "backbone"}}
+    frozen = {"name": "r18", "freeze": "backbone", "caveat": ""}
     title = filters_title({**frozen, "weights_used": "/cache/resnet18-f37072fd.pth"}, 6)
     assert "NOT trained here" in title and "resnet18-f37072fd.pth" in title
     assert "learned" not in title
-    trained = {"config": {"arch": "vgg_like", "run": "vgg"}, "weights_used": "none"}
+    trained = {"name": "vgg", "freeze": "none", "weights_used": "none", "caveat": ""}
     assert filters_title(trained, 6).startswith("vgg: learned filters")

@@ -9,6 +9,7 @@ settings filled in), ``labels`` (class order of the outputs), ``epoch``, ``histo
 
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -17,7 +18,8 @@ import torch
 from torch import nn
 
 from cxr14.files import replacing
-from cxr14.models import build_model, get_architecture
+from cxr14.models import build_model, count_parameters, get_architecture
+from cxr14.settings import run_name
 
 # Keys only the resume state needs; a finished model's file leaves them out.
 RESUME_KEYS = ("optimizer", "scheduler", "rng", "scaler")
@@ -105,3 +107,45 @@ def model_caveat(ckpt: dict, sep: str = "; ") -> str:
             + "frozen random backbone (no pretrained weights): a linear probe on random features"
         )
     return ""
+
+
+def describe_model(model: nn.Module, ckpt: dict) -> dict:
+    """What tables and figures say of a trained model, as plain values (``model.json``), so
+    that they need neither the checkpoint nor torch."""
+    total, trainable = count_parameters(model)
+    config = ckpt["config"]
+    return {
+        "name": run_name(config),
+        "arch": config["arch"],
+        "freeze": config.get("freeze", "none"),
+        "weights_used": str(ckpt.get("weights_used", "unknown")),
+        "caveat": model_caveat(ckpt, ""),
+        "labels": list(ckpt["labels"]),
+        "best_epoch": int(ckpt["best_epoch"]),
+        "parameters": total,
+        "trainable_parameters": trainable,
+    }
+
+
+def conv_kernels(state: dict, max_filters: int = 64) -> list[tuple[str, tuple, np.ndarray]]:
+    """Every convolution whose kernels are images (k >= 3; 1x1 kernels would show as single
+    grey squares), in order: its name, weight shape (out x in x kh x kw) and its first
+    ``max_filters`` kernels averaged over input channels (n x kh x kw)."""
+    return [
+        (k.removesuffix(".weight"), tuple(v.shape), v.float().mean(dim=1)[:max_filters].numpy())
+        for k, v in state.items()
+        if k.endswith("weight") and v.dim() == 4 and min(v.shape[-2:]) >= 3
+    ]
+
+
+def write_model_facts(model: nn.Module, ckpt: dict, out_json, out_kernels) -> None:
+    """``describe_model`` as JSON and ``conv_kernels`` as an ``.npz`` (``names``, and
+    ``kernels_<i>`` and ``shape_<i>`` per layer), each written whole or not at all."""
+    with replacing(out_json) as tmp:
+        tmp.write_text(json.dumps(describe_model(model, ckpt), indent=2) + "\n")
+    kernels = conv_kernels(ckpt["model"])
+    arrays = {"names": np.array([name for name, _, _ in kernels], dtype=str)}
+    for i, (_, shape, k) in enumerate(kernels):
+        arrays[f"kernels_{i}"], arrays[f"shape_{i}"] = k, np.array(shape)
+    with replacing(out_kernels, suffix=".tmp.npz") as tmp:  # np.savez appends .npz otherwise
+        np.savez(tmp, **arrays)

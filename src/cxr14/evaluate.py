@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cxr14.calibration import apply_temperatures, fit_temperatures
+from cxr14.checkpoint import write_model_facts
 from cxr14.data import read_rows
 from cxr14.inference import Scorer
 from cxr14.logs import CONSOLE
@@ -176,14 +177,18 @@ def evaluate_model(
     out_predictions,
     out_metrics,
     out_val_predictions,
+    out_model,
+    out_filters,
     n_boot=1000,
     seed=0,
     device="auto",
     batch_size=128,
 ) -> pd.DataFrame:
     """Predict the validation and test splits, choose per-class thresholds and temperatures
-    on validation, write both splits' predictions and the test metrics."""
+    on validation, write both splits' predictions and the test metrics; and what the figures
+    and tables say of the model (``checkpoint.write_model_facts``)."""
     scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
+    write_model_facts(scorer.model, scorer.checkpoint, out_model, out_filters)
     table, labels, y, split = read_split_labels(scorer, checkpoint, labels_csv, splits_csv)
     val, test = np.flatnonzero(split == "val"), np.flatnonzero(split == "test")
     p_val = scorer.predict(read_rows(store_h5, val), batch_size)

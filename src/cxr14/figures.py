@@ -8,7 +8,6 @@ import os
 import matplotlib
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -16,12 +15,8 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import auc, roc_curve
 
 from cxr14.calibration import apply_temperatures
-from cxr14.checkpoint import load_checkpoint, model_caveat
-from cxr14.inference import Scorer
-from cxr14.localization import boxes_on_test_images, cam_boxes
 from cxr14.metadata import NO_FINDING
 from cxr14.metrics import calibration_bins
-from cxr14.settings import run_name
 
 
 def _subplots(nrows=1, ncols=1, *, figsize, squeeze=True):
@@ -32,6 +27,18 @@ def _subplots(nrows=1, ncols=1, *, figsize, squeeze=True):
 
 def _save(fig, path, dpi: int = 110) -> None:
     fig.savefig(path, dpi=dpi)
+
+
+def read_model_facts(model_json) -> dict:
+    """``checkpoint.describe_model``'s record of a model, from its ``model.json``."""
+    with open(model_json) as f:
+        return json.load(f)
+
+
+def _caveat(model_json, sep: str) -> str:
+    """The model's caveat (``checkpoint.model_caveat``) after ``sep``; '' if none."""
+    caveat = read_model_facts(model_json)["caveat"] if model_json is not None else ""
+    return sep + caveat if caveat else ""
 
 
 def plot_class_counts(counts: pd.DataFrame, out_png: str | os.PathLike) -> None:
@@ -79,12 +86,12 @@ def plot_oversampling(table_csv: str | os.PathLike, out_png: str | os.PathLike) 
     _save(fig, out_png, dpi=120)
 
 
-def plot_history(history_csv, out_png, name: str, checkpoint=None) -> None:
+def plot_history(history_csv, out_png, name: str, model_json=None) -> None:
     """Training/validation loss and validation mean AUROC per epoch (the reference study's
     Figure 4)."""
     h = pd.read_csv(history_csv)
     fig, (a, b) = _subplots(1, 2, figsize=(11, 4))
-    if checkpoint is not None and (caveat := model_caveat(load_checkpoint(checkpoint), "")):
+    if caveat := _caveat(model_json, ""):
         fig.suptitle(f"{name}: {caveat}", fontsize=10)
     a.plot(h["epoch"], h["train_loss"], "o-", label="training")
     a.plot(h["epoch"], h["val_loss"], "s-", label="validation")
@@ -99,10 +106,10 @@ def plot_history(history_csv, out_png, name: str, checkpoint=None) -> None:
     _save(fig, out_png)
 
 
-def plot_roc(predictions_csv, out_png, name: str, checkpoint=None) -> None:
+def plot_roc(predictions_csv, out_png, name: str, model_json=None) -> None:
     """ROC curves of every class on the test split."""
     pred = pd.read_csv(predictions_csv)
-    caveat = model_caveat(load_checkpoint(checkpoint), "\n") if checkpoint is not None else ""
+    caveat = _caveat(model_json, "\n")
     labels = [c.removeprefix("prob_") for c in pred.columns if c.startswith("prob_")]
     fig, ax = _subplots(figsize=(7.5, 7))
     colors = matplotlib.colormaps["tab20"](np.linspace(0, 1, 20))
@@ -123,78 +130,56 @@ def plot_roc(predictions_csv, out_png, name: str, checkpoint=None) -> None:
     _save(fig, out_png)
 
 
-def filter_layers(state: dict, max_layers: int) -> list[tuple[str, torch.Tensor]]:
-    """The first ``max_layers`` convolutions whose kernels are images (k >= 3): 1x1 kernels
-    would show as single grey squares."""
-    convs = [
-        (k.removesuffix(".weight"), v)
-        for k, v in state.items()
-        if k.endswith("weight") and v.dim() == 4 and min(v.shape[-2:]) >= 3
-    ]
-    return convs[:max_layers]
-
-
-def _kernel_grid(w: torch.Tensor, max_filters: int) -> np.ndarray:
-    """Kernels averaged over input channels, each scaled to [-1, 1], tiled with 1-pixel gaps."""
-    k = w.float().mean(dim=1)[:max_filters]  # (n, kh, kw)
+def _kernel_grid(kernels: np.ndarray, max_filters: int) -> np.ndarray:
+    """Kernels (n, kh, kw), each scaled to [-1, 1], tiled with 1-pixel gaps."""
+    k = kernels[:max_filters]
     n, kh, kw = k.shape
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     grid = np.full((rows * (kh + 1) - 1, cols * (kw + 1) - 1), np.nan)
     for i in range(n):
         r, c = divmod(i, cols)
-        ki = k[i].numpy()
+        ki = k[i]
         span = np.abs(ki).max() or 1.0
         grid[r * (kh + 1) : r * (kh + 1) + kh, c * (kw + 1) : c * (kw + 1) + kw] = ki / span
     return grid
 
 
-def filters_title(ckpt: dict, n_layers: int) -> str:
-    """The filter figure's title; a frozen backbone's kernels are its starting weights (only
-    the head trained), and the title says so."""
-    name = run_name(ckpt["config"])
+def filters_title(facts: dict, n_layers: int) -> str:
+    """The filter figure's title (``facts``: ``read_model_facts``); a frozen backbone's
+    kernels are its starting weights (only the head trained), and the title says so."""
+    name = facts["name"]
     title = f"{name}: learned filters, first {n_layers} layers with k >= 3"
-    if ckpt["config"].get("freeze") == "backbone":
-        origin = ckpt.get("weights_used", "unknown")
+    if facts["freeze"] == "backbone":
         title = f"{name}: first {n_layers} conv layers with k >= 3, NOT trained here"
-        title += f"\n(frozen backbone: the kernels of {origin})"
-    return title + model_caveat(ckpt, "\n")
+        title += f"\n(frozen backbone: the kernels of {facts['weights_used']})"
+    return title + ("\n" + facts["caveat"] if facts["caveat"] else "")
 
 
-def plot_filters(checkpoint, out_png, max_layers: int = 6, max_filters: int = 64) -> None:
+def read_kernels(filters_npz, max_layers: int) -> list[tuple[str, tuple, np.ndarray]]:
+    """The first ``max_layers`` of ``checkpoint.write_model_facts``' kernels: (name, weight
+    shape, kernels averaged over input channels)."""
+    with np.load(filters_npz) as z:
+        n = min(len(z["names"]), max_layers)
+        return [(str(z["names"][i]), tuple(z[f"shape_{i}"]), z[f"kernels_{i}"]) for i in range(n)]
+
+
+def plot_filters(filters_npz, model_json, out_png, max_layers: int = 6, max_filters=64) -> None:
     """Learned kernels of the first ``max_layers`` conv layers with k >= 3 (the reference
     study's Figures 5-8, first layer included), one grid per layer, three layers a row."""
-    ckpt = load_checkpoint(checkpoint)
-    convs = filter_layers(ckpt["model"], max_layers)
+    convs = read_kernels(filters_npz, max_layers)
     cols = min(3, max(len(convs), 1))
     rows = int(np.ceil(max(len(convs), 1) / cols))
     fig, axes = _subplots(rows, cols, figsize=(3.6 * cols, 3.9 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (name, w) in zip(axes.flat, convs, strict=False):
-        ax.imshow(_kernel_grid(w, max_filters), cmap="gray", vmin=-1, vmax=1)
-        shape = "x".join(map(str, w.shape))
-        ax.set_title(f"{name}\n{shape} (out x in x kh x kw)", fontsize=10)
+    for ax, (name, shape, kernels) in zip(axes.flat, convs, strict=False):
+        ax.imshow(_kernel_grid(kernels, max_filters), cmap="gray", vmin=-1, vmax=1)
+        ax.set_title(f"{name}\n{'x'.join(map(str, shape))} (out x in x kh x kw)", fontsize=10)
     if not convs:
         axes[0, 0].text(0.5, 0.5, "no convolution with kernels of 3x3 or more", ha="center")
-    fig.suptitle(filters_title(ckpt, len(convs)), fontsize=12)
+    fig.suptitle(filters_title(read_model_facts(model_json), len(convs)), fontsize=12)
     _save(fig, out_png)
-
-
-def cam_examples(boxes: pd.DataFrame, n_images: int) -> pd.DataFrame:
-    """Up to ``n_images`` boxes on distinct images, covering as many classes as possible:
-    first one box per class (each on a new image), then further images."""
-    chosen, images, labels = [], set(), set()
-    for new_label_only in (True, False):
-        for i, b in enumerate(boxes.itertuples()):
-            if len(chosen) == n_images:
-                break
-            if b.image in images or (new_label_only and b.label in labels):
-                continue
-            chosen.append(i)
-            images.add(b.image)
-            labels.add(b.label)
-    return boxes.iloc[chosen].reset_index(drop=True)
 
 
 # Both boxes keep a dark outline so they stay visible on the heat map and the image border.
@@ -226,49 +211,28 @@ def _draw_cam(ax, image, cam, expert, predicted, title) -> None:
     ax.set_title(title, fontsize=8)
 
 
-def plot_cams(
-    checkpoint,
-    store_h5,
-    labels_csv,
-    splits_csv,
-    average_npy,
-    stats_json,
-    bbox_csv,
-    layout,
-    box_space,
-    out_png,
-    n_images,
-    cam_threshold,
-    device,
-    cam_layer="",
-) -> None:
-    """Grad-CAM of the labelled class over distinct test images with an expert box (green),
-    the box derived from the CAM (white, dashed) and the IoU (``cam_layer``: a module path
-    read instead of the architecture's layer)."""
-    scorer = Scorer.load(checkpoint, average_npy, stats_json, device, cam_layer)
-    all_boxes = boxes_on_test_images(layout, labels_csv, splits_csv, bbox_csv)
-    boxes = cam_examples(all_boxes, n_images)
-    n = max(len(boxes), 1)
+def plot_cams(cams_npz, model_json, out_png) -> None:
+    """``localization.write_cam_examples``' Grad-CAMs of the labelled class over distinct test
+    images with an expert box (green), the box derived from the CAM (white, dashed) and the
+    IoU."""
+    z = dict(np.load(cams_npz))
+    n = max(len(z["image"]), 1)
     cols = min(3, n)
     rows = int(np.ceil(n / cols))
     fig, axes = _subplots(rows, cols, figsize=(4 * cols, 4.3 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    if boxes.empty:
+    if not len(z["image"]):
         axes[0, 0].text(0.5, 0.5, "no expert boxes on test images", ha="center")
-    else:
-        found = cam_boxes(scorer, store_h5, boxes, box_space, cam_threshold)
-        probs = scorer.predict(found.images)
-        for j, (ax, b) in enumerate(zip(axes.flat, boxes.itertuples(), strict=False)):
-            p = probs[j, scorer.labels.index(b.label)]
-            title = f"{b.image}\n{b.label}: p={p:.2f}, IoU={found.ious[j]:.2f}"
-            args = (found.images[j].numpy(), found.cams[j], found.expert[j], found.predicted[j])
-            _draw_cam(ax, *args, title)
-    at = f" at {cam_layer}" if cam_layer else ""
-    title = f"{scorer.name}: Grad-CAM{at} (green: expert box, white dashed: CAM box)"
-    if len(boxes) < n_images:
-        title += f"\nonly {len(boxes)} test images with expert boxes (of {n_images} asked)"
-    fig.suptitle(title + model_caveat(scorer.checkpoint, "\n"), fontsize=10)
+    for j, ax in enumerate(axes.flat[: len(z["image"])]):
+        title = f"{z['image'][j]}\n{z['label'][j]}: p={z['prob'][j]:.2f}, IoU={z['iou'][j]:.2f}"
+        _draw_cam(ax, z["pixels"][j], z["cam"][j], z["expert"][j], z["predicted"][j], title)
+    facts, layer, asked = read_model_facts(model_json), str(z["layer"]), int(z["asked"])
+    at = f" at {layer}" if layer else ""
+    title = f"{facts['name']}: Grad-CAM{at} (green: expert box, white dashed: CAM box)"
+    if len(z["image"]) < asked:
+        title += f"\nonly {len(z['image'])} test images with expert boxes (of {asked} asked)"
+    fig.suptitle(title + _caveat(model_json, "\n"), fontsize=10)
     _save(fig, out_png)
 
 
@@ -345,12 +309,12 @@ def _reliability(ax, y: np.ndarray, p: np.ndarray, label: str, style: str) -> No
     ax.plot(mean_p[filled], frac[filled], style, label=label, ms=4)
 
 
-def plot_calibration(predictions_csv, metrics_csv, out_png, name: str, checkpoint=None) -> None:
+def plot_calibration(predictions_csv, metrics_csv, out_png, name: str, model_json=None) -> None:
     """Reliability diagram over all classes (pooled, 10 bins), before and after the
     validation-fitted temperature scaling, with how many predictions fall in each bin; and
     each class's expected calibration error (95% CI) before and after scaling."""
     pred, metrics = pd.read_csv(predictions_csv), pd.read_csv(metrics_csv)
-    caveat = model_caveat(load_checkpoint(checkpoint), "\n") if checkpoint is not None else ""
+    caveat = _caveat(model_json, "\n")
     labels = [c.removeprefix("prob_") for c in pred.columns if c.startswith("prob_")]
     y = pred[[f"label_{c}" for c in labels]].to_numpy()
     p = pred[[f"prob_{c}" for c in labels]].to_numpy()
@@ -384,12 +348,12 @@ def plot_calibration(predictions_csv, metrics_csv, out_png, name: str, checkpoin
     _save(fig, out_png)
 
 
-def plot_subgroups(subgroups_csv, out_png, name: str, checkpoint=None) -> None:
+def plot_subgroups(subgroups_csv, out_png, name: str, model_json=None) -> None:
     """``subgroups.evaluate_subgroups``' table as two dot plots, one row per subgroup: mean
     AUROC and mean true-positive rate at the validation thresholds (lower: under-diagnosed),
     each with its 95% CI beside the rest of the test split's over the same classes (x)."""
     rows = pd.read_csv(subgroups_csv).iloc[1:].iloc[::-1]  # the subgroups, first on top
-    caveat = model_caveat(load_checkpoint(checkpoint), "\n") if checkpoint is not None else ""
+    caveat = _caveat(model_json, "\n")
     no_ci = rows["gap_ci_low"].isna().to_numpy()
     ticks = [
         f"{r.variable}: {r.level} ({r.n_patients} patient{'s' * (r.n_patients != 1)}, "

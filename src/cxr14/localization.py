@@ -17,46 +17,14 @@ import torch
 from scipy import ndimage
 
 from cxr14.data import read_rows
+from cxr14.files import replacing
+from cxr14.gradcam import grad_cam
 from cxr14.inference import Scorer
 from cxr14.layouts import get_layout
 from cxr14.logs import CONSOLE
 from cxr14.metrics import wilson_interval
 
 log = logging.getLogger(__name__)
-
-
-def grad_cam(model, layer, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM (Selvaraju et al. 2017) at ``layer`` of ``classes[i]`` for image ``x[i]``,
-    upsampled to the input size and scaled to [0, 1] per image. ``x``: normalised (B, 1, H, W).
-    """
-    store = {}
-
-    def keep(module, inputs, output):
-        store["a"] = output
-        output.register_hook(lambda grad: store.__setitem__("g", grad))
-
-    # In-place ReLUs would modify the hooked activation after the fact: switch them off.
-    inplace = [m for m in model.modules() if getattr(m, "inplace", False)]
-    for m in inplace:
-        m.inplace = False
-    handle = layer.register_forward_hook(keep)
-    try:
-        model.eval()
-        x = x.detach().requires_grad_(True)  # gradients flow even through a frozen backbone
-        logits = model(x)
-        model.zero_grad(set_to_none=True)
-        logits.gather(1, classes[:, None]).sum().backward()
-    finally:
-        handle.remove()
-        for m in inplace:
-            m.inplace = True
-    a, g = store["a"].detach(), store["g"].detach()
-    cam = torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True))
-    cam = torch.nn.functional.interpolate(
-        cam, size=x.shape[-2:], mode="bilinear", align_corners=False
-    )[:, 0]
-    peak = cam.flatten(1).max(1).values.clamp(min=1e-12)[:, None, None]
-    return cam / peak
 
 
 def cam_to_box(cam: np.ndarray, threshold: float = 0.5) -> tuple[float, float, float, float]:
@@ -90,11 +58,6 @@ def iobb(detected, expert) -> float:
     detection."""
     area = detected[2] * detected[3]
     return _intersection(detected, expert) / area if area > 0 else 0.0
-
-
-def boxes_on_test_images(layout: str, labels_csv, splits_csv, bbox_csv) -> pd.DataFrame:
-    """Expert boxes on images of the test split, with the image's row in the store (``row``)."""
-    return boxes_on_test_split(get_layout(layout).read_boxes(bbox_csv), labels_csv, splits_csv)
 
 
 def boxes_on_test_split(boxes: pd.DataFrame, labels_csv, splits_csv) -> pd.DataFrame:
@@ -151,6 +114,50 @@ def cam_boxes(
     return CamBoxes(images, cams, expert, predicted, ious, iobbs)
 
 
+def cam_examples(boxes: pd.DataFrame, n_images: int) -> pd.DataFrame:
+    """Up to ``n_images`` boxes on distinct images, covering as many classes as possible:
+    first one box per class (each on a new image), then further images."""
+    chosen, images, labels = [], set(), set()
+    for new_label_only in (True, False):
+        for i, b in enumerate(boxes.itertuples()):
+            if len(chosen) == n_images:
+                break
+            if b.image in images or (new_label_only and b.label in labels):
+                continue
+            chosen.append(i)
+            images.add(b.image)
+            labels.add(b.label)
+    return boxes.iloc[chosen].reset_index(drop=True)
+
+
+def write_cam_examples(
+    scorer: Scorer, store_h5, boxes: pd.DataFrame, box_space, cam_threshold, n_images, out_npz
+) -> None:
+    """The Grad-CAM figure's data: up to ``n_images`` of ``boxes`` (``cam_examples``), each
+    with its image, CAM, expert and CAM boxes, IoU and the labelled class's probability; and
+    the layer read (``''``: the architecture's own) and ``n_images`` asked."""
+    chosen = cam_examples(boxes, n_images)
+    arrays = {
+        "image": chosen["image"].to_numpy(dtype=str),
+        "label": chosen["label"].to_numpy(dtype=str),
+        "layer": np.array(scorer.cam_layer_path),
+        "asked": np.array(n_images),
+    }
+    if len(chosen):
+        found = cam_boxes(scorer, store_h5, chosen, box_space, cam_threshold)
+        columns = [scorer.labels.index(c) for c in chosen["label"]]
+        arrays |= {
+            "pixels": found.images.numpy(),
+            "cam": found.cams,
+            "expert": np.array(found.expert),
+            "predicted": np.array(found.predicted),
+            "iou": np.array(found.ious),
+            "prob": scorer.predict(found.images)[np.arange(len(chosen)), columns],
+        }
+    with replacing(out_npz, suffix=".tmp.npz") as tmp:  # np.savez appends .npz otherwise
+        np.savez_compressed(tmp, **arrays)
+
+
 def accuracy_table(
     results: pd.DataFrame, labels, iou_thresholds, iobb_thresholds=(), boxes_in_file=None
 ) -> pd.DataFrame:
@@ -188,7 +195,9 @@ def localize(
     layout: str,
     box_space: int,
     out_table,
+    out_cams,
     cam_threshold=0.5,
+    cam_images=6,
     iou_thresholds=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
     iobb_thresholds=(0.1, 0.25, 0.5, 0.75, 0.9),
     device="auto",
@@ -197,7 +206,8 @@ def localize(
     """Wang et al. (2017)'s localisation accuracy: for every expert box on a test image, the
     box of the labelled class's CAM counts as correct at IoU >= T (or IoBB >= T). Boxes are
     rescaled from ``box_space`` (1024 for NIH) to the stored size. Returns (table, per-box
-    results). ``cam_layer``: a module path to read instead of the architecture's layer."""
+    results). ``cam_layer``: a module path to read instead of the architecture's layer. Also
+    writes the Grad-CAM figure's data for ``cam_images`` examples (``write_cam_examples``)."""
     scorer = Scorer.load(checkpoint, average_npy, stats_json, device, cam_layer)
     all_boxes = get_layout(layout).read_boxes(bbox_csv)
     boxes = boxes_on_test_split(all_boxes, labels_csv, splits_csv)
@@ -215,6 +225,7 @@ def localize(
     )
     table = accuracy_table(res, scorer.labels, iou_thresholds, iobb_thresholds, in_file)
     table.to_csv(out_table, index=False, float_format="%.6g")
+    write_cam_examples(scorer, store_h5, boxes, box_space, cam_threshold, cam_images, out_cams)
     log.info(
         "%s: localisation of %d of the %d boxes (those on test images): accuracy at IoU 0.3 "
         "%.3f (95%% CI %.3f-%.3f)",

@@ -18,8 +18,8 @@ from cxr14.bundle import bundle_scorer, load_bundle
 from cxr14.calibration import apply_temperatures
 from cxr14.dicom import is_dicom, load_dicom
 from cxr14.files import replacing
+from cxr14.gradcam import grad_cam
 from cxr14.imageio import BadImage, load_gray
-from cxr14.localization import grad_cam
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,9 @@ import h5py
 import pandas as pd
 
 from cxr14 import figures, tables
-from cxr14.checkpoint import load_model
 from cxr14.layouts import get_layout
 from cxr14.logs import CONSOLE
 from cxr14.metadata import read_labels
-from cxr14.models import count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +47,7 @@ def aggregate_run(replicates: list[str], metrics_csvs, out_csv) -> pd.DataFrame:
 
 
 def _replicate_rows(
-    replicates, metrics_csvs, localization_csvs, expert_csvs, checkpoints, histories, dataset
+    replicates, metrics_csvs, localization_csvs, expert_csvs, model_jsons, histories, dataset
 ):
     rows, labels = [], None
     expert_csvs = expert_csvs or [None] * len(replicates)
@@ -58,22 +56,19 @@ def _replicate_rows(
         metrics_csvs,
         localization_csvs,
         expert_csvs,
-        checkpoints,
+        model_jsons,
         histories,
         strict=True,
     )
-    for replicate, mcsv, lcsv, ecsv, ckpt_path, history_csv in files:
-        model, ckpt = load_model(ckpt_path)
-        labels = list(ckpt["labels"])
+    for replicate, mcsv, lcsv, ecsv, model_json, history_csv in files:
+        facts = figures.read_model_facts(model_json)
+        labels = facts["labels"]
         metrics = pd.read_csv(mcsv).set_index("label")
         loc = pd.read_csv(lcsv).set_index("label")
         history = pd.read_csv(history_csv)
-        parameters = count_parameters(model)
         expert = pd.read_csv(ecsv) if ecsv else None
         rows.append(
-            tables.model_row(
-                tuple(replicate), dataset, metrics, loc, history, ckpt, parameters, expert
-            )
+            tables.model_row(tuple(replicate), dataset, metrics, loc, history, facts, expert)
         )
     return pd.DataFrame(rows), labels
 
@@ -90,7 +85,7 @@ def summarize_models(
     replicates,
     metrics_csvs,
     localization_csvs,
-    checkpoints,
+    model_jsons,
     histories,
     layout: str,
     dataset: str,
@@ -107,7 +102,7 @@ def summarize_models(
     ``split_method``), and one per replicate: CSVs, Markdown (with calibration, localisation
     and, given ``expert_csvs``, expert-label sections), figure."""
     per_replicate, labels = _replicate_rows(
-        replicates, metrics_csvs, localization_csvs, expert_csvs, checkpoints, histories, dataset
+        replicates, metrics_csvs, localization_csvs, expert_csvs, model_jsons, histories, dataset
     )
     provenance = data_provenance(store_h5) if store_h5 else {}
     per_replicate = per_replicate.assign(**provenance)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cxr14.checkpoint import model_caveat
 from cxr14.metadata import NO_FINDING
 
 
@@ -53,18 +52,18 @@ def model_row(
     metrics: pd.DataFrame,
     localization: pd.DataFrame,
     history: pd.DataFrame,
-    ckpt: dict,
-    parameters: tuple[int, int],
+    facts: dict,
     expert: pd.DataFrame | None = None,
 ) -> dict:
     """One trained model's summary row: ``replicate`` is its (run, split, seed); ``metrics``
-    and ``localization`` are indexed by label, ``expert`` (optional) is its expert-label table."""
+    and ``localization`` are indexed by label, ``facts`` is its ``model.json``
+    (``checkpoint.describe_model``), ``expert`` (optional) its expert-label table."""
     m, loc = metrics, localization
     per_class = m.drop("mean")
     run, split, seed = replicate
     return {
         "model": run,
-        "arch": ckpt["config"]["arch"],
+        "arch": facts["arch"],
         "split": split,
         "seed": seed,
         "dataset": dataset,
@@ -85,12 +84,12 @@ def model_row(
         **_with_ci(loc, "all", "acc_iobb_0.5", "loc_acc_iobb_0.5"),
         **expert_columns(expert),
         "epochs": len(history),
-        "best_epoch": ckpt["best_epoch"],
+        "best_epoch": facts["best_epoch"],
         "train_minutes": history["seconds"].sum() / 60,
-        "parameters": parameters[0],
-        "trainable_parameters": parameters[1],
-        "weights": ckpt.get("weights_used", "unknown"),
-        "note": model_caveat(ckpt, ""),
+        "parameters": facts["parameters"],
+        "trainable_parameters": facts["trainable_parameters"],
+        "weights": facts["weights_used"],
+        "note": facts["caveat"],
         **per_class["auroc"].to_dict(),
     }
 

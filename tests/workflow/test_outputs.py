@@ -77,6 +77,25 @@ def test_trained_models(done):
     assert not torch.equal(a["model"]["classifier.weight"], b["model"]["classifier.weight"])
 
 
+def test_figures_data_is_what_the_checkpoint_holds(done):
+    """model.json and filters.npz say what the checkpoint does; cams.npz holds the CAMs of
+    up to eval.cam_images distinct test images, each scaled to a peak of 1."""
+    ckpt = torch.load(done / f"{model('resnet18')}/best.pt", weights_only=True)
+    facts = json.loads((done / f"{evals('resnet18')}/model.json").read_text())
+    assert facts["labels"] == list(ckpt["labels"]) and facts["name"] == "resnet18"
+    assert facts["weights_used"] == ckpt["weights_used"] and facts["freeze"] == "backbone"
+    assert "linear probe on random features" in facts["caveat"]
+    assert 0 < facts["trainable_parameters"] < facts["parameters"]
+    with np.load(done / f"{evals('resnet18')}/filters.npz") as z:
+        first = ckpt["model"][f"{z['names'][0]}.weight"]
+        assert tuple(z["shape_0"]) == tuple(first.shape)
+        assert np.array_equal(z["kernels_0"], first.float().mean(dim=1)[:64].numpy())
+    with np.load(done / f"{evals('vgg_like')}/cams.npz") as z:
+        assert 0 < len(z["image"]) == len(set(z["image"])) == len(z["cam"]) <= int(z["asked"])
+        assert z["pixels"].dtype == np.uint8 and z["pixels"].shape == z["cam"].shape
+        assert np.allclose(z["cam"].max(axis=(1, 2)), 1.0, atol=0.05)
+
+
 def test_evaluation_artifacts(done):
     from PIL import Image
 

@@ -16,7 +16,9 @@ TABLES = ("predictions.csv", "metrics.csv", "localization.csv", "expert_labels.c
 TABLES += ("subgroups.csv",)
 FIGURES = ("history.png", "roc.png", "calibration.png", "filters.png", "cam.png")
 FIGURES += ("subgroups.png",)
-EVAL_FILES = TABLES + FIGURES
+# What the figures draw from, so that none loads a checkpoint (evaluate_model, localize_findings).
+FIGURE_DATA = ("model.json", "filters.npz", "cams.npz")
+EVAL_FILES = TABLES + FIGURE_DATA + FIGURES
 
 
 def model(run: str, split: str = "holdout", seed: int = 0) -> str:
@@ -74,7 +76,7 @@ OUTPUTS = [
     "results/tables/holdout/oversample_counts.csv",
     "results/figures/holdout/oversample_counts.png",
     *[f"{model(*r)}/{f}" for r in REPLICATES for f in ("best.pt", "last.pt", "history.csv")],
-    *[f"{evals(*r)}/{f}" for r in REPLICATES for f in TABLES],
+    *[f"{evals(*r)}/{f}" for r in REPLICATES for f in TABLES + FIGURE_DATA],
     *[f"{evals(run)}/{f}" for run in NAMES for f in FIGURES],
     *[f"results/eval/{run}/replicates.csv" for run in NAMES],
     *[f"results/models/{run}/{f}" for run in NAMES for f in ("bundle.pt", "model_card.md")],

@@ -246,7 +246,7 @@ def get_export_params(wildcards):
 
 
 def get_cam_inputs(wildcards):
-    """A model evaluation's inputs and the expert boxes (the Grad-CAM rules)."""
+    """A model evaluation's inputs and the expert boxes (localize_findings)."""
     return {**get_model_eval_inputs(wildcards), "bbox_csv": LAYOUT.bbox_file(config)}
 
 
@@ -287,6 +287,6 @@ def get_summary_inputs(wildcards):
         "expert_labels": (
             replicate_paths(f"{EVAL}/expert_labels.csv") if EXPERT_LABELS else []
         ),
-        "checkpoints": replicate_paths(f"{MODEL}/best.pt"),
+        "models": replicate_paths(f"{EVAL}/model.json"),
         "histories": replicate_paths(f"{MODEL}/history.csv"),
     }

@@ -15,6 +15,8 @@ rule evaluate_model:
                 "table": "metrics (AUROC with CI, operating points)",
             },
         ),
+        model=f"{EVAL}/model.json",
+        filters=f"{EVAL}/filters.npz",
     log:
         "logs/evaluate_model/{run}/{split}/seed{seed}.log",
     benchmark:
@@ -46,6 +48,7 @@ rule localize_findings:
                 "table": "localisation accuracy by IoU and IoBB, with counts and CIs",
             },
         ),
+        cams=f"{EVAL}/cams.npz",
     log:
         "logs/localize_findings/{run}/{split}/seed{seed}.log",
     benchmark:
@@ -57,6 +60,7 @@ rule localize_findings:
         layout=config["data"]["source"],
         box_space=LAYOUT.box_space(config),
         cam_threshold=config["eval"]["cam_threshold"],
+        cam_images=config["eval"]["cam_images"],
         iou_thresholds=config["eval"]["iou_thresholds"],
         iobb_thresholds=config["eval"]["iobb_thresholds"],
         device=config["eval"]["device"],
@@ -68,7 +72,7 @@ rule localize_findings:
 rule plot_history:
     input:
         history=f"{MODEL}/history.csv",
-        checkpoint=f"{MODEL}/best.pt",
+        model=f"{EVAL}/model.json",
     output:
         figure=report(
             f"{EVAL}/history.png",
@@ -93,7 +97,7 @@ rule plot_history:
 rule plot_roc:
     input:
         predictions=f"{EVAL}/predictions.csv",
-        checkpoint=f"{MODEL}/best.pt",
+        model=f"{EVAL}/model.json",
     output:
         figure=report(
             f"{EVAL}/roc.png",
@@ -119,7 +123,7 @@ rule plot_calibration:
     input:
         predictions=f"{EVAL}/predictions.csv",
         metrics=f"{EVAL}/metrics.csv",
-        checkpoint=f"{MODEL}/best.pt",
+        model=f"{EVAL}/model.json",
     output:
         figure=report(
             f"{EVAL}/calibration.png",
@@ -209,7 +213,7 @@ rule evaluate_subgroups:
 rule plot_subgroups:
     input:
         subgroups=f"{EVAL}/subgroups.csv",
-        checkpoint=f"{MODEL}/best.pt",
+        model=f"{EVAL}/model.json",
     output:
         figure=report(
             f"{EVAL}/subgroups.png",
@@ -233,7 +237,8 @@ rule plot_subgroups:
 
 rule plot_filters:
     input:
-        checkpoint=f"{MODEL}/best.pt",
+        filters=f"{EVAL}/filters.npz",
+        model=f"{EVAL}/model.json",
     output:
         figure=report(
             f"{EVAL}/filters.png",
@@ -259,7 +264,8 @@ rule plot_filters:
 
 rule plot_cams:
     input:
-        unpack(get_cam_inputs),
+        cams=f"{EVAL}/cams.npz",
+        model=f"{EVAL}/model.json",
     output:
         figure=report(
             f"{EVAL}/cam.png",
@@ -276,13 +282,6 @@ rule plot_cams:
         "logs/plot_cams/{run}/{split}/seed{seed}.log",
     conda:
         "../../envs/cxr14.yaml"
-    threads: config["eval"]["threads"]
-    params:
-        layout=config["data"]["source"],
-        box_space=LAYOUT.box_space(config),
-        n_images=config["eval"]["cam_images"],
-        cam_threshold=config["eval"]["cam_threshold"],
-        device=config["eval"]["device"],
-        cam_layer=get_cam_layer,
+    threads: 1
     script:
         "../scripts/plot_cams.py"

@@ -9,6 +9,8 @@ with log_to(snakemake.log[0]):
         out_predictions=snakemake.output.predictions,
         out_metrics=snakemake.output.metrics,
         out_val_predictions=snakemake.output.val_predictions,
+        out_model=snakemake.output.model,
+        out_filters=snakemake.output.filters,
         n_boot=snakemake.params.bootstrap,
         seed=snakemake.params.seed,
         device=snakemake.params.device,

@@ -10,5 +10,5 @@ with log_to(snakemake.log[0]):
         snakemake.input.metrics,
         snakemake.output.figure,
         f"{w.run} ({w.split}, seed {w.seed})",
-        snakemake.input.checkpoint,
+        snakemake.input.model,
     )

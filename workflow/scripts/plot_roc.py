@@ -9,5 +9,5 @@ with log_to(snakemake.log[0]):
         snakemake.input.predictions,
         snakemake.output.figure,
         f"{w.run} ({w.split}, seed {w.seed})",
-        snakemake.input.checkpoint,
+        snakemake.input.model,
     )

@@ -10,7 +10,7 @@ with log_to(snakemake.log[0]):
         metrics_csvs=snakemake.input.metrics,
         localization_csvs=snakemake.input.localization,
         expert_csvs=snakemake.input.expert_labels,
-        checkpoints=snakemake.input.checkpoints,
+        model_jsons=snakemake.input.models,
         histories=snakemake.input.histories,
         layout=snakemake.params.layout,
         dataset=snakemake.params.dataset,

@@ -44,7 +44,6 @@ FIT_NODE = [
         "train_model",
         "evaluate_model",
         "localize_findings",
-        "plot_cams",
     )
     for key, value in (("cpus_per_task", 1), ("mem_mb", 1000))
 ]
