@@ -10,7 +10,9 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# Every default, once; --configfile files are merged over it key by key. Found beside this file,
+# so that a run in another working directory has the same defaults.
+configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

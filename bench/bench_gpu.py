@@ -52,11 +52,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from cxr14.data import DeviceData, Normalizer, read_rows
 from cxr14.losses import wcel
 from cxr14.models import build_model
+from cxr14.settings import preset
 
+# The NIH preset's model settings (the reference study's layouts), every layer trained, no
+# pretrained weights (none are downloaded).
 REFERENCE_SETTINGS = {
-    "vgg_like": {},
-    "resnet18": {"weights": "none", "freeze": "none"},
-    "densenet121": {"weights": "none", "freeze": "none"},
+    arch: {**settings, "weights": "none", "freeze": "none"} if "weights" in settings else settings
+    for arch, settings in preset("nih.yaml")["models"].items()
 }
 
 
@@ -68,7 +70,7 @@ DEMO_SETTINGS = {
     "loss": "wcel",
     "augment": False,
     "batch_size": 64,
-    "eval_batch_size": 256,
+    "val_batch_size": 256,
     "lr": 1e-3,
     "milestones": [10],
     "gamma": 0.1,

@@ -31,14 +31,14 @@ from cxr14.inference import Scorer
 from cxr14.layouts.nih import LABELS
 from cxr14.models import build_model
 from cxr14.predict import load_image, predict
+from cxr14.settings import preset
 
 REPO = Path(__file__).resolve().parents[1]
 NIH = Path(os.environ.get("CXR14_NIH_SAMPLE", REPO.parent / "shared/data/nih"))
+# The NIH preset's model settings (the reference study's layouts), without pretrained weights.
 SETTINGS = {
-    "vgg_like": {"widths": [32, 64, 128, 256, 256], "convs_per_stage": 2, "fc": 2048},
-    "simple_cnn": {"channels": [16, 32]},
-    "resnet18": {"weights": "none"},
-    "densenet121": {"weights": "none"},
+    arch: {**settings, "weights": "none"} if "weights" in settings else settings
+    for arch, settings in preset("nih.yaml")["models"].items()
 }
 
 

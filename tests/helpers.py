@@ -14,13 +14,13 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def full_settings(settings: dict) -> dict:
-    """Training settings as the workflow passes them: ``settings`` (with ``arch``) over the
-    schema's defaults."""
+    """Training settings as the workflow passes them: ``settings`` (with ``arch``) as a run's
+    overrides, over the defaults (config/config.yaml)."""
     from cxr14.settings import train_settings, with_defaults
 
     arch, seed = settings["arch"], settings.get("seed", 0)
-    train = {k: v for k, v in settings.items() if k not in ("arch", "seed")}
-    config = with_defaults({"train": train, "runs": [{"name": arch, "arch": arch}]}, SCHEMA)
+    run = {k: v for k, v in settings.items() if k != "seed"}
+    config = with_defaults({"runs": [{"name": arch, **run}]}, SCHEMA)
     return train_settings(config, arch, seed)
 
 

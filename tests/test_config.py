@@ -131,3 +131,46 @@ def test_seed_study_plans_every_job_on_the_real_metadata(tmp_path, nih_dir):
     assert jobs["train_model"] == 7 * 3 and jobs["evaluate_model"] == 21
     assert jobs["compare_runs"] == 6 and jobs["collect_comparisons"] == 1
     assert jobs["aggregate_run"] == 7 and jobs["make_splits"] == 1
+
+
+def _leaves(d: dict, prefix: tuple = ()):
+    """(key path, value) of every value that is not a non-empty mapping: what a merge of
+    configuration files replaces one by one."""
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
+
+
+PRESETS = sorted(p.name for p in (REPO / "config").glob("*.yaml") if p.name != "config.yaml")
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_state_only_what_differs_from_the_defaults(name):
+    defaults = dict(_leaves(_load("config.yaml")))
+    restated = [".".join(k) for k, v in _leaves(_load(name)) if k in defaults and defaults[k] == v]
+    assert not restated, f"config/{name} restates config/config.yaml's values of {restated}"
+
+
+def _schema_defaults(node, path=""):
+    if isinstance(node, dict):
+        found = [path] if "default" in node else []
+        return found + [d for k, v in node.items() for d in _schema_defaults(v, f"{path}/{k}")]
+    if isinstance(node, list):
+        return [d for i, v in enumerate(node) for d in _schema_defaults(v, f"{path}/{i}")]
+    return []
+
+
+def test_every_default_is_written_once_in_config_yaml():
+    """The schema says what is valid and holds no default; config/config.yaml gives every key
+    the schema knows a value (but split.folds, which only k-fold splits take); the registry
+    holds setting names (test_architecture)."""
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    assert _schema_defaults(schema) == []
+    cfg = _load("config.yaml")
+    sections = schema["properties"]
+    for section in set(sections) - {"runs", "compare", "models"}:
+        keys = set(sections[section]["properties"]) - ({"folds"} if section == "split" else set())
+        assert keys <= set(cfg[section]), (section, keys - set(cfg[section]))
+    assert set(sections) == set(cfg)

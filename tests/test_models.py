@@ -11,6 +11,7 @@ import torchvision
 
 from cxr14.losses import build_loss, wcel
 from cxr14.models import ARCHITECTURES, build_model, imagenet_weights_file
+from cxr14.settings import preset
 
 SMALL = {
     "vgg_like": {"widths": [8, 16, 32], "fc": 64},
@@ -29,7 +30,8 @@ def test_forward_shapes(arch, size):
 
 
 def test_vgg_like_is_the_seed_design():
-    model = build_model("vgg_like", 14)  # defaults: the reference study's layout
+    # The NIH preset's: the reference study's layout (the demo's default is narrower).
+    model = build_model("vgg_like", 14, **preset("nih.yaml")["models"]["vgg_like"])
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(c.kernel_size == (3, 3) for c in convs) and convs[0].in_channels == 1
     assert len(convs) < 13  # fewer conv layers than VGG16

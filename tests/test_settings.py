@@ -19,12 +19,12 @@ from cxr14.settings import (
 
 def _config(**overrides):
     base = {
-        "train": {"lr": 1e-3, "epochs": 4, "seeds": [0, 1]},
+        "train": {"lr": 1e-3, "batch_size": 16, "seeds": [0, 1]},
         "models": {"resnet18": {"lr": 1e-4, "weights": "none"}},
         "runs": [
             {"name": "cnn", "arch": "simple_cnn"},
             {"name": "r18", "arch": "resnet18"},
-            {"name": "r18-bce", "arch": "resnet18", "loss": "bce", "epochs": 2, "seeds": [5]},
+            {"name": "r18-bce", "arch": "resnet18", "loss": "bce", "batch_size": 8, "seeds": [5]},
         ],
         "compare": [["r18", "r18-bce"]],
     }
@@ -35,7 +35,7 @@ def test_settings_are_layered_train_then_architecture_then_run():
     cfg = _config()
     cnn, r18, bce = (train_settings(cfg, r, 3) for r in ("cnn", "r18", "r18-bce"))
     assert (cnn["lr"], r18["lr"], bce["lr"]) == (1e-3, 1e-4, 1e-4)
-    assert (cnn["epochs"], r18["epochs"], bce["epochs"]) == (4, 4, 2)
+    assert (cnn["batch_size"], r18["batch_size"], bce["batch_size"]) == (16, 16, 8)
     assert (r18["loss"], bce["loss"]) == ("wcel", "bce")
     assert bce["weights"] == "none" and bce["run"] == "r18-bce" and bce["seed"] == 3
     assert not {"name", "seeds", "gpus", "threads"} & set(bce)

@@ -1,8 +1,9 @@
 """The architecture registry: the reference study's three networks and CheXNet's DenseNet-121.
 
 Every model takes a 1-channel image batch (B, 1, H, W) of any size >= 32 and returns one logit
-per class. An architecture is one ``ARCHITECTURES`` entry: its factory, the model settings it
-accepts with their defaults, and the layer Grad-CAM reads. Adding one: docs/training.md.
+per class. An architecture is one ``ARCHITECTURES`` entry: its factory, the names of the model
+settings it accepts (their defaults: ``models.<arch>`` in config/config.yaml) and the layer
+Grad-CAM reads. Adding one: docs/training.md.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import torch
 import torchvision
 from torch import nn
+
+from cxr14.settings import default_config
 
 log = logging.getLogger(__name__)
 
@@ -274,12 +276,12 @@ def _torchvision_net(arch: str, num_classes: int, weights: str, freeze: str) -> 
 
 @dataclass(frozen=True)
 class Architecture:
-    """One registry entry: ``build(num_classes, **settings)``, the settings it accepts with
-    their defaults, and the layer whose activations Grad-CAM reads (the last spatial feature
-    map before global pooling)."""
+    """One registry entry: ``build(num_classes, **settings)``, the names of the settings it
+    accepts, and the layer whose activations Grad-CAM reads (the last spatial feature map
+    before global pooling)."""
 
     build: Callable[..., nn.Module]
-    settings: dict[str, Any]
+    settings: tuple[str, ...]
     cam_layer: Callable[[nn.Module], nn.Module]
     torchvision: TorchvisionNet | None = field(default=None)
 
@@ -292,23 +294,17 @@ def _before_last_pool(model: nn.Module) -> nn.Module:
 ARCHITECTURES: dict[str, Architecture] = {
     "simple_cnn": Architecture(
         build=lambda num_classes, channels: SimpleCNN(num_classes, tuple(channels)),
-        settings={"channels": [16, 32]},
+        settings=("channels",),
         cam_layer=_before_last_pool,
     ),
     "vgg_like": Architecture(
         build=lambda num_classes, widths, **kw: VGGLike(num_classes, tuple(widths), **kw),
-        settings={
-            "widths": [32, 64, 128, 256, 256],
-            "convs_per_stage": 2,
-            "fc": 2048,
-            "pool_size": 2,
-            "dropout": 0.0,
-        },
+        settings=("widths", "convs_per_stage", "fc", "pool_size", "dropout"),
         cam_layer=_before_last_pool,
     ),
     "resnet18": Architecture(
         build=partial(_torchvision_net, "resnet18"),
-        settings={"weights": "auto", "freeze": "backbone"},
+        settings=("weights", "freeze"),
         cam_layer=lambda model: unwrap(model).layer4,
         torchvision=TorchvisionNet(
             torchvision.models.resnet18,
@@ -319,7 +315,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     ),
     "densenet121": Architecture(
         build=partial(_torchvision_net, "densenet121"),
-        settings={"weights": "auto", "freeze": "none"},
+        settings=("weights", "freeze"),
         cam_layer=lambda model: unwrap(model).features,
         torchvision=TorchvisionNet(
             torchvision.models.densenet121,
@@ -338,9 +334,11 @@ def get_architecture(arch: str) -> Architecture:
 
 
 def model_settings(arch: str, settings: dict) -> dict:
-    """The model settings of ``arch``: its defaults, overridden by those in ``settings``."""
-    defaults = get_architecture(arch).settings
-    return {k: settings.get(k, v) for k, v in defaults.items()}
+    """The model settings of ``arch`` from ``settings``; those it lacks are the defaults
+    (``models.<arch>`` of config/config.yaml)."""
+    names = get_architecture(arch).settings
+    defaults = default_config()["models"][arch] if set(names) - set(settings) else {}
+    return {k: settings[k] if k in settings else defaults[k] for k in names}
 
 
 def build_model(arch: str, num_classes: int, /, **settings) -> nn.Module:

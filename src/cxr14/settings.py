@@ -2,15 +2,17 @@
 
 A configuration names *runs* (an architecture and its training overrides), the random *seeds*
 each run is trained with and the *splits* it is trained on (one hold-out split, or the K folds
-of patient-wise cross-validation). Settings are layered, each level overriding the one before:
-the schema's ``train`` defaults, ``train`` in the configuration, ``models.<arch>`` (the one place
-for per-architecture settings), then the run's own overrides. Model settings a configuration
-leaves out take the registry's defaults at training time.
+of patient-wise cross-validation). Every default is written once, in ``config/config.yaml``
+(the schema only says what is valid); a configuration file is merged over it key by key, as
+Snakemake's ``--configfile`` does. Training settings are layered, each level overriding the one
+before: ``train``, ``models.<arch>`` (the one place for per-architecture settings), then the
+run's own overrides.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 from pathlib import Path
@@ -21,7 +23,7 @@ import yaml
 JOB_KEYS = ("gpus", "threads", "seeds")
 # Keys of a run entry that are not training settings.
 RUN_KEYS = ("name", "arch", "seeds")
-# Settings every training needs besides its architecture and seed (the job's): the schema
+# Settings every training needs besides its architecture and seed (the job's): config/config.yaml
 # gives each a default under `train`, and each `models.<arch>` section and run may override it.
 TRAIN_KEYS = (
     "device",
@@ -30,7 +32,7 @@ TRAIN_KEYS = (
     "augment",
     "input_size",
     "batch_size",
-    "eval_batch_size",
+    "val_batch_size",
     "epochs",
     "lr",
     "milestones",
@@ -41,7 +43,10 @@ TRAIN_KEYS = (
     "fused_adam",
 )
 RUN_NAME = re.compile(r"[A-Za-z0-9_-]+")
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+# Every default, once: the configuration the workflow loads before any --configfile.
+DEFAULTS = REPO / "config" / "config.yaml"
 
 
 def runs(config: dict) -> dict[str, dict]:
@@ -99,19 +104,41 @@ def check_complete(settings: dict) -> None:
     if missing:
         raise ValueError(
             f"training settings lack {', '.join(missing)} (the workflow fills them from "
-            "config/config.yaml and the schema's defaults)"
+            "config/config.yaml)"
         )
 
 
-def with_defaults(config: dict, schema: str | os.PathLike = SCHEMA) -> dict:
-    """A copy of ``config`` validated against the workflow's ``schema`` with its defaults
-    filled in, as the Snakefile does (for programs that train outside the workflow; needs
-    snakemake)."""
-    from snakemake.utils import validate
+@functools.cache
+def _read_yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
 
-    config = copy.deepcopy(config)
-    validate(config, str(schema))
-    return config
+
+def default_config() -> dict:
+    """A copy of the default configuration (``config/config.yaml``)."""
+    return copy.deepcopy(_read_yaml(DEFAULTS))
+
+
+def with_defaults(config: dict, schema: str | os.PathLike = SCHEMA) -> dict:
+    """``config`` merged over the default configuration key by key and validated against the
+    workflow's ``schema``, as the Snakefile does with a ``--configfile`` (for programs that
+    train outside the workflow; needs snakemake)."""
+    from snakemake.utils import update_config, validate
+
+    merged = default_config()
+    update_config(merged, copy.deepcopy(config))
+    validate(merged, str(schema))
+    return merged
+
+
+def preset(*names: str) -> dict:
+    """The configuration of ``config/<name>`` presets merged in order over the defaults, as
+    ``--configfile config/<name> ...`` gives it (e.g. ``preset("nih.yaml")``)."""
+    from snakemake.utils import update_config
+
+    config: dict = {}
+    for name in names:
+        update_config(config, copy.deepcopy(_read_yaml(REPO / "config" / name)))
+    return with_defaults(config)
 
 
 def config_problems(config: dict, schema: str | os.PathLike = SCHEMA) -> list[str]:

@@ -416,7 +416,7 @@ def run_epoch(epoch: int, settings: dict, data: Data, parts: Parts, proc: Proces
         parts.model,
         parts.eval_loss,
         data.val,
-        settings["eval_batch_size"],
+        settings["val_batch_size"],
         data.normalize,
         proc.device,
         amp=parts.amp,

@@ -13,7 +13,8 @@ from cxr14.testing import hangguard
 
 REPO = Path(__file__).resolve().parents[3]
 
-# A tiny configuration: the whole data pipeline runs in seconds.
+# A tiny configuration (a --configfile over config/config.yaml): the whole data pipeline runs
+# in seconds.
 TINY_CONFIG = {
     "data": {"source": "synthetic"},
     "synthetic": {"n_images": 60, "image_size": 128, "seed": 3},
@@ -29,10 +30,12 @@ TINY_CONFIG = {
         "batch_size": 8,
         "device": "cpu",
     },
+    # Merged over config/config.yaml's models sections: their demo epochs are set back too.
     "models": {
+        "simple_cnn": {"epochs": 2, "milestones": [1]},
         "vgg_like": {"widths": [4, 8], "fc": 16},
-        "resnet18": {"weights": "none"},
-        "densenet121": {"weights": "none", "epochs": 1},
+        "resnet18": {"weights": "none", "epochs": 2},
+        "densenet121": {"weights": "none", "epochs": 1, "milestones": [1]},
     },
     "runs": [
         {"name": "simple_cnn", "arch": "simple_cnn"},
