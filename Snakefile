@@ -5,7 +5,7 @@
 # Run: snakemake --cores 8 --resources gpu=1   (defaults in profiles/default/config.yaml)
 
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -18,9 +18,8 @@ configfile: f"{workflow.basedir}/config/config.yaml"
 report: "workflow/report/workflow.rst"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-
-
+# common.smk checks the configuration first: against workflow/schemas/config.schema.yaml, then what
+# a schema cannot say (paths, runs, comparisons), each problem on one line naming its key and file.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"

@@ -93,6 +93,20 @@ def test_wrong_data_paths_stop_the_run_before_any_job(tmp_path, nih_copy):
     assert f"no image folder {nih_copy}/images" in out
 
 
+def test_a_misspelt_key_is_one_short_error_with_a_suggestion(tmp_path):
+    """`trian:` for `train:`: the key, the file it is in and the key meant, on one screen (no
+    schema or configuration dump)."""
+    proc = _dry_run(tmp_path, {"trian": {"epochs": 2}, "data": {"source": "nhi"}})
+    out = (proc.stdout + proc.stderr).strip().splitlines()
+    assert proc.returncode != 0 and len(out) <= 10, out
+    config = tmp_path / "config.yaml"
+    assert f"  trian (in {config}): unknown key; did you mean 'train'?" in out
+    assert (
+        f"  data.source (in {config}): 'nhi' is not one of 'synthetic', 'nih'; did you mean 'nih'?"
+        in out
+    )
+
+
 @pytest.mark.parametrize(
     "fractions, message",
     [

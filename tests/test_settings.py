@@ -4,13 +4,16 @@ configuration problem named by its key (cxr14.settings; the workflow runs the sa
 from __future__ import annotations
 
 import pytest
+import yaml
 from helpers import SCHEMA
 
 from cxr14.settings import (
+    DEFAULTS,
     check_complete,
     config_problems,
     fold_problems,
     replicates,
+    schema_problems,
     split_ids,
     train_settings,
     with_defaults,
@@ -129,3 +132,26 @@ def test_a_missing_prediction_folder_is_named(tmp_path):
     assert problems == [f"predict.input_dir: folder {missing} does not exist"]
     missing.mkdir()
     assert config_problems(_config(predict={"input_dir": str(missing)})) == []
+
+
+def test_schema_problems_name_the_key_its_file_and_the_nearest_known_key(tmp_path):
+    schema = yaml.safe_load(SCHEMA.read_text())
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("models:\n  vgg_like:\n    widht: [4]\ntrain:\n  batch_size: 0\n")
+    config = with_defaults({})
+    config["models"]["vgg_like"]["widht"] = [4]
+    config["train"]["batch_size"] = 0
+    config["eval"]["zzz"] = 1
+    problems = schema_problems(config, schema, [DEFAULTS, mine])
+    assert problems == [
+        "eval.zzz: unknown key (known: "
+        + ", ".join(schema["properties"]["eval"]["properties"])
+        + ")",
+        f"models.vgg_like.widht (in {mine}): unknown key; did you mean 'widths'?",
+        f"train.batch_size (in {mine}): 0 is less than the minimum of 1",
+    ]
+    # A valid configuration: the consistency checks run; an invalid one stops at the schema.
+    assert config_problems(with_defaults({})) == []
+    assert config_problems(config) == problems[:1] + [
+        p.split(" (in")[0] + p.split(")", 1)[1] for p in problems[1:]
+    ]

@@ -12,9 +12,11 @@ run's own overrides.
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -141,10 +143,17 @@ def preset(*names: str) -> dict:
     return with_defaults(config)
 
 
-def config_problems(config: dict, schema: str | os.PathLike = SCHEMA) -> list[str]:
-    """What the schema cannot say about a configuration, each naming its key."""
+def config_problems(
+    config: dict, schema: str | os.PathLike = SCHEMA, files: Sequence[str | os.PathLike] = ()
+) -> list[str]:
+    """Every problem of a configuration, each on one line naming its key: first what the
+    schema refuses (``schema_problems``; the rest is checked only on a valid configuration),
+    then what a schema cannot say. ``files``: the configuration files, by precedence (last
+    wins), to say which file a refused key is in."""
     with open(schema) as f:
         schema = yaml.safe_load(f)
+    if problems := schema_problems(config, schema, files):
+        return problems
     return [
         *_split_problems(config["split"]),
         *_run_problems(config["runs"], schema),
@@ -152,6 +161,61 @@ def config_problems(config: dict, schema: str | os.PathLike = SCHEMA) -> list[st
         *_predict_problems(config.get("predict", {})),
         *_cam_layer_problems(config["eval"].get("cam_layers", {}), schema),
     ]
+
+
+def schema_problems(
+    config: dict, schema: dict, files: Sequence[str | os.PathLike] = ()
+) -> list[str]:
+    """What ``schema`` refuses in ``config``, one line per problem: the key, the file it is in
+    (of ``files``), what was expected, and the nearest known key or value for a misspelt one."""
+    from jsonschema import Draft202012Validator
+
+    problems = []
+    for error in Draft202012Validator(schema).iter_errors(config):
+        path = tuple(error.absolute_path)
+        if error.validator == "additionalProperties":
+            known = list(error.schema.get("properties", {}))
+            for key in [k for k in error.instance if k not in known]:
+                problems.append(_unknown_key((*path, key), known, files))
+        elif error.validator == "enum":
+            near = _nearest(str(error.instance), [str(v) for v in error.validator_value])
+            options = ", ".join(map(repr, error.validator_value))
+            text = f"{error.instance!r} is not one of {options}{near}"
+            problems.append(f"{_key(path)}{_source(path, files)}: {text}")
+        else:
+            message = error.message if len(error.message) < 160 else error.message[:157] + "..."
+            problems.append(f"{_key(path)}{_source(path, files)}: {message}")
+    return sorted(problems)
+
+
+def _unknown_key(path: tuple, known: list[str], files) -> str:
+    near = _nearest(str(path[-1]), known) or f" (known: {', '.join(known)})"
+    return f"{_key(path)}{_source(path, files)}: unknown key{near}"
+
+
+def _nearest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _key(path: tuple) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path).replace(".[", "[")
+
+
+def _source(path: tuple, files) -> str:
+    """' (in FILE)' for the last of ``files`` that sets ``path``, '' if none does."""
+    for file in reversed(list(files)):
+        node = yaml.safe_load(Path(file).read_text())
+        for part in path:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                break
+        else:
+            return f" (in {file})"
+    return ""
 
 
 def _cam_layer_problems(cam_layers: dict, schema: dict) -> list[str]:

@@ -28,12 +28,19 @@ os.environ.update(
     )
 )
 
-LAYOUT = get_layout(config["data"]["source"])
-# Wrong paths and inconsistent settings stop the run here, before any job, whatever results/
-# already holds from an earlier run.
+# A refused key, wrong paths and inconsistent settings stop the run here, before any job,
+# whatever results/ already holds from an earlier run. Files by precedence: the defaults, then
+# each --configfile.
+_defaults = os.path.join(workflow.basedir, "config", "config.yaml")
+_files = [_defaults] + [f for f in workflow.configfiles if f != _defaults]
 _problems = config_problems(
-    config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
-) + LAYOUT.missing_paths(config)
+    config,
+    os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"),
+    _files,
+)
+if not _problems:
+    LAYOUT = get_layout(config["data"]["source"])
+    _problems = LAYOUT.missing_paths(config)
 if not _problems and config["split"]["method"] == "patient_kfold":
     _problems = fold_problems(config, LAYOUT.count_patients(config))
 if _problems:
