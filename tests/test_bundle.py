@@ -151,14 +151,14 @@ def test_jpeg_decodes_like_pil_and_only_where_allowed(tmp_path, mode):
         load_gray(path, 32)  # the store's decoding reads PNG only
 
 
-def test_predict_scores_png_jpeg_and_dicom_and_names_the_rest(tmp_path):
+def test_predict_scores_png_jpeg_and_dicom_and_names_the_rest(tmp_path, caplog):
     from helpers import write_dicom
 
     from cxr14.predict import predict
 
     _, path, _, _ = _bundle(tmp_path)
     folder = tmp_path / "in"
-    folder.mkdir()
+    (folder / "pacs").mkdir(parents=True)
     gray = np.random.default_rng(3).integers(0, 256, (96, 96), dtype=np.uint8)
     Image.fromarray(gray).save(folder / "a.png")
     Image.fromarray(gray).convert("RGB").save(folder / "b.jpg", quality=95)
@@ -166,17 +166,37 @@ def test_predict_scores_png_jpeg_and_dicom_and_names_the_rest(tmp_path):
     write_dicom(
         folder / "c.dcm", (255 - gray.astype(float)) * 4095 / 255, photometric="MONOCHROME1"
     )
+    # As PACS exports name them: no suffix, found by the DICM preamble.
+    write_dicom(folder / "pacs" / "IM0001", gray.astype(float) * 4095 / 255)
     write_dicom(folder / "multi.dcm", np.stack([gray, gray]), frames=2)
     (folder / "empty.png").write_bytes(b"")
+    (folder / "notes").write_text("not an image and not named like one: left alone")
     table, failures = predict(path, [folder], tmp_path / "out" / "p.csv", "cpu")
-    assert sorted(Path(p).name for p in table["image"]) == ["a.png", "b.jpg", "c.dcm"]
+    names = ["IM0001", "a.png", "b.jpg", "c.dcm"]
+    assert sorted(Path(p).name for p in table["image"]) == names
     probs = table.set_index(table["image"].map(lambda p: Path(p).name)).filter(like="prob_")
     np.testing.assert_allclose(probs.loc["c.dcm"], probs.loc["a.png"], atol=0.02)
+    np.testing.assert_allclose(probs.loc["IM0001"], probs.loc["a.png"], atol=0.02)
     reasons = {Path(p).name: r for p, r in failures}
     assert reasons["multi.dcm"].startswith("multi-frame DICOM")
     assert reasons["empty.png"] == "zero-byte file"
-    saved = pd.read_csv(tmp_path / "out" / "failures.csv")
+    saved = pd.read_csv(tmp_path / "out" / "p_failures.csv")  # named after the output
     assert sorted(Path(p).name for p in saved["image"]) == ["empty.png", "multi.dcm"]
+    # The demo bundle was trained on synthetic images: said on the console and in every row.
+    assert "trained on synthetic demo data (not NIH)" in caplog.text
+    assert set(table["trained_on"]) == {PROVENANCE["dataset"]}
+
+
+def test_predict_refuses_inputs_without_images_by_name(tmp_path):
+    from cxr14.errors import DataError
+    from cxr14.predict import predict
+
+    _, path, _, _ = _bundle(tmp_path)
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "sub" / "notes.txt").write_text("no image here")
+    with pytest.raises(DataError, match=f"no image \\(PNG, JPEG or DICOM\\) in {tmp_path}/empty"):
+        predict(path, [tmp_path / "empty"], tmp_path / "p.csv", "cpu")
+    assert not (tmp_path / "p.csv").exists()
 
 
 def _pngs(folder: Path, n: int = 3) -> Path:

@@ -15,12 +15,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "predict",
-        help="score PNG and JPEG files with a model bundle",
+        help="score PNG, JPEG and DICOM files with a model bundle",
         description="Score image files (folders are searched recursively for .png, .jpg, "
-        ".jpeg) with a model bundle made by the workflow (results/models/<run>/bundle.pt). "
-        "Writes one row per image (probabilities, and positive/negative at the bundle's "
-        "validation-chosen thresholds) and failures.csv beside it. Exit status 1 when any "
-        "input could not be scored.",
+        ".jpeg, .dcm, .dicom, and for DICOM files by content whatever their name, e.g. a "
+        "PACS export's IM0001) with a model bundle made by the workflow "
+        "(results/models/<run>/bundle.pt). Writes one row per image (probabilities, and "
+        "positive/negative at the bundle's validation-chosen thresholds) and, beside it, "
+        "<out>_failures.csv. Exit status 1 when any input could not be scored, 2 when no "
+        "image was found or the model is not a bundle.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--model", required=True, help="a model bundle (bundle.pt)")
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     # torch is imported only for a command that needs it (`--help` stays instant).
     from cxr14.bundle import BundleError
+    from cxr14.errors import DataError
 
     try:
         if args.command == "export-onnx":
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         _, failures = predict(
             args.model, args.inputs, args.out, args.device, args.batch_size, args.cam
         )
-    except BundleError as exc:
+    except (BundleError, DataError) as exc:
         print(f"cxr14 {args.command}: {exc}", file=sys.stderr)
         return 2
     return 1 if failures else 0

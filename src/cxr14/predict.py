@@ -1,7 +1,7 @@
 """Scoring image files (PNG, JPEG, DICOM) with a model bundle, as the pipeline scores its
 store: the same decoding and resize (``imageio``; DICOM through ``cxr14.dicom``),
-normalisation and network. A bad file is named with its reason in
-``failures.csv``; the other files are still scored. Outputs appear whole or not at all."""
+normalisation and network. A bad file is named with its reason in ``<out>_failures.csv``; the
+other files are still scored. Outputs appear whole or not at all."""
 
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ from tqdm import tqdm
 from cxr14.bundle import bundle_scorer, load_bundle
 from cxr14.calibration import apply_temperatures
 from cxr14.dicom import is_dicom, load_dicom
+from cxr14.errors import DataError
 from cxr14.files import replacing
 from cxr14.gradcam import grad_cam
 from cxr14.imageio import BadImage, load_gray
 
 log = logging.getLogger(__name__)
 
-# File suffixes collected from folders (files named on the command line are always tried).
+# File suffixes collected from folders, besides DICOM files found by content (PACS exports are
+# often named IM0001, without a suffix); files named on the command line are always tried.
 SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 FORMATS = ("PNG", "JPEG")
 
@@ -38,8 +40,9 @@ def plot_prediction_cams(image: np.ndarray, findings: list[dict], title: str, ou
         ax.imshow(image, cmap="gray", vmin=0, vmax=255, extent=extent)
         ax.imshow(f["cam"], cmap="jet", alpha=0.35, extent=extent)
         call = "positive" if f["probability"] >= f["threshold"] else "negative"
+        # As stored: 0.9998 must not read 1.000 beside a probability of 0.9997.
         ax.set_title(
-            f"{f['label']}: {f['probability']:.3f}\n{call} at threshold {f['threshold']:.3f}",
+            f"{f['label']}: {f['probability']:.6g}\n{call} at threshold {f['threshold']:.6g}",
             fontsize=9,
         )
         ax.axis("off")
@@ -57,13 +60,14 @@ def load_image(path, size: int, resample: str) -> np.ndarray:
 
 
 def find_inputs(inputs) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The image files among ``inputs`` (files, and folders searched recursively, sorted),
-    and (path, reason) for each input that does not exist."""
+    """The image files among ``inputs`` (files, and folders searched recursively, sorted: by
+    suffix, and DICOM files by content), and (path, reason) for each input that does not
+    exist."""
     files, missing = [], []
     for item in map(Path, inputs):
         if item.is_dir():
             found = (p for p in item.rglob("*") if p.is_file())
-            files += sorted(p for p in found if p.suffix.lower() in SUFFIXES)
+            files += sorted(p for p in found if p.suffix.lower() in SUFFIXES or is_dicom(p))
         elif item.is_file():
             files.append(item)
         else:
@@ -96,8 +100,9 @@ def _cam_name(path: str, taken: set[str]) -> str:
     return name
 
 
-def write_cams(scorer, images: np.ndarray, names, probs, thresholds, cam_dir, top=3) -> list:
-    """A Grad-CAM overlay PNG per image of its ``top`` most probable findings; their paths."""
+def write_cams(scorer, images, names, probs, thresholds, cam_dir, top=3, note="") -> list:
+    """A Grad-CAM overlay PNG per image of its ``top`` most probable findings (``note``: a
+    line under the model's name); their paths."""
     cam_dir = Path(cam_dir)
     cam_dir.mkdir(parents=True, exist_ok=True)
     taken = {p.name for p in cam_dir.glob("*.png")}
@@ -121,16 +126,17 @@ def write_cams(scorer, images: np.ndarray, names, probs, thresholds, cam_dir, to
             for r, k in enumerate(order[i])
         ]
         path = cam_dir / _cam_name(name, taken)
-        plot_prediction_cams(images[i], findings, f"{name}\n{scorer.name}", path)
+        plot_prediction_cams(images[i], findings, f"{name}\n{scorer.name}{note}", path)
         out.append(str(path))
     return out
 
 
 def _prediction_rows(bundle: dict, names: list[str], probs: np.ndarray) -> pd.DataFrame:
-    """One row per image: ``prob_<class>`` (the network's), ``positive_<class>`` (at the
-    bundle's Youden thresholds) and, when the bundle has temperatures, ``calibrated_<class>``."""
+    """One row per image: the data set the model was trained on (``trained_on``),
+    ``prob_<class>`` (the network's), ``positive_<class>`` (at the bundle's Youden thresholds)
+    and, when the bundle has temperatures, ``calibrated_<class>``."""
     labels, calibration = bundle["labels"], bundle["calibration"]
-    part = pd.DataFrame({"image": names})
+    part = pd.DataFrame({"image": names, "trained_on": trained_on(bundle)})
     part[[f"prob_{c}" for c in labels]] = probs
     part[[f"positive_{c}" for c in labels]] = (probs >= bundle["thresholds"]["youden"]).astype(int)
     if calibration:
@@ -156,29 +162,60 @@ def score_files(
         part = _prediction_rows(bundle, names, probs)
         if cam_dir is not None:
             thresholds = bundle["thresholds"]["youden"]
-            part["cam"] = write_cams(scorer, images, names, probs, thresholds, cam_dir)
+            note = f"\ntrained on {trained_on(bundle)}" if synthetic_warning(bundle) else ""
+            part["cam"] = write_cams(scorer, images, names, probs, thresholds, cam_dir, 3, note)
         parts.append(part)
     empty = _prediction_rows(bundle, [], np.zeros((0, len(bundle["labels"]))))
     table = pd.concat(parts, ignore_index=True) if parts else empty
     return table, failures
 
 
+def trained_on(bundle: dict) -> str:
+    """The data set the bundle's model was trained on, in words ('unknown' if not recorded)."""
+    return str(bundle["provenance"].get("dataset") or "unknown")
+
+
+def synthetic_warning(bundle: dict) -> str:
+    """What a user scoring real images must hear about the model's training data ('' for a
+    model trained on real data): the data set's caveat (synthetic demo data)."""
+    caveat = bundle["provenance"].get("caveat")
+    if not caveat:
+        return ""
+    return (
+        f"the model was trained on {trained_on(bundle)}: {caveat}, and its probabilities on "
+        "real radiographs mean nothing"
+    )
+
+
+def failures_path(out_csv) -> Path:
+    """Where ``predict`` lists the inputs it did not score: named after ``out_csv``, so that
+    two predictions into one folder keep their own."""
+    out_csv = Path(out_csv)
+    return out_csv.with_name(f"{out_csv.stem}_failures.csv")
+
+
 def predict(
     model, inputs, out_csv, device="auto", batch_size=32, cam_dir=None
 ) -> tuple[pd.DataFrame, list]:
     """Score ``inputs`` with the bundle ``model``; write ``out_csv`` (one row per image: the
-    network's probabilities, per class positive at the bundle's Youden thresholds, the
-    temperature-scaled probabilities (``calibrated_<class>``; not for a format-1 bundle); with
-    ``cam_dir``, the path of its Grad-CAM overlay) and ``failures.csv`` beside it (every input
-    not scored, with its reason)."""
+    data set the model was trained on, the network's probabilities, per class positive at the
+    bundle's Youden thresholds, the temperature-scaled probabilities (``calibrated_<class>``;
+    not for a format-1 bundle); with ``cam_dir``, the path of its Grad-CAM overlay) and
+    ``failures_path(out_csv)`` (every input not scored, with its reason). No image among
+    ``inputs`` is a DataError naming them."""
     bundle = load_bundle(model)
     paths, failures = find_inputs(inputs)
+    if not paths and not failures:
+        names = ", ".join(map(str, inputs))
+        raise DataError(f"no image (PNG, JPEG or DICOM) in {names}")
+    if warning := synthetic_warning(bundle):
+        log.warning("%s", warning)
     table, bad = score_files(bundle, paths, device, batch_size, cam_dir)
     failures += bad
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     _write_csv(table, out_csv)
-    _write_csv(pd.DataFrame(failures, columns=["image", "reason"]), out_csv.parent / "failures.csv")
+    _write_csv(pd.DataFrame(failures, columns=["image", "reason"]), failures_path(out_csv))
     for path, reason in failures:
         log.error("not scored: %s: %s", path, reason)
     log.info("%d image(s) scored into %s, %d not scored", len(table), out_csv, len(failures))

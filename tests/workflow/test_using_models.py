@@ -70,7 +70,7 @@ def test_predict_gives_the_pipelines_probabilities_from_the_original_pngs(done, 
         assert [Path(p).name for p in mine["image"]] == pred["image"].tolist()
         probs = [c for c in pred.columns if c.startswith("prob_")]
         np.testing.assert_allclose(mine[probs], pred[probs], atol=1e-5)
-        assert pd.read_csv(out.parent / "failures.csv").empty
+        assert pd.read_csv(out.parent / "predictions_failures.csv").empty
 
 
 def test_predict_names_bad_inputs_and_scores_the_rest(done, tmp_path):
@@ -91,16 +91,26 @@ def test_predict_names_bad_inputs_and_scores_the_rest(done, tmp_path):
     scored = pd.read_csv(out)
     assert sorted(Path(p).name for p in scored["image"]) == sorted(p.name for p in good)
     assert set(scored[[f"positive_{c}" for c in LABELS]].stack()) <= {0, 1}
-    failures = pd.read_csv(out.parent / "failures.csv").set_index("image")
+    failures = pd.read_csv(out.parent / "predictions_failures.csv").set_index("image")
     assert failures.loc[str(folder / "notes.png"), "reason"].startswith("not a PNG or JPEG file")
     assert failures.loc[str(folder / "cut.png"), "reason"].startswith("truncated or corrupt PNG")
     assert failures.loc[str(tmp_path / "gone.png"), "reason"] == "no such file or folder"
     assert len(failures) == 3 and "notes.png" in proc.stderr
+    # The demo's model says, on the console and in every row, that it saw synthetic images only.
+    assert "WARNING the model was trained on synthetic demo data (not NIH)" in proc.stderr
+    assert scored["trained_on"].str.startswith("synthetic demo data (not NIH)").all()
     # A training checkpoint is not a bundle: refused, saying what it is.
     ckpt = str(done / f"{model('simple_cnn')}/best.pt")
     proc = _predict("--model", ckpt, "--out", str(tmp_path / "x.csv"), str(folder))
     assert proc.returncode == 2 and "is a training checkpoint, not a model bundle" in proc.stderr
     assert not (tmp_path / "x.csv").exists()
+    # No image at all: an error naming the folder, not an empty table.
+    (tmp_path / "none").mkdir()
+    proc = _predict("--model", bundle, "--out", str(tmp_path / "y.csv"), str(tmp_path / "none"))
+    assert (
+        proc.returncode == 2
+        and f"no image (PNG, JPEG or DICOM) in {tmp_path / 'none'}" in proc.stderr
+    )
 
 
 def test_predict_cam_overlays(done, tmp_path):
@@ -132,7 +142,7 @@ def test_predict_rule_scores_a_configured_folder(done, tmp_path):
         for run in NAMES:
             table = pd.read_csv(done / f"results/predict/{run}/predictions.csv")
             assert len(table) == 2 and table["cam"].map(lambda p: (done / p).is_file()).all()
-            failures = pd.read_csv(done / f"results/predict/{run}/failures.csv")
+            failures = pd.read_csv(done / f"results/predict/{run}/predictions_failures.csv")
             assert failures["image"].tolist() == [str(folder / "broken.png")]
     finally:
         tiny_runs(done)

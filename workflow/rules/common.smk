@@ -208,7 +208,7 @@ def get_predict_outputs():
     """predict_images' outputs: the tables, and the overlays' folder when asked for."""
     outputs = {
         "predictions": "results/predict/{run}/predictions.csv",
-        "failures": "results/predict/{run}/failures.csv",
+        "failures": "results/predict/{run}/predictions_failures.csv",
     }
     if config["predict"]["cam"]:
         outputs["cam"] = directory("results/predict/{run}/cam")

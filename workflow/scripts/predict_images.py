@@ -1,5 +1,5 @@
 """Rule predict_images: see cxr14.predict.predict (files that cannot be read are listed in
-failures.csv; the job still succeeds)."""
+predictions_failures.csv; the job still succeeds)."""
 
 from cxr14.logs import log_to
 from cxr14.predict import predict
