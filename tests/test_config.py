@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -138,7 +139,35 @@ def test_seed_study_preset_holds_the_reference_studys_runs_and_comparisons():
     assert config_problems(_merged("seed_study.yaml")) == []
 
 
-def test_seed_study_plans_every_job_on_the_real_metadata(tmp_path, nih_dir):
+def _imagenet_cache(torch_home: Path) -> None:
+    """Files where torchvision's cache keeps the ImageNet weights (empty: a dry run only
+    checks that they are there)."""
+    from cxr14.models import ARCHITECTURES, imagenet_weights_file
+
+    for arch, entry in ARCHITECTURES.items():
+        if entry.torchvision is not None:
+            path = imagenet_weights_file(arch)
+            assert path.is_relative_to(torch_home)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+
+
+def test_missing_pretrained_weights_stop_the_run_before_any_job(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cfg = {"models": {"resnet18": {"weights": "imagenet"}, "densenet121": {"weights": "x.pth"}}}
+    proc = _dry_run(tmp_path, cfg)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Job stats" not in out
+    assert f"runs ('resnet18_wcel'): ImageNet weights for resnet18 not found at {tmp_path}" in out
+    assert "runs ('densenet121'): models.densenet121.weights: file x.pth does not exist" in out
+    _imagenet_cache(tmp_path / "torch")
+    (tmp_path / "x.pth").touch()
+    assert _dry_run(tmp_path, cfg).returncode == 0
+
+
+def test_seed_study_plans_every_job_on_the_real_metadata(tmp_path, nih_dir, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _imagenet_cache(tmp_path / "torch")  # the NIH preset asks for ImageNet weights
     cfg = copy.deepcopy(_load("seed_study.yaml"))
     cfg["data"] = {"source": "nih", "nih_dir": str(nih_dir)}
     jobs = planned_jobs_of(tmp_path, cfg, "nih.yaml")

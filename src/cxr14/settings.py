@@ -218,6 +218,28 @@ def _source(path: tuple, files) -> str:
     return ""
 
 
+def weights_problems(config: dict) -> list[str]:
+    """Pretrained weights a run asks for (``weights: imagenet`` or a file) that are not on
+    disk, each naming the run, as training would find them; the registry (torch) is imported
+    only when a run asks for a file."""
+    asked: dict[tuple[str, str], str] = {}
+    for run in runs(config):
+        settings = train_settings(config, run, 0)
+        if settings.get("weights", "none") not in ("none", "auto"):
+            asked.setdefault((settings["arch"], settings["weights"]), run)
+    if not asked:
+        return []
+    from cxr14.models import resolve_weights
+
+    problems = []
+    for (arch, weights), run in asked.items():
+        try:
+            resolve_weights(arch, weights)
+        except FileNotFoundError as exc:
+            problems.append(f"runs ({run!r}): {exc}")
+    return problems
+
+
 def _cam_layer_problems(cam_layers: dict, schema: dict) -> list[str]:
     archs = schema["properties"]["models"]["properties"]
     return [

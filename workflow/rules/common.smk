@@ -15,6 +15,7 @@ from cxr14.settings import (
     runs,
     split_ids,
     train_settings,
+    weights_problems,
 )
 
 # Jobs import the project's library from this checkout's src/, also inside conda environments
@@ -40,7 +41,7 @@ _problems = config_problems(
 )
 if not _problems:
     LAYOUT = get_layout(config["data"]["source"])
-    _problems = LAYOUT.missing_paths(config)
+    _problems = LAYOUT.missing_paths(config) + weights_problems(config)
 if not _problems and config["split"]["method"] == "patient_kfold":
     _problems = fold_problems(config, LAYOUT.count_patients(config))
 if _problems:
