@@ -92,9 +92,11 @@ def test_a_class_missing_from_a_subgroup_does_not_make_a_gap():
     y[young, 1] = 0
     p = np.column_stack([0.4 * y[:, 0], 0.15 * y[:, 1]]) + rng.random((800, 2))
     columns = pd.DataFrame({"age": np.where(young, "young", "old")})
-    table = subgroup_table(y, p, groups, columns, np.full(2, 0.5), 200, 0).set_index("level")
+    table = subgroup_table(y, p, groups, columns, np.full(2, 0.5), 200, 0, ["easy", "hard"])
+    table = table.set_index("level")
     assert (table.loc[["young", "old"], "n_classes"] == 1).all()  # the easy class only
-    assert table.loc["all", "n_classes"] == 2
+    assert (table.loc[["young", "old"], "classes"] == "easy").all()  # named
+    assert table.loc["all", "n_classes"] == 2 and table.loc["all", "classes"] == "easy; hard"
     assert table.loc["young", "gap_ci_low"] < 0 < table.loc["young", "gap_ci_high"]
     assert abs(table.loc["young", "gap"]) < 0.05
 

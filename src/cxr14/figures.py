@@ -280,8 +280,8 @@ def _forest_panel(ax, rows: pd.DataFrame) -> None:
         tick.set_fontweight("bold" if bold else "normal")
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.grid(axis="x", alpha=0.3)
-    first = rows.iloc[0]
-    ax.set_title(f"{first['run_b']} vs {first['run_a']}", fontsize=10)
+    a, b = rows.iloc[0][["run_a", "run_b"]]
+    ax.set_title(f"AUROC of {b} minus {a}\n< 0: {a} better    |    > 0: {b} better", fontsize=10)
 
 
 def plot_comparisons(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
@@ -298,7 +298,7 @@ def plot_comparisons(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
         ax.sharex(axes[0, 0])  # before drawing, so that the limits cover every panel
     for ax, (a, b) in zip(axes[:, 0], pairs, strict=True):
         _forest_panel(ax, table[(table["run_a"] == a) & (table["run_b"] == b)])
-    axes[-1, 0].set_xlabel("AUROC difference (run_b - run_a), paired patient-bootstrap 95% CI")
+    axes[-1, 0].set_xlabel("AUROC difference (as titled), paired patient-bootstrap 95% CI")
     _save(fig, out_png)
 
 
@@ -348,6 +348,14 @@ def plot_calibration(predictions_csv, metrics_csv, out_png, name: str, model_jso
     _save(fig, out_png)
 
 
+def _class_set(row) -> str:
+    """A subgroup row's classes in words: named when they are few, else counted."""
+    names = str(getattr(row, "classes", "") or "").split("; ") if row.n_classes else []
+    if 0 < len(names) <= 3:
+        return ", ".join(names)
+    return f"{row.n_classes} class{'es' * (row.n_classes != 1)}"
+
+
 def plot_subgroups(subgroups_csv, out_png, name: str, model_json=None) -> None:
     """``subgroups.evaluate_subgroups``' table as two dot plots, one row per subgroup: mean
     AUROC and mean true-positive rate at the validation thresholds (lower: under-diagnosed),
@@ -357,7 +365,7 @@ def plot_subgroups(subgroups_csv, out_png, name: str, model_json=None) -> None:
     no_ci = rows["gap_ci_low"].isna().to_numpy()
     ticks = [
         f"{r.variable}: {r.level} ({r.n_patients} patient{'s' * (r.n_patients != 1)}, "
-        f"{r.n_classes} classes)" + (" (no CI)" if none else "")
+        f"{_class_set(r)})" + (" (no CI)" if none else "")
         for r, none in zip(rows.itertuples(), no_ci, strict=True)
     ]
     y = np.arange(len(rows))

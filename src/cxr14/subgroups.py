@@ -115,10 +115,11 @@ def subgroup_table(
 ):
     """A row for the whole split (``all``), then one per subgroup (``columns``: variable ->
     level per image) with its images, patients, positive image-label pairs and ``n_classes``,
-    the classes (``class_set``) over which it has: mean AUROC, TPR and FPR at the validation
-    ``thresholds``, each beside the rest of the split's (``*_rest``), with the AUROC and TPR
-    gaps (subgroup minus rest); CIs from the same patient resamples for all; given class
-    ``labels``, each class's AUROC in the subgroup (``auroc_<class>``)."""
+    the classes over which it has: mean AUROC, TPR and FPR at the validation ``thresholds``,
+    each beside the rest of the split's (``*_rest``), with the AUROC and TPR gaps (subgroup
+    minus rest); CIs from the same patient resamples for all; given class ``labels``, those
+    classes by name (``classes``, '; '-separated) and each class's AUROC in the subgroup
+    (``auroc_<class>``)."""
     cells = _cells(y, groups, columns, min_patients)
     values = np.array([_scores(y, p, thresholds, m, k) for *_, m, k in cells])
     reps = np.full((n_boot, len(cells), 6), np.nan)
@@ -140,6 +141,7 @@ def subgroup_table(
             diff = reps[:, :, i] - reps[:, :, i + 3]
             table[f"{gap}_ci_low"], table[f"{gap}_ci_high"] = percentile_ci(diff)
     if labels is not None:
+        table.insert(5, "classes", ["; ".join(np.asarray(labels)[k]) for *_, k in cells])
         per_class = np.array([per_class_auroc(y[m], p[m]) for *_, m, _ in cells])
         table[[f"auroc_{c}" for c in labels]] = per_class
     return table
