@@ -4,6 +4,7 @@ evaluation independent of training, no private imports, short functions."""
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -318,3 +319,16 @@ def test_published_rows_say_whether_they_are_comparable(method, caveat, wang, ch
     assert said["Wang et al. 2017 (ResNet-50)"].startswith(wang)
     assert said["CheXNet (Rajpurkar et al. 2017)"].startswith(chexnet)
     assert all("arXiv" in r["dataset"] and r["test_set"] for r in rows)
+
+
+def test_captions_use_only_their_rules_params():
+    """A caption's `snakemake.params.X` that its rule lacks would render as nothing (Jinja's
+    undefined), silently."""
+    captions = REPO / "workflow" / "report" / "captions"
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"(?m)^rule ", smk.read_text())[1:]:
+            params = re.search(r"(?ms)^    params:\n(.*?)(?=^    \w|\Z)", block)
+            have = set(re.findall(r"(?m)^        (\w+)=", params.group(1))) if params else set()
+            for name in re.findall(r'caption="\.\./report/captions/(\w+\.rst)"', block):
+                used = set(re.findall(r"snakemake\.params\.(\w+)", (captions / name).read_text()))
+                assert used <= have, (block.split(":")[0], name, used - have)

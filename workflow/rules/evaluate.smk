@@ -283,5 +283,8 @@ rule plot_cams:
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
+    params:
+        # Said in the figure's caption (the CAMs themselves come from localize_findings).
+        cam_threshold=config["eval"]["cam_threshold"],
     script:
         "../scripts/plot_cams.py"
