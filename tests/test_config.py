@@ -158,7 +158,7 @@ def test_missing_pretrained_weights_stop_the_run_before_any_job(tmp_path, monkey
     proc = _dry_run(tmp_path, cfg)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Job stats" not in out
-    assert f"runs ('resnet18_wcel'): ImageNet weights for resnet18 not found at {tmp_path}" in out
+    assert f"runs ('resnet18'): ImageNet weights for resnet18 not found at {tmp_path}" in out
     assert "runs ('densenet121'): models.densenet121.weights: file x.pth does not exist" in out
     _imagenet_cache(tmp_path / "torch")
     (tmp_path / "x.pth").touch()

@@ -33,7 +33,14 @@ from torch import nn
 from tqdm import tqdm
 
 import cxr14
-from cxr14.checkpoint import RESUME_KEYS, atomic_save, load_checkpoint, rng_state, set_rng_state
+from cxr14.checkpoint import (
+    RESUME_KEYS,
+    atomic_save,
+    load_checkpoint,
+    model_caveat,
+    rng_state,
+    set_rng_state,
+)
 from cxr14.data import DeviceData, Normalizer, augment, read_rows
 from cxr14.device import autocast, resolve_device
 from cxr14.files import replacing
@@ -468,6 +475,11 @@ def train(
         settings, store_h5, labels_csv, splits_csv, index_npy, average_npy, stats_json, proc.device
     )
     parts = build_model_and_optimizer(settings, data.train.labels.cpu(), proc)
+    caveat = model_caveat({"config": settings, "weights_used": parts.model.weights_used}, "")
+    if caveat and proc.main:  # on the console before the first epoch, not only in the summary
+        text = "%s: %s (models.%s.weights: %s)"
+        arch = settings["arch"]
+        log.warning(text, run_name(settings), caveat, arch, settings["weights"], extra=CONSOLE)
     state = resume(resume_dir / "last.pt", parts, settings)
     for epoch in range(state.epoch, settings["epochs"]):
         row = run_epoch(epoch, settings, data, parts, proc)

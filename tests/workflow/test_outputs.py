@@ -67,6 +67,9 @@ def test_trained_models(done):
         assert "best val mean AUROC" in log and "epoch 1" in log
     log = (done / "logs/train_model/resnet18/holdout/seed0.log").read_text()
     assert "random initialisation" in log
+    # Said before the first epoch (and on the console): what this run really trains.
+    caveat = "resnet18: frozen random backbone (no pretrained weights): a linear probe on random"
+    assert log.index(caveat) < log.index("epoch 1")
     # Seeds give different models; the runs' settings reach their checkpoints.
     a = torch.load(done / f"{model('simple_cnn', seed=0)}/best.pt", weights_only=True)
     b = torch.load(done / f"{model('simple_cnn', seed=1)}/best.pt", weights_only=True)
