@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -241,3 +242,46 @@ def test_compiled_training_checkpoints_load_eagerly_and_resume(tmp_path, tiny_da
         # An eager first epoch rounds differently from a compiled one (1e-3 on values ~27).
         tol = 1e-5 if start else 1e-2
         assert _close_weights(out / "last.pt", tmp_path / "ref/last.pt", tol, tol)
+
+
+class _Console:
+    """A stream that keeps each line written with the time it arrived."""
+
+    def __init__(self):
+        self.lines: list[tuple[float, str]] = []
+
+    def write(self, text: str) -> None:
+        self.lines += [(time.monotonic(), line) for line in text.splitlines() if line]
+
+    def flush(self) -> None:
+        pass
+
+
+def test_the_longest_demo_training_never_leaves_the_console_silent(
+    tmp_path, tiny_data, monkeypatch
+):
+    """densenet121 (the demo's longest training) with a progress line after every batch
+    (CXR14_PROGRESS_SECONDS=0 instead of 20): every phase of an epoch, training and
+    validation batches, says where it is, so the console's silences are at most the interval
+    plus one batch (on the demo, well under 30 s). Measured: no silence longer than a few
+    batches of a loaded machine; every line names the job."""
+    from cxr14.logs import log_to
+
+    monkeypatch.setenv("CXR14_PROGRESS_SECONDS", "0")
+    settings = full_settings({"arch": "densenet121", "weights": "none", "epochs": 1})
+    settings |= {"input_size": 64, "batch_size": 8, "val_batch_size": 4, "device": "cpu"}
+    console = _Console()
+    monkeypatch.setattr(sys, "stderr", console)
+    log = tmp_path / "logs" / "train_model" / "densenet121" / "holdout" / "seed0.log"
+    log.parent.mkdir(parents=True)
+    start = time.monotonic()
+    with log_to(str(log)):
+        train(settings, **tiny_data, out_dir=tmp_path / "run", threads=2)
+    times = [start, *(t for t, _ in console.lines), time.monotonic()]
+    lines = [line for _, line in console.lines]
+    assert all(line.startswith("[train_model densenet121/holdout/seed0] ") for line in lines)
+    for phase in ("batches", "validation batches"):
+        what = f"densenet121 epoch 1/1, {phase}: 1/"
+        assert any(what in line and "left" in line for line in lines), (what, lines)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert max(gaps) < 30, (max(gaps), lines)

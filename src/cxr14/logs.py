@@ -1,5 +1,6 @@
 """Logging for workflow scripts: everything a job prints goes to its Snakemake log file, and
-a few progress lines (one per epoch, one per evaluation) also to the console."""
+a few lines also to the console (one per epoch, one per evaluation, and progress in long loops
+at most every ``CXR14_PROGRESS_SECONDS``, 20 s by default), each naming its job."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import contextlib
 import logging
 import os
 import sys
+import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 # Pass as `extra=CONSOLE` to show a log record on the console as well as in the job's log.
 CONSOLE = {"console": True}
@@ -28,11 +31,45 @@ def limit_threads() -> int | None:
     return int(threads)
 
 
-def _console_handler(stream) -> logging.Handler:
+def job_label(log_path: str | os.PathLike) -> str:
+    """The job a log file belongs to, from its path under logs/: ``logs/train_model/vgg_like/
+    holdout/seed0.log`` -> ``train_model vgg_like/holdout/seed0``."""
+    parts = Path(log_path).with_suffix("").parts
+    if "logs" not in parts:
+        return parts[-1]
+    rule, *rest = parts[len(parts) - parts[::-1].index("logs") :]
+    return f"{rule} {'/'.join(rest)}".strip()
+
+
+def _console_handler(stream, label: str) -> logging.Handler:
     handler = logging.StreamHandler(stream)
     handler.addFilter(lambda record: getattr(record, "console", False))
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    # Jobs running side by side share the console: each line says whose it is.
+    handler.setFormatter(logging.Formatter(f"[{label}] %(message)s"))
     return handler
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def console_progress(items: Iterable, total: int, what: str, show: bool = True) -> Iterator:
+    """``items``, with a console line '<what>: done/total (p%), about T left' at most every
+    ``CXR14_PROGRESS_SECONDS`` seconds (20 by default; none for a loop done sooner, none
+    when not ``show``), so that a long loop never leaves the console silent."""
+    every = float(os.environ.get("CXR14_PROGRESS_SECONDS", 20))
+    start = last = time.monotonic()
+    log = logging.getLogger(__name__)
+    for done, item in enumerate(items, 1):
+        yield item
+        now = time.monotonic()
+        if show and now - last >= every and done < total:
+            left = _duration((total - done) * (now - start) / done)
+            pct = 100 * done // total
+            log.info("%s: %d/%d (%d%%), about %s left", what, done, total, pct, left, extra=CONSOLE)
+            last = now
 
 
 @contextlib.contextmanager
@@ -47,7 +84,7 @@ def log_to(path: str) -> Iterator[None]:
     with open(path, "w", buffering=1) as f:
         handler = logging.StreamHandler(f)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        console = _console_handler(real_stderr)
+        console = _console_handler(real_stderr, job_label(path))
         root = logging.getLogger()
         root.addHandler(handler)
         root.addHandler(console)

@@ -29,6 +29,7 @@ import cxr14
 from cxr14.errors import DataError
 from cxr14.files import replacing
 from cxr14.imageio import BadImage, load_gray
+from cxr14.logs import console_progress
 from cxr14.metadata import META_COLUMNS, label_columns
 
 log = logging.getLogger(__name__)
@@ -132,9 +133,8 @@ def downsample_shard(
         decoded = _decode_all(paths, size, resample, threads)
         rows = zip(part["image"], part["path"], paths, decoded, strict=True)
         desc = f"shard {shard + 1}/{n_shards}"
-        for name, rel, path, (arr, reason) in tqdm(
-            rows, total=len(paths), desc=desc, mininterval=5
-        ):
+        bar = tqdm(rows, total=len(paths), desc=desc, mininterval=5)
+        for name, rel, path, (arr, reason) in console_progress(bar, len(paths), f"{desc}, images"):
             if arr is not None:
                 writer.add(arr)
                 names.append(name)

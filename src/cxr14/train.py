@@ -44,7 +44,7 @@ from cxr14.checkpoint import (
 from cxr14.data import DeviceData, Normalizer, augment, read_rows
 from cxr14.device import autocast, resolve_device
 from cxr14.files import replacing
-from cxr14.logs import CONSOLE
+from cxr14.logs import CONSOLE, console_progress
 from cxr14.losses import build_loss
 from cxr14.metadata import read_labels
 from cxr14.metrics import nanmean, per_class_auroc
@@ -286,13 +286,16 @@ def train_one_epoch(
     *,
     do_augment=False,
     desc="train",
+    progress=True,
 ) -> tuple[float, int]:
-    """One pass over ``positions``; returns (mean loss, samples seen)."""
+    """One pass over ``positions``; returns (mean loss, samples seen). ``progress``: console
+    lines for a long epoch (``logs.console_progress``; one process of several shows none)."""
     parts.net.train()
     total, count, seen = torch.zeros((), device=device), 0, 0
     batches = data.batches(positions, batch_size)
     n_batches = math.ceil(len(positions) / batch_size)
-    for x, y in tqdm(batches, total=n_batches, desc=desc, mininterval=10, leave=False):
+    bar = tqdm(batches, total=n_batches, desc=desc, mininterval=10, leave=False)
+    for x, y in console_progress(bar, n_batches, f"{desc}, batches", progress):
         x = _prepare(x, normalize, parts.channels_last, do_augment)
         with autocast(device, parts.amp):
             logits = parts.net(x)
@@ -322,11 +325,15 @@ def evaluate(
     *,
     amp=True,
     channels_last=False,
+    desc="",
 ) -> tuple[float, np.ndarray]:
-    """Mean loss over batches and the sigmoid probabilities of every row of ``data``."""
+    """Mean loss over batches and the sigmoid probabilities of every row of ``data``; with
+    ``desc``, console progress lines for a long pass (``logs.console_progress``)."""
     model.eval()
     total, count, probs = torch.zeros((), device=device), 0, []
-    for x, y in data.batches(np.arange(len(data)), batch_size):
+    batches = data.batches(np.arange(len(data)), batch_size)
+    n_batches = math.ceil(len(data) / batch_size)
+    for x, y in console_progress(batches, n_batches, f"{desc}, validation batches", bool(desc)):
         x = _prepare(x, normalize, channels_last)
         with autocast(device, amp):
             logits = model(x)
@@ -402,7 +409,7 @@ def run_epoch(epoch: int, settings: dict, data: Data, parts: Parts, proc: Proces
         data.index_rows, data.train_rows, seed, epoch, batch, proc.rank, proc.world
     )
     lr = parts.optimizer.param_groups[0]["lr"]
-    desc = f"{run_name(settings)} epoch {epoch + 1}"
+    desc = f"{run_name(settings)} epoch {epoch + 1}/{settings['epochs']}"
     train_loss, seen = train_one_epoch(
         parts,
         data.train,
@@ -412,6 +419,7 @@ def run_epoch(epoch: int, settings: dict, data: Data, parts: Parts, proc: Proces
         proc.device,
         do_augment=settings["augment"],
         desc=desc,
+        progress=proc.main,
     )
     parts.scheduler.step()
     speed = seen * proc.world / (time.perf_counter() - t)
@@ -428,6 +436,7 @@ def run_epoch(epoch: int, settings: dict, data: Data, parts: Parts, proc: Proces
         proc.device,
         amp=parts.amp,
         channels_last=parts.channels_last,
+        desc=desc,
     )
     aucs = per_class_auroc(data.val.labels.cpu().numpy(), probs)
     row = {

@@ -58,6 +58,15 @@ def test_jobs_use_the_threads_their_rules_declare(done):
     assert "CPU threads: 1" in (logs / "plot_roc/vgg_like/holdout/seed0.log").read_text()
 
 
+def test_the_console_names_each_jobs_lines_and_ends_with_where_to_look(done):
+    console = (done / "console.txt").read_text()
+    assert "[evaluate_model simple_cnn/holdout/seed0] simple_cnn on " in console
+    assert "[aggregate_run vgg_like] mean AUROC over 1 replicate(s)" in console
+    tail = console.strip().splitlines()[-6:]
+    assert any("results/report/summary.md" in line for line in tail), tail
+    assert any("make report" in line for line in tail), tail
+
+
 def test_trained_models(done):
     for run, split, seed in REPLICATES:
         arch = next(r["arch"] for r in RUNS if r["name"] == run)

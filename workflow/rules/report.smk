@@ -110,3 +110,13 @@ rule summarize_models:
         split_method=config["split"]["method"],
     script:
         "../scripts/summarize_models.py"
+
+
+# A finished run says where to look (what `make run` leaves), and how to make the HTML report.
+onsuccess:
+    if os.path.exists("results/report/summary.md"):
+        print(
+            "\nThe summary of every run: results/report/summary.md (and summary.csv)."
+            "\nThe HTML report of every figure and table: make report"
+            " (snakemake --report results/report.html)."
+        )

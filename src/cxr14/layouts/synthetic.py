@@ -37,6 +37,7 @@ from PIL import Image
 
 from cxr14.layouts.base import views_phrase
 from cxr14.layouts.nih import EXPERT_FINDINGS, LABELS, NIH
+from cxr14.logs import console_progress
 from cxr14.metadata import NO_FINDING
 
 log = logging.getLogger(__name__)
@@ -472,11 +473,13 @@ def generate(
         )
         for _, r in meta.iterrows()
     ]
+    what = f"synthetic images of {image_size}x{image_size}"
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_write_image, jobs, chunksize=16))
+            written = pool.map(_write_image, jobs, chunksize=16)
+            results = list(console_progress(written, len(jobs), what))
     else:
-        results = [_write_image(j) for j in jobs]
+        results = list(console_progress(map(_write_image, jobs), len(jobs), what))
     boxes = [b for r in results for b in r]
     _write_tables(out_dir, meta, boxes)
     _write_expert_labels(out_dir, meta, seed)
