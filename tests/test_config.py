@@ -152,6 +152,24 @@ def _imagenet_cache(torch_home: Path) -> None:
             path.touch()
 
 
+def test_results_of_another_data_set_are_never_overwritten(tmp_path):
+    """A folder holding the NIH run's store refuses the demo (and the other way round); the
+    same data set, or a fresh folder, plans as usual."""
+    import h5py
+
+    (tmp_path / "results" / "hdf5").mkdir(parents=True)
+    with h5py.File(tmp_path / "results" / "hdf5" / "images_256.h5", "w") as h5:
+        h5.attrs["source"], h5.attrs["data_dir"] = "nih", "/data/ChestX-ray14"
+    proc = _dry_run(tmp_path, {})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Job stats" not in out
+    assert "results/hdf5/images_256.h5 holds the data set 'nih' at /data/ChestX-ray14" in out
+    assert "run each data set in its own folder (snakemake --directory <folder>" in out
+    with h5py.File(tmp_path / "results" / "hdf5" / "images_256.h5", "w") as h5:
+        h5.attrs["source"], h5.attrs["data_dir"] = "synthetic", "results/synthetic"
+    assert _dry_run(tmp_path, {}).returncode == 0
+
+
 def test_missing_pretrained_weights_stop_the_run_before_any_job(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     cfg = {"models": {"resnet18": {"weights": "imagenet"}, "densenet121": {"weights": "x.pth"}}}

@@ -235,3 +235,24 @@ def merge_shards(
     n = len(kept)
     log.info("store %s: %d images of %dx%d, %d skipped", out_h5, n, size, size, len(skipped_df))
     return n
+
+
+def foreign_stores(store_dir: str | os.PathLike, source: str, data_dir: str) -> list[str]:
+    """The stores in ``store_dir`` built from another data set than ``source`` at
+    ``data_dir`` (their ``source`` and ``data_dir`` attributes), each as a one-line problem:
+    a configuration of one data set run in a folder holding another's results would mix or
+    overwrite them."""
+    problems = []
+    for path in sorted(Path(store_dir).glob("images_*.h5")):
+        with h5py.File(path, "r") as h5:
+            theirs = (str(h5.attrs.get("source", "")), str(h5.attrs.get("data_dir", "")))
+        if theirs[0] and (theirs[0], os.path.abspath(theirs[1])) != (
+            source,
+            os.path.abspath(data_dir),
+        ):
+            problems.append(
+                f"{path} holds the data set {theirs[0]!r} at {theirs[1]}, this configuration's "
+                f"is {source!r} at {data_dir}: run each data set in its own folder "
+                "(snakemake --directory <folder> ...; docs/outputs.md), or move results/ away"
+            )
+    return problems

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from cxr14.layouts import get_layout
+from cxr14.store import foreign_stores
 from cxr14.settings import (
     config_problems,
     fold_number,
@@ -42,6 +43,7 @@ _problems = config_problems(
 if not _problems:
     LAYOUT = get_layout(config["data"]["source"])
     _problems = LAYOUT.missing_paths(config) + weights_problems(config)
+    _problems += foreign_stores("results/hdf5", LAYOUT.name, LAYOUT.data_dir(config))
 if not _problems and config["split"]["method"] == "patient_kfold":
     _problems = fold_problems(config, LAYOUT.count_patients(config))
 if _problems:
