@@ -4,6 +4,8 @@ probabilities (< 1e-4) on the raw uint8 image, batch size free; the file carries
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -75,3 +77,15 @@ def test_onnx_export_matches_pytorch(tmp_path, arch):
     (image,) = proto.graph.input
     assert image.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_export_onnx_command_prints_its_result_only(tmp_path):
+    """The exporter's own progress and its optimiser's INFO lines stay out of the console."""
+    from cxr14.testing import hangguard
+
+    bundle, out = _bundle(tmp_path, "simple_cnn"), tmp_path / "m.onnx"
+    cmd = [str(Path(sys.executable).with_name("cxr14")), "export-onnx"]
+    proc = hangguard.run([*cmd, "--model", str(bundle), "--out", str(out)], guard=hangguard.COMMAND)
+    assert proc.returncode == 0 and out.is_file(), proc.stderr
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("INFO r: ONNX graph "), lines

@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    # This package's own lines; other libraries' (the ONNX exporter's optimiser) only warnings.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("cxr14").setLevel(logging.INFO)
     # torch is imported only for a command that needs it (`--help` stays instant).
     from cxr14.bundle import BundleError
     from cxr14.errors import DataError

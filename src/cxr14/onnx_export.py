@@ -85,6 +85,7 @@ def export_onnx(model, out_onnx) -> float:
         output_names=["probabilities"],
         dynamic_shapes=({0: torch.export.Dim("batch")},),
         dynamo=True,
+        verbose=False,  # the exporter's own progress lines: the result's line says it all
     )
     proto = program.model_proto
     onnx.helper.set_model_props(proto, _metadata(bundle))
