@@ -332,3 +332,20 @@ def test_captions_use_only_their_rules_params():
             for name in re.findall(r'caption="\.\./report/captions/(\w+\.rst)"', block):
                 used = set(re.findall(r"snakemake\.params\.(\w+)", (captions / name).read_text()))
                 assert used <= have, (block.split(":")[0], name, used - have)
+
+
+# Jobs that draw or tabulate: they start without the heavy libraries (issue: ~10 s of imports
+# per small job). The scripts of every plot_* rule, and these:
+TABLE_SCRIPTS = ("aggregate_run", "collect_comparisons", "summarize_models", "count_classes")
+HEAVY = {"torch", "torchvision", "sklearn", "scipy"}
+
+
+def test_plot_and_table_jobs_import_no_torch_scikit_learn_or_scipy():
+    scripts = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+    light = [p for p in scripts if p.stem.startswith("plot_") or p.stem in TABLE_SCRIPTS]
+    assert len(light) >= 12
+    for script in light:
+        modules = [m for m, _ in _imports(ast.parse(script.read_text()))]
+        assert modules, script
+        loaded = _fresh_imports(*modules)
+        assert not loaded & HEAVY, (script.name, sorted(loaded & HEAVY))

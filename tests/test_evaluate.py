@@ -301,3 +301,19 @@ def test_prediction_files_read_back_in_label_order_and_missing_columns_are_named
     pred.drop(columns=["label_B"]).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError, match=r"bad\.csv has no column\(s\) label_B$"):
         read_predictions(tmp_path / "bad.csv", ["A", "B"])
+
+
+def test_roc_points_are_scikit_learns_roc_curve():
+    """The figures' ROC curve (NumPy) is scikit-learn's, ties and collinear points included."""
+    from sklearn.metrics import roc_curve
+
+    from cxr14.metrics import roc_points
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(3, 80))
+        y = rng.integers(0, 2, n)
+        if 0 < y.sum() < n:
+            p = np.round(rng.random(n), int(rng.integers(1, 3)))  # many ties
+            for mine, theirs in zip(roc_points(y, p), roc_curve(y, p), strict=True):
+                np.testing.assert_array_equal(mine, theirs)

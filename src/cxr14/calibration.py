@@ -9,15 +9,19 @@ thresholds' meaning) move. T > 1 softens over-confident probabilities.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import expit, logit
 
 # Probabilities are clipped before taking their logit: sigmoid outputs of 0 or 1 in float32.
 _EPS = 1e-7
 
 
 def _logits(p: np.ndarray) -> np.ndarray:
-    return logit(np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS))
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    # 1 / (1 + exp(-z)) without overflow for large |z| (NumPy: a figure job needs no SciPy).
+    return np.exp(-np.logaddexp(0, -z))
 
 
 def _log_loss(y: np.ndarray, z: np.ndarray) -> float:
@@ -37,6 +41,8 @@ def fit_temperatures(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
     """Per class, the temperature minimising the validation log-loss (searched over
     T in [0.05, 20]); 1 (no change) where validation has no positives or no negatives, or
     separates the class at p = 0.5 (``separated_at_half``)."""
+    from scipy.optimize import minimize_scalar
+
     temps = np.ones(y_val.shape[1])
     for k in range(y_val.shape[1]):
         y, z = y_val[:, k], _logits(p_val[:, k])
@@ -52,4 +58,4 @@ def fit_temperatures(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
 
 def apply_temperatures(p: np.ndarray, temps: np.ndarray) -> np.ndarray:
     """Probabilities with each class's logit divided by its temperature."""
-    return expit(_logits(p) / np.asarray(temps)[None, :])
+    return _sigmoid(_logits(p) / np.asarray(temps)[None, :])

@@ -12,11 +12,10 @@ from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
-from sklearn.metrics import auc, roc_curve
 
 from cxr14.calibration import apply_temperatures
 from cxr14.metadata import NO_FINDING
-from cxr14.metrics import calibration_bins
+from cxr14.metrics import calibration_bins, roc_points
 
 
 def _subplots(nrows=1, ncols=1, *, figsize, squeeze=True):
@@ -116,8 +115,8 @@ def plot_roc(predictions_csv, out_png, name: str, model_json=None) -> None:
     for k, c in enumerate(labels):
         y, p = pred[f"label_{c}"].to_numpy(), pred[f"prob_{c}"].to_numpy()
         if 0 < y.sum() < len(y):
-            fpr, tpr, _ = roc_curve(y, p)
-            ax.plot(fpr, tpr, color=colors[k], label=f"{c} ({auc(fpr, tpr):.3f})")
+            fpr, tpr, _ = roc_points(y, p)
+            ax.plot(fpr, tpr, color=colors[k], label=f"{c} ({np.trapezoid(tpr, fpr):.3f})")
         else:
             ax.plot([], [], color=colors[k], label=f"{c} (undefined: one label value)")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)

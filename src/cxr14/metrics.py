@@ -2,7 +2,10 @@
 (scikit-learn; AUROC in its rank form) tolerant of classes without positives, the patient
 bootstrap and its percentile CIs, operating points (Youden, fixed sensitivity), DeLong's test of
 two AUROCs, bootstrap p-values and Wilson intervals. Stage modules (evaluate, expert, subgroups,
-compare, localization, bundle) call these; derivations are in docs/evaluation.md."""
+compare, localization, bundle) call these; derivations are in docs/evaluation.md.
+
+SciPy and scikit-learn are imported by the functions that use them: a job that only draws or
+tabulates (``calibration_bins``, ``roc_points``) starts without them."""
 
 from __future__ import annotations
 
@@ -10,15 +13,6 @@ import warnings
 from collections.abc import Iterator
 
 import numpy as np
-from scipy.stats import binomtest, norm, rankdata
-from sklearn.metrics import (
-    average_precision_score,
-    confusion_matrix,
-    f1_score,
-    precision_score,
-    recall_score,
-    roc_curve,
-)
 
 
 def per_class_auroc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
@@ -33,6 +27,8 @@ def per_class_auroc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
     score = np.asarray(y_score, dtype=np.float64)
     if np.isnan(score).any():
         raise ValueError("scores contain NaN: AUROC undefined (did the model diverge?)")
+    from scipy.stats import rankdata
+
     n_pos = y.sum(axis=0)
     n_neg = len(y) - n_pos
     rank_sum = (rankdata(score, axis=0) * y).sum(axis=0)
@@ -44,6 +40,8 @@ def per_class_auroc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
 def per_class_ap(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
     """Average precision (area under the precision-recall curve, step-wise as scikit-learn)
     per column; NaN where a column has no positives. A random model's AP is the prevalence."""
+    from sklearn.metrics import average_precision_score
+
     out = np.full(y_true.shape[1], np.nan)
     for k in range(y_true.shape[1]):
         if y_true[:, k].sum() > 0:
@@ -176,9 +174,28 @@ def youden_thresholds(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
     out = np.full(y_val.shape[1], 0.5)
     for k in range(y_val.shape[1]):
         if 0 < y_val[:, k].sum() < len(y_val):
-            fpr, tpr, thr = roc_curve(y_val[:, k], p_val[:, k])
+            fpr, tpr, thr = roc_points(y_val[:, k], p_val[:, k])
             out[k] = min(float(thr[np.argmax(tpr - fpr)]), 1.0)
     return out
+
+
+def roc_points(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One class's ROC curve as scikit-learn's ``roc_curve`` gives it (equal, tested): false
+    and true positive rates at each distinct score from the highest, collinear points dropped,
+    starting at (0, 0) with threshold inf. In NumPy: figures draw it without scikit-learn."""
+    order = np.argsort(p, kind="mergesort")[::-1]
+    score, label = np.asarray(p, dtype=np.float64)[order], np.asarray(y)[order]
+    last = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]  # each distinct score's end
+    tps = np.cumsum(label)[last].astype(np.float64)
+    fps = 1 + last - tps
+    thr = score[last]
+    if len(fps) > 2:
+        bends = np.logical_or(np.diff(fps, 2), np.diff(tps, 2))
+        keep = np.flatnonzero(np.r_[True, bends, True])
+        tps, fps, thr = tps[keep], fps[keep], thr[keep]
+    tps, fps, thr = np.r_[0, tps], np.r_[0, fps], np.r_[np.inf, thr]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return fps / fps[-1], tps / tps[-1], thr
 
 
 def sensitivity_thresholds(y_val: np.ndarray, p_val: np.ndarray, sensitivity: float) -> np.ndarray:
@@ -194,6 +211,8 @@ def sensitivity_thresholds(y_val: np.ndarray, p_val: np.ndarray, sensitivity: fl
 
 def operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     """Confusion counts and rates of one class at one threshold."""
+    from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score
+
     pred = (p >= threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
     return {
@@ -218,6 +237,8 @@ def delong_test(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray) -> tuple[float,
 
     Returns (difference, two-sided p). NaN when the class has only one label value.
     """
+    from scipy.stats import norm, rankdata
+
     y = np.asarray(y).astype(bool)
     m, n = int(y.sum()), int((~y).sum())
     if m == 0 or n == 0:
@@ -255,5 +276,7 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     approximation it stays inside [0, 1] and has width at 0/n and n/n."""
     if n == 0:
         return (np.nan, np.nan)
+    from scipy.stats import binomtest
+
     ci = binomtest(int(k), int(n)).proportion_ci(confidence, method="wilson")
     return (float(ci.low), float(ci.high))
