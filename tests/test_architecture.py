@@ -349,3 +349,17 @@ def test_plot_and_table_jobs_import_no_torch_scikit_learn_or_scipy():
         assert modules, script
         loaded = _fresh_imports(*modules)
         assert not loaded & HEAVY, (script.name, sorted(loaded & HEAVY))
+
+
+def test_torchvision_and_dynamo_only_where_needed():
+    """Training and scoring a network of the reference study's own import neither
+    torchvision nor torch._dynamo (2-3 s per job); a torchvision architecture imports them."""
+    code = (
+        "import sys, cxr14.train, cxr14.evaluate, cxr14.localization, cxr14.bundle, "
+        "cxr14.predict; from cxr14.models import build_model; "
+        "build_model('vgg_like', 3, widths=[4], fc=4); build_model('simple_cnn', 3); "
+        "print('torchvision' in sys.modules, 'torch._dynamo' in sys.modules); "
+        "build_model('resnet18', 3, weights='none'); print('torchvision' in sys.modules)"
+    )
+    proc = hangguard.run([sys.executable, "-c", code], guard=hangguard.COMMAND, check=True)
+    assert proc.stdout.split() == ["False", "False", "True"]

@@ -17,7 +17,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from cxr14.settings import default_config
@@ -110,17 +109,32 @@ class VGGLike(nn.Module):
 
 @dataclass(frozen=True)
 class TorchvisionNet:
-    """Where a torchvision classifier keeps its input convolution and its head."""
+    """A torchvision classifier, by name: ``torchvision.models.<name>``, its ImageNet
+    weights (``<Enum>.<member>`` of ``torchvision.models``), and where it keeps its input
+    convolution and its head. torchvision is imported only when one is built or its weights
+    are looked up, so the other architectures' jobs start without it (and without the
+    ``torch._dynamo`` its ``ops`` import)."""
 
-    ctor: Callable[..., nn.Module]
-    weights: torchvision.models.WeightsEnum
+    name: str
+    weights: str
     stem: str
     head: str
+
+    def ctor(self) -> Callable[..., nn.Module]:
+        import torchvision
+
+        return getattr(torchvision.models, self.name)
+
+    def weights_url(self) -> str:
+        import torchvision
+
+        enum, member = self.weights.split(".")
+        return getattr(getattr(torchvision.models, enum), member).url
 
 
 def imagenet_weights_file(arch: str) -> Path:
     """Where torchvision's cache keeps the ImageNet weights of ``arch``."""
-    url = ARCHITECTURES[arch].torchvision.weights.url
+    url = ARCHITECTURES[arch].torchvision.weights_url()
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
@@ -174,7 +188,7 @@ def resolve_weights(arch: str, weights: str) -> Path | None:
             return None
         raise FileNotFoundError(
             f"ImageNet weights for {arch} not found at {path}. Download "
-            f"{ARCHITECTURES[arch].torchvision.weights.url} on a machine with internet access "
+            f"{ARCHITECTURES[arch].torchvision.weights_url()} on a machine with internet access "
             f"and copy it there (or set TORCH_HOME), or set models.{arch}.weights to a local "
             ".pth file, or to 'none' for random initialisation."
         )
@@ -252,7 +266,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def _torchvision_net(arch: str, num_classes: int, weights: str, freeze: str) -> nn.Module:
     spec = ARCHITECTURES[arch].torchvision
-    net = spec.ctor(weights=None)
+    net = spec.ctor()(weights=None)
     parent_name, _, stem_name = spec.stem.rpartition(".")
     parent = net.get_submodule(parent_name)
     setattr(parent, stem_name, _gray_first_conv(getattr(parent, stem_name)))
@@ -307,8 +321,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         settings=("weights", "freeze"),
         cam_layer=lambda model: unwrap(model).layer4,
         torchvision=TorchvisionNet(
-            torchvision.models.resnet18,
-            torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
+            "resnet18",
+            "ResNet18_Weights.IMAGENET1K_V1",
             stem="conv1",
             head="fc",
         ),
@@ -318,8 +332,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         settings=("weights", "freeze"),
         cam_layer=lambda model: unwrap(model).features,
         torchvision=TorchvisionNet(
-            torchvision.models.densenet121,
-            torchvision.models.DenseNet121_Weights.IMAGENET1K_V1,
+            "densenet121",
+            "DenseNet121_Weights.IMAGENET1K_V1",
             stem="features.conv0",
             head="classifier",
         ),
