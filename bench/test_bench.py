@@ -55,3 +55,32 @@ def test_a_failing_variant_is_reported_and_the_others_still_run(monkeypatch, cap
     # No eager baseline for b: no ratio rather than one against another variant.
     assert "(-)" in next(line for line in b_rows if "default format" in line)
     assert "more detail" not in out  # one line per failure
+
+
+def test_startup_bench_splits_a_runs_jobs_by_kind(tmp_path, capsys):
+    import bench_startup
+
+    log = tmp_path / ".snakemake" / "log"
+    log.mkdir(parents=True)
+    lines = []
+    for jobid, rule, start, end in (
+        (1, "train_model", "01:00:00", "01:02:05"),
+        (2, "plot_roc", "01:02:05", "01:02:14"),
+        (3, "all", "01:02:14", "01:02:14"),
+    ):
+        lines += [f"[Mon Nov 30 {start} 2026]", f"localrule {rule}:", f"    jobid: {jobid}", ""]
+        lines += [f"[Mon Nov 30 {end} 2026]", f"Finished jobid: {jobid} (Rule: {rule})", ""]
+    (log / "2026-11-30T010000.snakemake.log").write_text("\n".join(lines))
+    assert bench_startup.job_times(tmp_path) == [
+        ("train_model", 125.0),
+        ("plot_roc", 9.0),
+        ("all", 0.0),
+    ]
+    bench_startup.jobs_table(tmp_path, {"train_model": 4.0, "plot_roc": 1.5})
+    out = capsys.readouterr().out
+    assert "| plots | 1 | 9 | 2 |" in out and "| training | 1 | 125 | 4 |" in out
+    assert "| all | 3 | 134 | 6 |" in out
+    assert bench_startup.script_modules(bench_startup.REPO / "workflow/scripts/plot_roc.py") == [
+        "cxr14.figures",
+        "cxr14.logs",
+    ]
