@@ -221,8 +221,7 @@ def test_tests_and_benchmarks_import_neither_each_other_nor_does_the_pipeline_im
 # writes pass (data flows one way).
 STAGES = ("evaluate", "expert", "subgroups", "compare", "localization", "bundle", "predict")
 STAGES += ("report",)
-READERS = {"read_predictions", "prediction_arrays", "read_thresholds", "bundle_scorer"}
-READERS |= {"load_bundle"}
+READERS = {"bundle_scorer", "load_bundle"}
 
 
 def test_statistics_have_one_home():

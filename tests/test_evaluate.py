@@ -12,7 +12,7 @@ from scipy.special import expit, logit
 from sklearn.metrics import roc_auc_score
 
 from cxr14.calibration import apply_temperatures, fit_temperatures
-from cxr14.evaluate import metrics_table, read_predictions
+from cxr14.evaluate import metrics_table
 from cxr14.gradcam import grad_cam
 from cxr14.layouts.nih import LABELS
 from cxr14.localization import accuracy_table, cam_to_box, iobb, iou
@@ -28,6 +28,7 @@ from cxr14.metrics import (
     wilson_interval,
     youden_thresholds,
 )
+from cxr14.predictions import read_predictions
 
 
 def _case(n=40, seed=0):

@@ -31,12 +31,12 @@ from cxr14.calibration import fit_temperatures
 from cxr14.checkpoint import atomic_save
 from cxr14.data import Normalizer
 from cxr14.device import resolve_device
-from cxr14.evaluate import read_predictions
 from cxr14.files import replacing
 from cxr14.inference import Scorer
 from cxr14.logs import CONSOLE
 from cxr14.metrics import sensitivity_thresholds, youden_thresholds
 from cxr14.models import build_model, model_settings
+from cxr14.predictions import read_predictions
 
 log = logging.getLogger(__name__)
 

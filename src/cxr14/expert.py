@@ -13,11 +13,10 @@ import logging
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import cohen_kappa_score
 
 from cxr14.layouts import get_layout
 from cxr14.logs import CONSOLE
-from cxr14.metrics import NO_CI_NOTE, bootstrap_auroc, nanmean, per_class_auroc
+from cxr14.metrics import NO_CI_NOTE, bootstrap_auroc, cohen_kappa, nanmean, per_class_auroc
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +39,6 @@ def mapped_arrays(merged: pd.DataFrame, findings, mapping) -> tuple[np.ndarray, 
         [merged[[f"label_{c}" for c in mapping[f]]].max(axis=1) for f in findings]
     )
     return score, merged[list(findings)].to_numpy(), nih
-
-
-def _kappa(a: np.ndarray, b: np.ndarray) -> float:
-    # Agreement of NIH's labels with the experts' beyond chance; undefined for one value.
-    return float(cohen_kappa_score(a, b)) if len(np.unique(np.r_[a, b])) > 1 else np.nan
 
 
 def expert_table(predictions: pd.DataFrame, expert: pd.DataFrame, mapping, n_boot=1000, seed=0):
@@ -79,7 +73,7 @@ def expert_table(predictions: pd.DataFrame, expert: pd.DataFrame, mapping, n_boo
         row = {"finding": finding, "classes": "|".join(mapping.get(finding, [])), **common}
         if finding != "mean":
             row.update(n_pos_expert=int(y_exp[:, k].sum()), n_pos_nih=int(y_nih[:, k].sum()))
-            row["kappa_nih_vs_expert"] = _kappa(y_nih[:, k], y_exp[:, k])
+            row["kappa_nih_vs_expert"] = cohen_kappa(y_nih[:, k], y_exp[:, k])
         for name, (values, low, high) in result.items():
             row.update({f"auroc_{name}": values[k], f"auroc_{name}_ci_low": low[k]})
             row[f"auroc_{name}_ci_high"] = high[k]

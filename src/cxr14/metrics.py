@@ -271,6 +271,14 @@ def bootstrap_p_value(diffs: np.ndarray, alpha: float) -> np.ndarray:
     return np.where((count > 0) & (defined_share(diffs) >= 1 - alpha), p, np.nan)
 
 
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
+    """Agreement of two raters' 0/1 labels beyond chance (Cohen's kappa, scikit-learn's);
+    NaN where both give one value only (undefined)."""
+    from sklearn.metrics import cohen_kappa_score
+
+    return float(cohen_kappa_score(a, b)) if len(np.unique(np.r_[a, b])) > 1 else np.nan
+
+
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of the proportion k/n (NaN for n = 0): unlike the normal
     approximation it stays inside [0, 1] and has width at 0/n and n/n."""

@@ -16,10 +16,10 @@ import logging
 import numpy as np
 import pandas as pd
 
-from cxr14.evaluate import prediction_arrays, read_thresholds
 from cxr14.logs import CONSOLE
 from cxr14.metadata import read_labels
 from cxr14.metrics import patient_resamples, per_class_auroc, percentile_ci
+from cxr14.predictions import prediction_arrays, read_thresholds
 
 log = logging.getLogger(__name__)
 
