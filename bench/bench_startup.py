@@ -1,12 +1,13 @@
 """What the workflow's small jobs pay before they start, and where a run's time goes.
 
-    python bench/bench_startup.py imports [--repeats 3] [--checkout DIR]
+    python bench/bench_startup.py imports [--repeats 3] [--checkout DIR] [--before DIR]
     python bench/bench_startup.py jobs WORKDIR [--checkout DIR]
 
 ``imports``: per workflow script, the seconds a fresh interpreter takes to import the cxr14
 modules the script imports (the median of ``--repeats``; ``python -c pass`` is listed for
 scale), and which heavy libraries that loads. ``--checkout`` measures another checkout's scripts and
-package (e.g. an older commit's ``git worktree``) with this interpreter.
+package (e.g. an older commit's ``git worktree``) with this interpreter; ``--before`` adds a
+second checkout's seconds beside them, measured in the same run.
 
 ``jobs``: a finished run's wall time (its newest ``.snakemake/log``), split by kind of job
 (data, training, evaluation, plots, tables), with the jobs' count and their import seconds as
@@ -71,16 +72,28 @@ def import_seconds(modules: list[str], src: Path, repeats: int) -> tuple[float, 
     return statistics.median(times), heavy
 
 
-def imports_table(checkout: Path, repeats: int) -> dict[str, float]:
-    """Print each of ``checkout``'s scripts' import seconds; return them by rule (script)."""
-    print("| script | import s | heavy libraries loaded |\n| --- | --- | --- |")
+def _before(before: Path | None, name: str, repeats: int) -> str:
+    script = before / "workflow" / "scripts" / f"{name}.py" if before else None
+    if script is None or not script.is_file():
+        return " |" if before else ""
+    s, heavy = import_seconds(script_modules(script), before / "src", repeats)
+    return f" {s:.2f} | {heavy} |"
+
+
+def imports_table(checkout: Path, repeats: int, before: Path | None = None) -> dict[str, float]:
+    """Print each of ``checkout``'s scripts' import seconds (and ``before``'s, measured in
+    turn with them); return ``checkout``'s by rule (script)."""
+    head = "| script | import s | heavy libraries loaded |"
+    head += " before: import s | before: heavy |" if before else ""
+    print(head + "\n|" + " --- |" * (head.count("|") - 1))
     src = checkout / "src"
     base, _ = import_seconds([], src, repeats)
-    print(f"| (python -c pass) | {base:.2f} | |")
+    print(f"| (python -c pass) | {base:.2f} | |" + (" | |" if before else ""))
     seconds = {}
     for script in sorted((checkout / "workflow" / "scripts").glob("*.py")):
         seconds[script.stem], heavy = import_seconds(script_modules(script), src, repeats)
-        print(f"| {script.stem} | {seconds[script.stem]:.2f} | {heavy} |")
+        print(f"| {script.stem} | {seconds[script.stem]:.2f} | {heavy} |", end="")
+        print(_before(before, script.stem, repeats))
     return seconds
 
 
@@ -126,8 +139,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("workdir", nargs="?", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--checkout", type=Path, default=REPO, help="another checkout")
+    parser.add_argument("--before", type=Path, help="a checkout to measure beside it")
     args = parser.parse_args(argv)
-    seconds = imports_table(args.checkout.resolve(), args.repeats)
+    before = args.before.resolve() if args.before else None
+    seconds = imports_table(args.checkout.resolve(), args.repeats, before)
     if args.what == "jobs":
         jobs_table(args.workdir, seconds)
 
