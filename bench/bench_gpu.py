@@ -216,11 +216,11 @@ def variant_table(archs, images, labels, steps, batch, device, peak) -> None:
 
 def demo(tmp: Path, n_images: int, size: int, epochs: int):
     from cxr14.average_image import compute_average_image
-    from cxr14.layouts.synthetic import generate
-    from cxr14.metadata import build_entries
+    from cxr14.entries import build_entries
     from cxr14.oversample import make_oversample_index
     from cxr14.splits import make_splits
     from cxr14.store import downsample_shard, merge_shards
+    from cxr14.synthetic import generate
     from cxr14.train import train
 
     t = time.perf_counter()
@@ -265,7 +265,7 @@ def demo(tmp: Path, n_images: int, size: int, epochs: int):
 def build_store(tmp: Path, png_dir: Path, workers: int, size: int) -> None:
     """This pipeline's data stages from the PNGs, one shard per worker process."""
     from cxr14.average_image import compute_average_image
-    from cxr14.metadata import build_entries
+    from cxr14.entries import build_entries
     from cxr14.splits import make_splits
     from cxr14.store import downsample_shard, merge_shards
 
@@ -304,8 +304,8 @@ def e2e(tmp: Path, n: int, device, workers: int) -> None:
     over the same training images on the same machine."""
     from chexnet_baseline import chexnet_style_epoch
 
-    from cxr14.layouts.synthetic import generate
     from cxr14.metadata import read_labels
+    from cxr14.synthetic import generate
 
     t = time.perf_counter()
     png_dir = tmp / "png"

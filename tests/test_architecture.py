@@ -362,3 +362,24 @@ def test_torchvision_and_dynamo_only_where_needed():
     )
     proc = hangguard.run([sys.executable, "-c", code], guard=hangguard.COMMAND, check=True)
     assert proc.stdout.split() == ["False", "False", "True"]
+
+
+def test_layouts_import_nothing_above_them():
+    """Data-set layouts build on the generic image table and errors only: no import cycle
+    (metadata imports no layout), and the synthetic images' renderer (cxr14.synthetic, PIL) is
+    outside them."""
+    modules = _modules()
+    below = {"cxr14.errors", "cxr14.metadata"}
+    for name, tree in modules.items():
+        if name.startswith("cxr14.layouts"):
+            used = {m for m, _ in _imports(tree)}
+            assert {m for m in used if not m.startswith("cxr14.layouts")} <= below, name
+            packages = {
+                (n.module or "") if isinstance(n, ast.ImportFrom) else a.name
+                for n in ast.walk(tree)
+                if isinstance(n, ast.Import | ast.ImportFrom)
+                for a in n.names
+            }
+            assert not {p for p in packages if p.split(".")[0] == "PIL"}, name
+    for name in below:
+        assert not [m for m, _ in _imports(modules[name]) if m.startswith("cxr14.layouts")], name

@@ -11,7 +11,8 @@ from sklearn.metrics import roc_auc_score
 from cxr14.errors import DataError
 from cxr14.expert import expert_table
 from cxr14.layouts.nih import EXPERT_FINDINGS, LABELS, read_expert_labels
-from cxr14.layouts.synthetic import EXPERT_FILE, generate
+from cxr14.layouts.synthetic import EXPERT_FILE
+from cxr14.synthetic import generate
 
 MAPPING = {
     "Pneumothorax": ["Pneumothorax"],

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from cxr14 import DataError
+from cxr14.entries import build_entries
 from cxr14.layouts.nih import LABELS, locate_images, parse_age, read_bbox_list, read_data_entry
-from cxr14.metadata import build_entries, read_image_list
+from cxr14.metadata import read_image_list
 
 # Per-class image counts of Data_Entry_2017.csv, as documented by NIH (shared README).
 NIH_COUNTS = {

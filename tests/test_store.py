@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from cxr14 import DataError
+from cxr14.entries import build_entries
 from cxr14.files import replacing
 from cxr14.imageio import load_gray
 from cxr14.layouts.nih import LABELS
-from cxr14.metadata import build_entries
 from cxr14.store import downsample_shard, merge_shards, shard_bounds
 
 

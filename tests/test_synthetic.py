@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from cxr14.layouts.nih import LABELS, read_bbox_list, read_data_entry
-from cxr14.layouts.synthetic import BASE, Anatomy, generate, render
 from cxr14.metadata import read_image_list
+from cxr14.synthetic import BASE, Anatomy, generate, render
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
-"""Rule generate_synthetic_data: see cxr14.layouts.synthetic.generate."""
+"""Rule generate_synthetic_data: see cxr14.synthetic.generate."""
 
 from pathlib import Path
 
-from cxr14.layouts.synthetic import generate
 from cxr14.logs import log_to
+from cxr14.synthetic import generate
 
 with log_to(snakemake.log[0]):
     generate(

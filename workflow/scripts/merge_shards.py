@@ -1,7 +1,7 @@
 """Rule merge_shards: see cxr14.store.merge_shards."""
 
+from cxr14.entries import provenance
 from cxr14.logs import log_to
-from cxr14.metadata import provenance
 from cxr14.store import merge_shards
 
 with log_to(snakemake.log[0]):

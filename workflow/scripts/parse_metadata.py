@@ -1,7 +1,7 @@
-"""Rule parse_metadata: see cxr14.metadata.build_entries."""
+"""Rule parse_metadata: see cxr14.entries.build_entries."""
 
+from cxr14.entries import build_entries
 from cxr14.logs import log_to
-from cxr14.metadata import build_entries
 
 with log_to(snakemake.log[0]):
     build_entries(
