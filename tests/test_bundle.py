@@ -74,6 +74,12 @@ def test_a_bundle_reads_back_and_scores_exactly_as_its_model(tmp_path):
     images = torch.randint(0, 256, (5, 48, 48), dtype=torch.uint8)
     np.testing.assert_array_equal(scorer.predict(images), again.predict(images))
     assert again.name == "tiny" and again.arch == "simple_cnn"
+    assert bundle["cam_layer"] == again.cam_layer_path == ""  # the architecture's own layer
+    # A configured layer (eval.cam_layers) travels with the bundle to `cxr14 predict --cam`.
+    layered = bundle_scorer({**bundle, "cam_layer": "features.0"}, "cpu")
+    assert layered.cam_layer() is layered.model.features[0]
+    del bundle["cam_layer"]  # a bundle made before the layer was recorded
+    assert bundle_scorer(bundle, "cpu").cam_layer_path == ""
 
 
 def test_thresholds_reach_the_asked_sensitivity_on_validation():

@@ -4,6 +4,8 @@ A bundle is a dict of plain tensors and Python values (it loads with ``weights_o
 
 - ``format``, ``version``: what the file is (``FORMAT``, ``VERSION``); other files are refused;
 - ``arch``, ``model_settings``, ``state_dict``, ``labels``: the network and its output order;
+- ``cam_layer``: the module path Grad-CAM reads, as in the pipeline's figures ('' or absent:
+  the architecture's own layer);
 - ``preprocess``: how an image becomes the network's input, exactly as in the pipeline: decode
   to 8-bit grayscale, antialiased PIL resize to ``store_size`` with ``resample``, subtract
   ``average`` (the average image), divide by ``std``, resize to ``input_size``;
@@ -66,6 +68,9 @@ def build_bundle(scorer: Scorer, y_val, p_val, preprocess, provenance, test, sen
         "model_settings": model_settings(scorer.arch, config),
         "state_dict": {k: v.cpu() for k, v in scorer.model.state_dict().items()},
         "labels": scorer.labels,
+        # The layer the pipeline's Grad-CAM figures read ("": the architecture's own), so that
+        # `cxr14 predict --cam` draws the same maps.
+        "cam_layer": scorer.cam_layer_path,
         "preprocess": {
             **preprocess,
             "average": scorer.normalize.average[0, 0].cpu().clone(),
@@ -104,12 +109,14 @@ def export_model(
     preprocess: dict,
     provenance: dict,
     sensitivity: float = 0.9,
+    cam_layer: str = "",
 ) -> dict:
     """Write the bundle of one trained model and its model card, from the evaluation's
     validation predictions and test metrics (nothing is scored again). ``preprocess`` holds
     the store's ``store_size`` and ``resample``; ``provenance`` the run, split, seed, data set
-    (``dataset``) and its caveat (``caveat``, empty for real data)."""
-    scorer = Scorer.load(checkpoint, average_npy, stats_json, "cpu")
+    (``dataset``) and its caveat (``caveat``, empty for real data); ``cam_layer`` the layer
+    the pipeline's Grad-CAM reads (``eval.cam_layers``; '': the architecture's own)."""
+    scorer = Scorer.load(checkpoint, average_npy, stats_json, "cpu", cam_layer)
     y_val, p_val = read_predictions(val_predictions, scorer.labels)
     test = _test_metrics(metrics_csv)
     bundle = build_bundle(scorer, y_val, p_val, preprocess, provenance, test, sensitivity)
@@ -168,7 +175,8 @@ def bundle_scorer(bundle: dict, device: str = "auto") -> Scorer:
         "labels": bundle["labels"],
         "weights_used": prov["weights_used"],
     }
-    return Scorer(model.to(dev).eval(), normalize.to(dev), dev, ckpt)
+    layer = bundle.get("cam_layer", "")  # bundles made before it was recorded: the arch's own
+    return Scorer(model.to(dev).eval(), normalize.to(dev), dev, ckpt, layer)
 
 
 def _auroc_ci(m: dict) -> str:

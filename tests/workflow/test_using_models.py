@@ -113,6 +113,21 @@ def test_predict_names_bad_inputs_and_scores_the_rest(done, tmp_path):
     )
 
 
+def test_predict_reads_the_pipelines_grad_cam_layer(done):
+    """The bundle carries eval.cam_layers' layer (the demo's densenet121: its second dense
+    block), so `cxr14 predict --cam` draws the maps of the pipeline's cam.png."""
+    from cxr14.bundle import bundle_scorer, load_bundle
+
+    layer = "features.denseblock2"  # config/config.yaml's eval.cam_layers
+    bundle = load_bundle(done / "results/models/densenet121/bundle.pt")
+    assert bundle["cam_layer"] == layer
+    scorer = bundle_scorer(bundle, "cpu")
+    assert scorer.cam_layer() is scorer.model.get_submodule(layer)
+    cams = np.load(done / f"{evals('densenet121')}/cams.npz")
+    assert str(cams["layer"]) == layer  # the figure's own
+    assert load_bundle(done / "results/models/vgg_like/bundle.pt")["cam_layer"] == ""
+
+
 def test_predict_cam_overlays(done, tmp_path):
     image = sorted((done / "results/synthetic/images").glob("*.png"))[0]
     out = tmp_path / "p.csv"

@@ -21,6 +21,7 @@ rule export_model:
         provenance=get_export_params,
         preprocess={"store_size": SIZE, "resample": config["preprocess"]["resample"]},
         sensitivity=config["eval"]["sensitivity"],
+        cam_layer=get_cam_layer,
     script:
         "../scripts/export_model.py"
 

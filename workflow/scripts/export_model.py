@@ -11,4 +11,5 @@ with log_to(snakemake.log[0]):
         preprocess=dict(snakemake.params.preprocess),
         provenance=dict(snakemake.params.provenance),
         sensitivity=snakemake.params.sensitivity,
+        cam_layer=snakemake.params.cam_layer,
     )
