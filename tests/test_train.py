@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -78,6 +79,24 @@ def test_outputs_and_reproducibility(tmp_path, tiny_data):
     assert ckpt["config"]["seed"] == 1 and ckpt["weights_used"].startswith("none")
     model, _ = load_model(tmp_path / "a/best.pt")
     assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 14)
+    # The checkpoint holds its normalisation: it scores without the training run's stats files
+    # exactly as with them; one without (older) needs them, and says so.
+    from cxr14.data import read_rows
+    from cxr14.inference import Scorer
+
+    images = read_rows(tiny_data["store_h5"], np.arange(6))
+    alone = Scorer.load(tmp_path / "a/best.pt", device="cpu").predict(images)
+    files = (tiny_data["average_npy"], tiny_data["stats_json"])
+    np.testing.assert_array_equal(
+        alone, Scorer.load(tmp_path / "a/best.pt", *files, "cpu").predict(images)
+    )
+    old = {k: v for k, v in ckpt.items() if k != "normalization"}
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="holds no input normalisation"):
+        Scorer.load(tmp_path / "old.pt", device="cpu")
+    np.testing.assert_array_equal(
+        alone, Scorer.load(tmp_path / "old.pt", *files, "cpu").predict(images)
+    )
 
 
 def test_mismatched_checkpoints_fail_clearly(tmp_path, tiny_data):

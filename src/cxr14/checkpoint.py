@@ -3,7 +3,9 @@
 A checkpoint is a dict of plain tensors and Python values (it loads with
 ``weights_only=True``): ``model`` (state dict), ``config`` (the training settings, model
 settings filled in), ``labels`` (class order of the outputs), ``epoch``, ``history``,
-``best_auroc``/``best_epoch``, ``weights_used``, ``cxr14_version``; the resume state also holds
+``best_auroc``/``best_epoch``, ``weights_used``, ``normalization`` (``average``: the training
+split's average image, ``std``: its pixel std; absent before 2026-11-30), ``cxr14_version``;
+the resume state also holds
 ``optimizer``, ``scheduler``, ``rng`` (and ``scaler`` under fp16).
 """
 

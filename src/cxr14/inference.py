@@ -18,6 +18,18 @@ from cxr14.models import cam_layer
 from cxr14.settings import run_name
 
 
+def _normalization(path, ckpt: dict, average_npy, stats_json) -> tuple[np.ndarray, float]:
+    norm = ckpt.get("normalization")
+    if norm is not None:
+        return norm["average"].numpy(), float(norm["std"])
+    if average_npy is None or stats_json is None:
+        raise ValueError(
+            f"{path} holds no input normalisation (trained before checkpoints held it): "
+            "give its training split's average_image.npy and pixel_stats.json"
+        )
+    return np.load(average_npy), json.loads(Path(stats_json).read_text())["std"]
+
+
 @dataclass
 class Scorer:
     """A trained model in eval mode on its device, with the input normalisation it was
@@ -34,16 +46,18 @@ class Scorer:
     def load(
         cls,
         checkpoint: str | os.PathLike,
-        average_npy: str | os.PathLike,
-        stats_json: str | os.PathLike,
+        average_npy: str | os.PathLike | None = None,
+        stats_json: str | os.PathLike | None = None,
         device: str = "auto",
         cam_layer: str = "",
     ) -> Scorer:
+        """The checkpoint's model with the normalisation it holds; a checkpoint written
+        before it held one takes the training split's ``average_npy`` and ``stats_json``."""
         model, ckpt = load_model(checkpoint)
         dev = resolve_device(device)
         model.to(dev).eval()
-        stats = json.loads(Path(stats_json).read_text())
-        normalize = Normalizer(np.load(average_npy), stats["std"], ckpt["config"]["input_size"])
+        average, std = _normalization(checkpoint, ckpt, average_npy, stats_json)
+        normalize = Normalizer(average, std, ckpt["config"]["input_size"])
         return cls(model, normalize.to(dev), dev, ckpt, cam_layer)
 
     @property

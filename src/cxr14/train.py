@@ -348,10 +348,11 @@ def save_checkpoint(
     parts: Parts,
     settings: dict,
     state: State,
-    labels: list[str],
+    data: Data,
     improved: bool,
 ) -> None:
-    """The resume state after ``state.epoch``; also the best so far when ``improved``."""
+    """The resume state after ``state.epoch``; also the best so far when ``improved``. Both
+    hold the input normalisation, so that scoring needs nothing but the file and images."""
     ckpt = {
         "model": parts.model.state_dict(),
         "optimizer": parts.optimizer.state_dict(),
@@ -363,7 +364,11 @@ def save_checkpoint(
         "best_auroc": state.best_auroc,
         "best_epoch": state.best_epoch,
         "weights_used": parts.model.weights_used,
-        "labels": labels,
+        "labels": data.labels,
+        "normalization": {
+            "average": data.normalize.average[0, 0].cpu().clone(),
+            "std": data.normalize.std,
+        },
         "cxr14_version": cxr14.__version__,
     }
     if parts.scaler is not None:
@@ -496,7 +501,7 @@ def train(
             _log_epoch(settings, row)
             state = record_epoch(state, row)
             improved = state.best_epoch == row["epoch"]
-            save_checkpoint(resume_dir, parts, settings, state, data.labels, improved)
+            save_checkpoint(resume_dir, parts, settings, state, data, improved)
         if proc.world > 1:
             dist.barrier()
     if proc.main:
