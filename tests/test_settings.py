@@ -155,3 +155,11 @@ def test_schema_problems_name_the_key_its_file_and_the_nearest_known_key(tmp_pat
     assert config_problems(config) == problems[:1] + [
         p.split(" (in")[0] + p.split(")", 1)[1] for p in problems[1:]
     ]
+
+
+def test_a_jobs_settings_do_not_depend_on_the_order_of_keys_in_the_files():
+    """Snakemake compares params as written: the same settings listed in another order must
+    not rerun a training."""
+    a = _config()
+    b = {**a, "train": dict(reversed(a["train"].items()))}  # as another file's order gives it
+    assert list(train_settings(a, "cnn", 0).items()) == list(train_settings(b, "cnn", 0).items())

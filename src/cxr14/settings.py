@@ -85,14 +85,17 @@ def train_settings(config: dict, run: str, seed: int) -> dict:
     and the job's seed.
 
     Only these go into the job's params, so changing one run's setting reruns only that run's
-    trainings (and what depends on them), and adding a seed only adds jobs.
+    trainings (and what depends on them), and adding a seed only adds jobs; keys are sorted.
     """
     entry = runs(config)[run]
     arch = entry["arch"]
     shared = {k: v for k, v in config["train"].items() if k not in JOB_KEYS}
     overrides = {k: v for k, v in entry.items() if k not in RUN_KEYS}
     model = config["models"].get(arch, {})
-    return {"run": run, "arch": arch, **shared, **model, **overrides, "seed": int(seed)}
+    settings = {"run": run, "arch": arch, **shared, **model, **overrides, "seed": int(seed)}
+    # In key order: Snakemake compares params as written, so the order in which configuration
+    # files happen to list keys must not look like a change (a spurious retraining).
+    return dict(sorted(settings.items()))
 
 
 def run_name(settings: dict) -> str:

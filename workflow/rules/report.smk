@@ -118,5 +118,6 @@ onsuccess:
         print(
             "\nThe summary of every run: results/report/summary.md (and summary.csv)."
             "\nThe HTML report of every figure and table: make report"
-            " (snakemake --report results/report.html)."
+            " (snakemake --report results/report.html).",
+            file=sys.stderr,
         )
