@@ -34,10 +34,14 @@ def read_model_facts(model_json) -> dict:
         return json.load(f)
 
 
+def _caveat_of(facts: dict, sep: str) -> str:
+    """A model's caveat (``checkpoint.model_caveat``) after ``sep``; '' if none."""
+    return sep + facts["caveat"] if facts["caveat"] else ""
+
+
 def _caveat(model_json, sep: str) -> str:
-    """The model's caveat (``checkpoint.model_caveat``) after ``sep``; '' if none."""
-    caveat = read_model_facts(model_json)["caveat"] if model_json is not None else ""
-    return sep + caveat if caveat else ""
+    """``_caveat_of`` the model of ``model_json`` ('' without one)."""
+    return _caveat_of(read_model_facts(model_json), sep) if model_json is not None else ""
 
 
 def plot_class_counts(counts: pd.DataFrame, out_png: str | os.PathLike) -> None:
@@ -152,7 +156,7 @@ def filters_title(facts: dict, n_layers: int) -> str:
     if facts["freeze"] == "backbone":
         title = f"{name}: first {n_layers} conv layers with k >= 3, NOT trained here"
         title += f"\n(frozen backbone: the kernels of {facts['weights_used']})"
-    return title + ("\n" + facts["caveat"] if facts["caveat"] else "")
+    return title + _caveat_of(facts, "\n")
 
 
 def read_kernels(filters_npz, max_layers: int) -> list[tuple[str, tuple, np.ndarray]]:
@@ -231,7 +235,7 @@ def plot_cams(cams_npz, model_json, out_png) -> None:
     title = f"{facts['name']}: Grad-CAM{at} (green: expert box, white dashed: CAM box)"
     if len(z["image"]) < asked:
         title += f"\nonly {len(z['image'])} test images with expert boxes (of {asked} asked)"
-    fig.suptitle(title + _caveat(model_json, "\n"), fontsize=10)
+    fig.suptitle(title + _caveat_of(facts, "\n"), fontsize=10)
     _save(fig, out_png)
 
 
