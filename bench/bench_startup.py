@@ -102,7 +102,10 @@ STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$")
 
 def job_times(workdir: Path) -> list[tuple[str, float]]:
     """(rule, seconds) of every job of the newest Snakemake log in ``workdir`` (1 s steps)."""
-    log = max((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    if not logs:
+        raise SystemExit(f"{workdir}: no Snakemake log in .snakemake/log (not a run's folder?)")
+    log = logs[-1]
     now, rule, started, jobs = None, None, {}, []
     for line in log.read_text().splitlines():
         if m := STAMP.match(line.strip()):
@@ -141,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkout", type=Path, default=REPO, help="another checkout")
     parser.add_argument("--before", type=Path, help="a checkout to measure beside it")
     args = parser.parse_args(argv)
+    if args.what == "jobs" and args.workdir is None:
+        parser.error("jobs needs the folder of a finished run (WORKDIR)")
     before = args.before.resolve() if args.before else None
     seconds = imports_table(args.checkout.resolve(), args.repeats, before)
     if args.what == "jobs":
