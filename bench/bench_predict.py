@@ -4,7 +4,7 @@
 
 Both sides read the same real NIH PNGs (../shared/data/nih/images, each copied ``--copies``
 times). The floor is the decoding and resize to 256x256 that prediction starts with
-(``cxr14.predict.load_image``, one thread). ``cxr14.predict.predict`` then adds the network
+(``cxr14.dicom.load_image``, one thread). ``cxr14.predict.predict`` then adds the network
 (random weights at the NIH preset's sizes: 256x256 input, ``config/nih.yaml``'s vgg_like
 widths; the speed does not depend on the values), batching and the CSV files. Runs alternate
 (floor, predict, ...); the medians are reported. ``--device cuda`` measures on a GPU.
@@ -27,10 +27,11 @@ from cxr14.bundle import build_bundle
 from cxr14.checkpoint import atomic_save
 from cxr14.data import Normalizer
 from cxr14.device import resolve_device
+from cxr14.dicom import load_image
 from cxr14.inference import Scorer
 from cxr14.layouts.nih import LABELS
 from cxr14.models import build_model
-from cxr14.predict import load_image, predict
+from cxr14.predict import predict
 from cxr14.settings import preset
 
 REPO = Path(__file__).resolve().parents[1]

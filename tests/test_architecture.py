@@ -283,6 +283,54 @@ def test_only_layouts_know_the_nih_labels():
     assert users <= {"cxr14.layouts.synthetic"}
 
 
+# A data set's names; only its layout (and the synthetic writer of its format) may say them.
+DATA_SET_NAMES = re.compile(r"NIH|nih|ChestX-ray|CheXpert|chexpert|MIMIC|mimic")
+WRITERS = {"cxr14.synthetic", "cxr14.synthetic_chexpert"}  # per-layout synthetic writers
+
+
+def _code_words(tree: ast.AST):
+    """Identifiers, imported modules and string literals of a module, docstrings left out."""
+    docs = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            yield node.lineno, node.value
+        elif isinstance(node, ast.Name):
+            yield node.lineno, node.id
+        elif isinstance(node, ast.Attribute):
+            yield node.lineno, node.attr
+        elif isinstance(node, ast.ImportFrom):
+            yield node.lineno, node.module or ""
+        elif isinstance(node, ast.alias):
+            yield 0, node.name
+
+
+def test_no_module_outside_layouts_names_a_data_set():
+    """Every data-set word in a table, caption, card or error comes from the layout."""
+    found = [
+        f"{name}:{line} {text!r}"
+        for name, tree in _modules().items()
+        if not name.startswith("cxr14.layouts") and name not in WRITERS
+        for line, text in _code_words(tree)
+        if text and DATA_SET_NAMES.search(text)
+    ]
+    assert not found
+    texts = [*(REPO / "workflow" / "report").rglob("*.rst"), *(REPO / "workflow").rglob("*.smk")]
+    said = [str(p) for p in texts if re.search(r"NIH|ChestX-ray|CheXpert|MIMIC", p.read_text())]
+    assert not said
+
+
+def test_the_schema_knows_every_layout():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert set(schema["properties"]["data"]["properties"]["source"]["enum"]) == set(LAYOUTS)
+
+
 def test_no_function_is_longer_than_the_limit():
     long = []
     for path in SRC.rglob("*.py"):
@@ -312,8 +360,9 @@ def test_the_formatter_owns_formatting():
     ],
 )
 def test_published_rows_say_whether_they_are_comparable(method, caveat, wang, chexnet):
-    published = LAYOUTS["nih"].published_auroc()
-    rows = published_rows(published, list(LABELS), "NIH", split_kind(method), caveat)
+    nih = LAYOUTS["nih"]
+    published = nih.published_auroc()
+    rows = published_rows(published, list(LABELS), "NIH", split_kind(method), caveat, nih.wording)
     said = {r["model"]: r["comparable"] for r in rows}
     assert said["Wang et al. 2017 (ResNet-50)"].startswith(wang)
     assert said["CheXNet (Rajpurkar et al. 2017)"].startswith(chexnet)
@@ -324,13 +373,24 @@ def test_captions_use_only_their_rules_params():
     """A caption's `snakemake.params.X` that its rule lacks would render as nothing (Jinja's
     undefined), silently."""
     captions = REPO / "workflow" / "report" / "captions"
+    rule = re.compile(r"(?ms)^( *)rule (\w+):\n(.*?)(?=^ *rule \w+:|\Z)")
+    checked = set()
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        for block in re.split(r"(?m)^rule ", smk.read_text())[1:]:
-            params = re.search(r"(?ms)^    params:\n(.*?)(?=^    \w|\Z)", block)
-            have = set(re.findall(r"(?m)^        (\w+)=", params.group(1))) if params else set()
-            for name in re.findall(r'caption="\.\./report/captions/(\w+\.rst)"', block):
+        for indent, rule_name, body in rule.findall(smk.read_text()):
+            params = re.search(
+                rf"(?m)^{indent}    params:\n((?:{indent}        .*\n|\s*\n)*)", body
+            )
+            have = (
+                set(re.findall(rf"(?m)^{indent}        (\w+)=", params.group(1)))
+                if params
+                else set()
+            )
+            for name in re.findall(r'caption="\.\./report/captions/(\w+\.rst)"', body):
                 used = set(re.findall(r"snakemake\.params\.(\w+)", (captions / name).read_text()))
-                assert used <= have, (block.split(":")[0], name, used - have)
+                assert used <= have, (rule_name, name, used - have)
+                checked.add(rule_name)
+    # Rules planned only where the layout has boxes are checked too.
+    assert {"localize_findings", "plot_cams", "summarize_models"} <= checked
 
 
 # Jobs that draw or tabulate: they start without the heavy libraries (issue: ~10 s of imports

@@ -103,8 +103,8 @@ def test_a_misspelt_key_is_one_short_error_with_a_suggestion(tmp_path):
     config = tmp_path / "config.yaml"
     assert f"  trian (in {config}): unknown key; did you mean 'train'?" in out
     assert (
-        f"  data.source (in {config}): 'nhi' is not one of 'synthetic', 'nih'; did you mean 'nih'?"
-        in out
+        f"  data.source (in {config}): 'nhi' is not one of 'synthetic', 'nih', 'chexpert', "
+        "'synthetic_chexpert'; did you mean 'nih'?" in out
     )
 
 

@@ -136,10 +136,17 @@ def test_auroc_equals_scikit_learn_with_ties_and_refuses_nan_scores_and_odd_labe
     p[7, 2] = np.nan
     with pytest.raises(ValueError, match="scores contain NaN"):
         per_class_auroc(y, p)
-    for bad in (np.nan, -1):  # uncertain-label codes of other data sets, not positives
+    # NaN is an unknown label (left out of its class's AUROC); -1 is a raw uncertain code,
+    # which a label policy turns into 0, 1 or NaN first: never counted as a positive.
+    y_nan = y.astype(float)
+    y_nan[3, 1] = np.nan
+    known = np.arange(300) != 3
+    q = np.nan_to_num(p)
+    assert per_class_auroc(y_nan, q)[1] == pytest.approx(roc_auc_score(y[known, 1], q[known, 1]))
+    for bad in (-1, 2):
         y_bad = y.astype(float)
         y_bad[3, 1] = bad
-        with pytest.raises(ValueError, match="labels must be 0 or 1"):
+        with pytest.raises(ValueError, match="labels must be 0, 1 or NaN"):
             per_class_auroc(y_bad, np.nan_to_num(p))
 
 

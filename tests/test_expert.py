@@ -98,9 +98,9 @@ def test_a_model_against_experts_who_agree_with_nih_scores_the_same_on_both():
     ]
     scored = table.drop("Fracture")
     assert (scored["n_images"] == 40).all() and (scored["sets"] == "test: 40").all()
-    assert np.allclose(scored["auroc_expert"], scored["auroc_nih"])
-    assert np.allclose(scored["auroc_expert_ci_low"], scored["auroc_nih_ci_low"])
-    assert (table.loc[["Pneumothorax", "Nodule or mass"], "kappa_nih_vs_expert"] == 1.0).all()
+    assert np.allclose(scored["auroc_expert"], scored["auroc_original"])
+    assert np.allclose(scored["auroc_expert_ci_low"], scored["auroc_original_ci_low"])
+    assert (table.loc[["Pneumothorax", "Nodule or mass"], "kappa_original_vs_expert"] == 1.0).all()
     assert "skipped" in table.loc["Fracture", "note"]
     # Nodule or mass is scored by max(prob_Nodule, prob_Mass), by hand:
     sub = pred.iloc[10:50]
@@ -116,11 +116,11 @@ def test_disagreeing_experts_move_the_auroc_and_the_kappa():
     expert = _expert_from(pred, range(60))
     expert["Pneumothorax"] = 1 - expert["Pneumothorax"]  # experts read every case the other way
     row = expert_table(pred, expert, MAPPING, n_boot=20).set_index("finding").loc["Pneumothorax"]
-    assert row["auroc_expert"] == pytest.approx(1 - row["auroc_nih"])
+    assert row["auroc_expert"] == pytest.approx(1 - row["auroc_original"])
     # Never agreeing: observed agreement 0, chance agreement pe = 2q(1 - q) at NIH prevalence q.
     q = pred["label_Pneumothorax"].mean()
     pe = 2 * q * (1 - q)
-    assert row["kappa_nih_vs_expert"] == pytest.approx(-pe / (1 - pe))
+    assert row["kappa_original_vs_expert"] == pytest.approx(-pe / (1 - pe))
 
 
 def test_a_finding_with_one_positive_patient_gets_no_interval_and_a_note():

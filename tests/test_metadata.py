@@ -8,7 +8,7 @@ import pytest
 
 from cxr14 import DataError
 from cxr14.entries import build_entries
-from cxr14.layouts.nih import LABELS, locate_images, parse_age, read_bbox_list, read_data_entry
+from cxr14.layouts.nih import LABELS, find_pngs, parse_age, read_bbox_list, read_data_entry
 from cxr14.metadata import read_image_list
 
 # Per-class image counts of Data_Entry_2017.csv, as documented by NIH (shared README).
@@ -171,14 +171,14 @@ def test_locate_images_in_both_layouts(tmp_path):
         d = tmp_path / f"images_{k:03d}" / "images"
         d.mkdir(parents=True)
         (d / n).touch()
-    assert locate_images(tmp_path) == {
+    assert find_pngs(tmp_path) == {
         "a.png": "images/a.png",
         "b.png": "images_001/images/b.png",
         "c.png": "images_012/images/c.png",
     }
     (tmp_path / "images_001" / "images" / "a.png").touch()
     with pytest.raises(DataError, match="'a.png' found twice"):
-        locate_images(tmp_path)
+        find_pngs(tmp_path)
 
 
 def test_build_entries_missing_image(tmp_path, nih_copy):

@@ -114,7 +114,8 @@ def export_model(
     """Write the bundle of one trained model and its model card, from the evaluation's
     validation predictions and test metrics (nothing is scored again). ``preprocess`` holds
     the store's ``store_size`` and ``resample``; ``provenance`` the run, split, seed, data set
-    (``dataset``) and its caveat (``caveat``, empty for real data); ``cam_layer`` the layer
+    (``dataset``), its caveat (``caveat``, empty for real data) and what its labels are
+    (``label_note``, the layout's words for the card); ``cam_layer`` the layer
     the pipeline's Grad-CAM reads (``eval.cam_layers``; '': the architecture's own)."""
     scorer = Scorer.load(checkpoint, average_npy, stats_json, "cpu", cam_layer)
     y_val, p_val = read_predictions(val_predictions, scorer.labels)
@@ -240,8 +241,11 @@ def model_card(bundle: dict) -> str:
             "",
             "## Known limits",
             "",
-            "- NIH ChestX-ray14 labels were mined from radiology reports by NLP and are noisy "
-            "(Wang et al. 2017; Oakden-Rayner 2019); test AUROCs measure agreement with them.",
+            "- "
+            + (
+                prov.get("label_note")
+                or "Test AUROCs measure agreement with the data set's labels, however made."
+            ),
             "- Thresholds were chosen on the validation split of the same data set; on other "
             "hospitals, scanners or populations both the AUROC and the thresholds may not hold.",
             "- Frontal radiographs of the training data set's kind only.",

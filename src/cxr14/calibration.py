@@ -39,13 +39,14 @@ def separated_at_half(y: np.ndarray, z: np.ndarray) -> bool:
 
 def fit_temperatures(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
     """Per class, the temperature minimising the validation log-loss (searched over
-    T in [0.05, 20]); 1 (no change) where validation has no positives or no negatives, or
-    separates the class at p = 0.5 (``separated_at_half``)."""
+    T in [0.05, 20]) over its known labels; 1 (no change) where validation has no positives or
+    no negatives, or separates the class at p = 0.5 (``separated_at_half``)."""
     from scipy.optimize import minimize_scalar
 
     temps = np.ones(y_val.shape[1])
     for k in range(y_val.shape[1]):
-        y, z = y_val[:, k], _logits(p_val[:, k])
+        known = ~np.isnan(np.asarray(y_val[:, k], dtype=np.float64))
+        y, z = y_val[known, k], _logits(p_val[known, k])
         if 0 < y.sum() < len(y) and not separated_at_half(y, z):
             best = minimize_scalar(
                 lambda log_t, y=y, z=z: _log_loss(y, z / np.exp(log_t)),

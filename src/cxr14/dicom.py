@@ -1,4 +1,6 @@
-"""Reading a DICOM radiograph into the 8-bit grayscale the models were trained on (pydicom).
+"""Reading a DICOM radiograph into the 8-bit grayscale the models were trained on (pydicom),
+and ``load_image``: the one decoder of every format (PNG, JPEG, DICOM) that the store and
+``cxr14 predict`` share.
 
 Pixel data go through the modality LUT (rescale slope and intercept), then the VOI
 transformation when the file has one (window centre and width, DICOM PS3.3 C.11.2.1.2.1, or a
@@ -10,11 +12,12 @@ inverted. Multi-frame files and pixel data that pydicom cannot decode are refuse
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from cxr14.imageio import RESAMPLE, BadImage
+from cxr14.imageio import RESAMPLE, BadImage, load_gray
 
 DICOM_MAGIC = b"DICM"  # at byte offset 128
 
@@ -84,3 +87,15 @@ def load_dicom(path: str | os.PathLike, size: int, resample: str = "bilinear") -
     unit = _to_unit(ds, pixels)
     out = Image.fromarray(unit).resize((size, size), RESAMPLE[resample])
     return np.clip(np.rint(np.asarray(out)), 0, 255).astype(np.uint8)
+
+
+# Every format the pipeline reads.
+FORMATS = ("PNG", "JPEG", "DICOM")
+
+
+def load_image(path, size: int, resample: str = "bilinear", formats=FORMATS) -> np.ndarray:
+    """A PNG (8 or 16 bit), JPEG or DICOM file (by content, or a .dcm/.dicom name) among
+    ``formats``, as the pipeline's (size, size) uint8 grayscale; BadImage names the file."""
+    if "DICOM" in formats and (is_dicom(path) or Path(path).suffix.lower() in (".dcm", ".dicom")):
+        return load_dicom(path, size, resample)
+    return load_gray(path, size, resample, formats=tuple(f for f in formats if f != "DICOM"))

@@ -1,5 +1,7 @@
 """The parse stage: a data set's metadata through its layout, the views kept, and where each
-image is on disk (``entries.csv``); and what the store records of that metadata. It sits above
+image is on disk (``entries.csv``); its expert boxes and re-read labels in the project's own
+formats (``boxes.csv``, ``expert_labels.csv``); and what the store records of that metadata.
+Later stages read only these tables, never a data set's raw files. It sits above
 ``cxr14.layouts``, which sits above ``cxr14.metadata`` (no import cycle)."""
 
 from __future__ import annotations
@@ -51,14 +53,15 @@ def build_entries(
     table = table.loc[~other_view].reset_index(drop=True)
     if table.empty:
         raise DataError(f"no image of the views {list(views)} in {metadata_csv} (data.views)")
-    paths = lay.locate_images(data_dir)
-    table.insert(1, "path", table["image"].map(paths))
+    paths = lay.locate_images(data_dir, table)
+    table = table.drop(columns="path", errors="ignore")
+    table.insert(1, "path", paths.to_numpy())
     missing = table["path"].isna()
     if missing.any() and on_bad_image == "error":
         names = table.loc[missing, "image"].tolist()
         raise DataError(
-            f"{len(names)} image(s) listed in {metadata_csv} not found under {data_dir}/images "
-            f"or {data_dir}/images_*/images, first: {names[0]!r} "
+            f"{len(names)} image(s) listed in {metadata_csv} not found under {data_dir} "
+            f"({lay.image_places}), first: {names[0]!r} "
             "(set preprocess.on_bad_image: skip to drop them)"
         )
     skipped = pd.DataFrame(
@@ -68,8 +71,6 @@ def build_entries(
     if missing.any():
         log.warning("%d image(s) missing on disk, skipped (see %s)", missing.sum(), out_missing)
     table = table.loc[~missing].reset_index(drop=True)
-    if len(paths) > len(table):
-        log.info("%d image file(s) on disk are not in the metadata", len(paths) - len(table))
     table.to_csv(out_entries, index=False)
     log.info("%d images from %d patients in %s", len(table), table.patient.nunique(), out_entries)
     return table
@@ -85,3 +86,36 @@ def provenance(layout: str, metadata_csv: str | os.PathLike, views) -> dict[str,
         "metadata_release": get_layout(layout).metadata_release(metadata_csv, sha256),
         "views": ", ".join(views),
     }
+
+
+# The project's box table: one expert box per row, in the pixels of the stored images.
+BOX_COLUMNS = ["image", "label", "x", "y", "w", "h"]
+
+
+def write_boxes(layout: str, bbox_csv, box_space: int, size: int, out_csv) -> pd.DataFrame:
+    """The layout's expert boxes, rescaled from its ``box_space`` pixels to the store's
+    ``size`` (square images: the store keeps the whole image), as ``BOX_COLUMNS``."""
+    boxes = get_layout(layout).read_boxes(bbox_csv)
+    scale = size / box_space
+    boxes[["x", "y", "w", "h"]] = boxes[["x", "y", "w", "h"]] * scale
+    boxes[BOX_COLUMNS].to_csv(out_csv, index=False, float_format="%.4f")
+    log.info("%d boxes of %d images, in %d-pixel images", len(boxes), boxes.image.nunique(), size)
+    return boxes
+
+
+def write_expert_labels(layout: str, expert_csv, out_csv) -> pd.DataFrame:
+    """The layout's expert re-read labels as ``image, set_id`` and one 0/1 column per expert
+    finding."""
+    expert = get_layout(layout).read_expert_labels(expert_csv)
+    expert.to_csv(out_csv, index=False)
+    log.info("expert labels of %d images: %s", len(expert), ", ".join(expert.columns[2:]))
+    return expert
+
+
+def write_official_lists(layout: str, metadata_csv, out_train_val, out_test) -> None:
+    """The official split of a layout that keeps it in its metadata, as list files (one image
+    name per line) that the split stage reads like NIH's own."""
+    lists = get_layout(layout).official_lists(metadata_csv)
+    for key, out in (("train_val_list", out_train_val), ("test_list", out_test)):
+        Path(out).write_text("\n".join(lists[key]) + "\n")
+    log.info("official split: %d train/val and %d test images", *map(len, lists.values()))

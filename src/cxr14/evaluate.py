@@ -18,7 +18,7 @@ from cxr14.checkpoint import write_model_facts
 from cxr14.data import read_rows
 from cxr14.inference import Scorer
 from cxr14.logs import CONSOLE
-from cxr14.metadata import read_labels
+from cxr14.metadata import label_targets, read_labels
 from cxr14.metrics import (
     METRICS,
     NO_CI_NOTE,
@@ -39,12 +39,15 @@ log = logging.getLogger(__name__)
 
 def _class_row(label, y, p, values: dict, threshold) -> dict:
     """One class's row: AUROC and AP with their CIs (``values``: metric -> (value, low, high)),
-    the prevalence (a random model's AP), the operating points at 0.5 and on validation."""
+    the prevalence (a random model's AP), the operating points at 0.5 and on validation.
+    Images whose label is unknown (NaN) are counted in ``n_unknown`` and scored nowhere."""
+    known = y[~np.isnan(y)]
     row = {
         "label": label,
-        "n_pos": int(y.sum()),
-        "n_neg": int(len(y) - y.sum()),
-        "prevalence": float(y.mean()),
+        "n_pos": int((known == 1).sum()),
+        "n_neg": int((known == 0).sum()),
+        "n_unknown": int(len(y) - len(known)),
+        "prevalence": float(known.mean()) if len(known) else np.nan,
     }
     for m, (value, low, high) in values.items():
         row.update({m: value, f"{m}_ci_low": low, f"{m}_ci_high": high})
@@ -67,6 +70,7 @@ def _mean_row(table: pd.DataFrame, values: dict) -> dict:
         "label": "mean",
         "n_pos": table["n_pos"].sum(),
         "n_neg": table["n_neg"].sum(),
+        "n_unknown": table["n_unknown"].sum(),
         "prevalence": table["prevalence"].mean(),
     }
     for m, (value, low, high) in values.items():
@@ -124,14 +128,22 @@ def metrics_table(
     return table
 
 
-def read_split_labels(scorer: Scorer, checkpoint, labels_csv, splits_csv):
-    """The label table, its label order, the labels as an array and each image's split,
-    refusing a model whose outputs are in another label order."""
+def read_split_labels(scorer: Scorer, checkpoint, labels_csv, splits_csv, blank=None):
+    """The label table (labels as scored: 1, 0 or NaN), its label order, the labels as an array
+    and each image's split, refusing a model whose outputs are in another label order.
+
+    An uncertain label is never scored, whatever the training policy: a model is not judged
+    against a label its report hedges. A blank one is negative or unknown by ``blank``
+    (``data.blank``; None for a data set whose labels are all known)."""
     table, labels = read_labels(labels_csv)
     if labels != scorer.labels:
         raise ValueError(f"{checkpoint} predicts {scorer.labels}, but {labels_csv} has {labels}")
     split = pd.read_csv(splits_csv)["split"].to_numpy()
-    return table, labels, table[labels].to_numpy(), split
+    policy = ("ignore", blank) if blank else ()
+    y = label_targets(table[labels], *policy).astype(np.float64)
+    table = table.copy()
+    table[labels] = y
+    return table, labels, y, split
 
 
 def evaluate_model(
@@ -150,13 +162,15 @@ def evaluate_model(
     seed=0,
     device="auto",
     batch_size=128,
+    blank=None,
 ) -> pd.DataFrame:
     """Predict the validation and test splits, choose per-class thresholds and temperatures
     on validation, write both splits' predictions and the test metrics; and what the figures
-    and tables say of the model (``checkpoint.write_model_facts``)."""
+    and tables say of the model (``checkpoint.write_model_facts``). ``blank``: how a blank
+    label is scored (``read_split_labels``)."""
     scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
     write_model_facts(scorer.model, scorer.checkpoint, out_model, out_filters)
-    table, labels, y, split = read_split_labels(scorer, checkpoint, labels_csv, splits_csv)
+    table, labels, y, split = read_split_labels(scorer, checkpoint, labels_csv, splits_csv, blank)
     val, test = np.flatnonzero(split == "val"), np.flatnonzero(split == "test")
     p_val = scorer.predict(read_rows(store_h5, val), batch_size)
     p_test = scorer.predict(read_rows(store_h5, test), batch_size)

@@ -1,10 +1,11 @@
-"""Scoring a model against expert re-read labels instead of NIH's text-mined ones.
+"""Scoring a model against expert re-read labels instead of the data set's own ones.
 
-Majkowska et al. (Radiology 2020) had three radiologists re-read 4,376 NIH images for four
-findings. A model is scored on the images of that file that lie in its test split: each expert
-finding by the highest probability of the classes mapped to it (``eval.expert_mapping``), with
-AUROC against the expert labels and against NIH's labels (the same mapping) on the same images,
-side by side with the same patient-bootstrap replicates (docs/evaluation.md).
+Some data sets have images re-read by radiologists (NIH: Majkowska et al., Radiology 2020, 4,376
+images, four findings); the parse stage writes them as ``expert_labels.csv``. A model is scored on
+the images of that file that lie in its test split: each expert finding by the highest probability
+of the classes mapped to it (``eval.expert_mapping``), with AUROC against the expert labels and
+against the data set's original labels (the same mapping) on the same images, side by side with
+the same patient-bootstrap replicates (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 import numpy as np
 import pandas as pd
 
-from cxr14.layouts import get_layout
 from cxr14.logs import CONSOLE
 from cxr14.metrics import NO_CI_NOTE, bootstrap_auroc, cohen_kappa, nanmean, per_class_auroc
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def mapped_arrays(merged: pd.DataFrame, findings, mapping) -> tuple[np.ndarray, ...]:
     """Per expert finding (columns): the model's score (highest probability of its mapped
-    classes), the expert label and NIH's label (1 if any mapped class is labelled)."""
+    classes), the expert label and the original label (1 if any mapped class is labelled)."""
     labels = [c.removeprefix("prob_") for c in merged.columns if c.startswith("prob_")]
     for finding in findings:
         unknown = [c for c in mapping[finding] if c not in labels]
@@ -35,16 +35,16 @@ def mapped_arrays(merged: pd.DataFrame, findings, mapping) -> tuple[np.ndarray, 
     score = np.column_stack(
         [merged[[f"prob_{c}" for c in mapping[f]]].max(axis=1) for f in findings]
     )
-    nih = np.column_stack(
+    original = np.column_stack(
         [merged[[f"label_{c}" for c in mapping[f]]].max(axis=1) for f in findings]
     )
-    return score, merged[list(findings)].to_numpy(), nih
+    return score, merged[list(findings)].to_numpy(), original
 
 
 def expert_table(predictions: pd.DataFrame, expert: pd.DataFrame, mapping, n_boot=1000, seed=0):
     """One row per expert finding (skipped ones say why) and a ``mean`` row over the scored
-    ones: images, patients, positives by each reader, Cohen's kappa of NIH vs. expert, and
-    AUROC with patient-bootstrap 95% CIs against expert and against NIH labels."""
+    ones: images, patients, positives by each reader, Cohen's kappa of the original labels vs.
+    the experts', and AUROC with patient-bootstrap 95% CIs against each."""
     merged = predictions.merge(expert, on="image", how="inner")
     all_findings = [c for c in expert.columns if c not in ("image", "set_id")]
     unknown = sorted(set(mapping) - set(all_findings))
@@ -53,10 +53,10 @@ def expert_table(predictions: pd.DataFrame, expert: pd.DataFrame, mapping, n_boo
             f"eval.expert_mapping: {unknown or 'empty'}; the expert findings are {all_findings}"
         )
     scored = [f for f in all_findings if mapping.get(f)]
-    score, y_exp, y_nih = mapped_arrays(merged, scored, mapping)
+    score, y_exp, y_orig = mapped_arrays(merged, scored, mapping)
     groups = merged["patient"].to_numpy()
     result = {}
-    for name, y in (("expert", y_exp), ("nih", y_nih)):
+    for name, y in (("expert", y_exp), ("original", y_orig)):
         values = per_class_auroc(y, score)
         low = high = np.full(len(scored) + 1, np.nan)
         if len(merged):
@@ -72,8 +72,8 @@ def expert_table(predictions: pd.DataFrame, expert: pd.DataFrame, mapping, n_boo
     for k, finding in enumerate([*scored, "mean"]):
         row = {"finding": finding, "classes": "|".join(mapping.get(finding, [])), **common}
         if finding != "mean":
-            row.update(n_pos_expert=int(y_exp[:, k].sum()), n_pos_nih=int(y_nih[:, k].sum()))
-            row["kappa_nih_vs_expert"] = cohen_kappa(y_nih[:, k], y_exp[:, k])
+            row.update(n_pos_expert=int(y_exp[:, k].sum()), n_pos_original=int(y_orig[:, k].sum()))
+            row["kappa_original_vs_expert"] = cohen_kappa(y_orig[:, k], y_exp[:, k])
         for name, (values, low, high) in result.items():
             row.update({f"auroc_{name}": values[k], f"auroc_{name}_ci_low": low[k]})
             row[f"auroc_{name}_ci_high"] = high[k]
@@ -90,21 +90,22 @@ def expert_table(predictions: pd.DataFrame, expert: pd.DataFrame, mapping, n_boo
 
 
 def evaluate_expert_labels(
-    predictions_csv, expert_csv, layout: str, mapping: dict, out_csv, n_boot=1000, seed=0
+    predictions_csv, expert_csv, mapping: dict, out_csv, n_boot=1000, seed=0
 ) -> pd.DataFrame:
-    """Score one model's test predictions against the layout's expert re-read labels."""
-    expert = get_layout(layout).read_expert_labels(expert_csv)
+    """Score one model's test predictions against the expert re-read labels (the parse stage's
+    ``expert_labels.csv``)."""
+    expert = pd.read_csv(expert_csv)
     table = expert_table(pd.read_csv(predictions_csv), expert, mapping, n_boot, seed)
     table.to_csv(out_csv, index=False, float_format="%.6g")
     m = table.iloc[-1]
     log.info(
         "%d test images with expert labels: mean AUROC %.4f against the experts (95%% CI "
-        "%.4f-%.4f), %.4f against NIH's labels on the same images",
+        "%.4f-%.4f), %.4f against the data set's own labels on the same images",
         m["n_images"],
         m["auroc_expert"],
         m["auroc_expert_ci_low"],
         m["auroc_expert_ci_high"],
-        m["auroc_nih"],
+        m["auroc_original"],
         extra=CONSOLE,
     )
     return table

@@ -20,7 +20,6 @@ from cxr14.data import read_rows
 from cxr14.files import replacing
 from cxr14.gradcam import grad_cam
 from cxr14.inference import Scorer
-from cxr14.layouts import get_layout
 from cxr14.logs import CONSOLE
 from cxr14.metrics import wilson_interval
 
@@ -61,8 +60,8 @@ def iobb(detected, expert) -> float:
 
 
 def boxes_on_test_split(boxes: pd.DataFrame, labels_csv, splits_csv) -> pd.DataFrame:
-    """Those of ``boxes`` (a layout's ``read_boxes``) on images of the test split, with the
-    image's row in the store (``row``)."""
+    """Those of ``boxes`` (``boxes.csv``, in the stored images' pixels) on images of the test
+    split, with the image's row in the store (``row``)."""
     labels = pd.read_csv(labels_csv, usecols=["image"])
     split = pd.read_csv(splits_csv, usecols=["split"])["split"].to_numpy()
     row_of = {n: i for i, n in enumerate(labels["image"])}
@@ -80,7 +79,7 @@ class CamBoxes:
 
     images: torch.Tensor  # (n, S, S) uint8
     cams: np.ndarray  # (n, S, S) in [0, 1]
-    expert: list[tuple]  # (x, y, w, h), rescaled from the layout's box space
+    expert: list[tuple]  # (x, y, w, h), as in boxes.csv
     predicted: list[tuple]  # box of the CAM's largest region above the threshold
     ious: list[float]
     iobbs: list[float]
@@ -90,7 +89,6 @@ def cam_boxes(
     scorer: Scorer,
     store_h5,
     boxes: pd.DataFrame,
-    box_space: int,
     cam_threshold: float,
     batch_size: int = 32,
 ) -> CamBoxes:
@@ -106,8 +104,7 @@ def cam_boxes(
         cam = torch.nn.functional.interpolate(cam[:, None], size=(size, size), mode="bilinear")
         cams.append(cam[:, 0].cpu().numpy())
     cams = np.concatenate(cams) if cams else np.zeros((0, size, size))
-    scale = size / box_space
-    expert = [(b.x * scale, b.y * scale, b.w * scale, b.h * scale) for b in boxes.itertuples()]
+    expert = [(b.x, b.y, b.w, b.h) for b in boxes.itertuples()]
     predicted = [cam_to_box(c, cam_threshold) for c in cams]
     pairs = list(zip(predicted, expert, strict=True))
     ious, iobbs = [iou(p, e) for p, e in pairs], [iobb(p, e) for p, e in pairs]
@@ -131,7 +128,7 @@ def cam_examples(boxes: pd.DataFrame, n_images: int) -> pd.DataFrame:
 
 
 def write_cam_examples(
-    scorer: Scorer, store_h5, boxes: pd.DataFrame, box_space, cam_threshold, n_images, out_npz
+    scorer: Scorer, store_h5, boxes: pd.DataFrame, cam_threshold, n_images, out_npz
 ) -> None:
     """The Grad-CAM figure's data: up to ``n_images`` of ``boxes`` (``cam_examples``), each
     with its image, CAM, expert and CAM boxes, IoU and the labelled class's probability; and
@@ -144,7 +141,7 @@ def write_cam_examples(
         "asked": np.array(n_images),
     }
     if len(chosen):
-        found = cam_boxes(scorer, store_h5, chosen, box_space, cam_threshold)
+        found = cam_boxes(scorer, store_h5, chosen, cam_threshold)
         columns = [scorer.labels.index(c) for c in chosen["label"]]
         arrays |= {
             "pixels": found.images.numpy(),
@@ -191,9 +188,7 @@ def localize(
     splits_csv,
     average_npy,
     stats_json,
-    bbox_csv,
-    layout: str,
-    box_space: int,
+    boxes_csv,
     out_table,
     out_cams,
     cam_threshold=0.5,
@@ -204,15 +199,15 @@ def localize(
     cam_layer="",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Wang et al. (2017)'s localisation accuracy: for every expert box on a test image, the
-    box of the labelled class's CAM counts as correct at IoU >= T (or IoBB >= T). Boxes are
-    rescaled from ``box_space`` (1024 for NIH) to the stored size. Returns (table, per-box
-    results). ``cam_layer``: a module path to read instead of the architecture's layer. Also
-    writes the Grad-CAM figure's data for ``cam_images`` examples (``write_cam_examples``)."""
+    box of the labelled class's CAM counts as correct at IoU >= T (or IoBB >= T). ``boxes_csv``:
+    the parse stage's ``boxes.csv`` (stored-image pixels). Returns (table, per-box results).
+    ``cam_layer``: a module path to read instead of the architecture's layer. Also writes the
+    Grad-CAM figure's data for ``cam_images`` examples (``write_cam_examples``)."""
     scorer = Scorer.load(checkpoint, average_npy, stats_json, device, cam_layer)
-    all_boxes = get_layout(layout).read_boxes(bbox_csv)
+    all_boxes = pd.read_csv(boxes_csv)
     boxes = boxes_on_test_split(all_boxes, labels_csv, splits_csv)
     in_file = all_boxes["label"]
-    found = cam_boxes(scorer, store_h5, boxes, box_space, cam_threshold)
+    found = cam_boxes(scorer, store_h5, boxes, cam_threshold)
     res = pd.DataFrame(
         {
             "image": boxes["image"],
@@ -225,7 +220,7 @@ def localize(
     )
     table = accuracy_table(res, scorer.labels, iou_thresholds, iobb_thresholds, in_file)
     table.to_csv(out_table, index=False, float_format="%.6g")
-    write_cam_examples(scorer, store_h5, boxes, box_space, cam_threshold, cam_images, out_cams)
+    write_cam_examples(scorer, store_h5, boxes, cam_threshold, cam_images, out_cams)
     log.info(
         "%s: localisation of %d of the %d boxes (those on test images): accuracy at IoU 0.3 "
         "%.3f (95%% CI %.3f-%.3f)",

@@ -1,4 +1,10 @@
-"""The project's image table, whatever the data set: names, patients and 0/1 labels.
+"""The project's image table, whatever the data set: names, patients and labels.
+
+A label is 1 (positive), 0 (negative), -1 (uncertain: the report hedges) or blank (the report
+does not mention it); NIH has only 1 and 0. ``label_targets`` turns them into what training and
+evaluation use under the configured policy (``data.uncertain``, ``data.blank``): 1, 0 or NaN
+(unknown: masked out of every loss and metric). The table keeps the raw values, so changing the
+policy reruns training and evaluation, never the store.
 
 A layout (``cxr14.layouts``) parses its own files into this table (``cxr14.entries`` adds where
 each image is on disk). Every later stage reads the label list from the table's columns
@@ -12,6 +18,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cxr14.errors import DataError
@@ -24,6 +31,11 @@ META_COLUMNS = ["image", "patient", "follow_up", "view", "age_years", "sex"]
 NO_FINDING = "No Finding"
 # Columns a stage may add after the meta columns that are not labels.
 NOT_LABELS = {"path"}
+# The raw value of an uncertain label.
+UNCERTAIN = -1
+# What an uncertain / a blank label becomes (the CheXpert paper's U-Ignore, U-Zeros, U-Ones).
+UNCERTAIN_POLICIES = {"ignore": np.nan, "zeros": 0.0, "ones": 1.0}
+BLANK_POLICIES = {"negative": 0.0, "unknown": np.nan}
 
 
 def label_columns(table: pd.DataFrame) -> list[str]:
@@ -32,9 +44,40 @@ def label_columns(table: pd.DataFrame) -> list[str]:
 
 
 def read_labels(labels_csv: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
-    """``labels.csv`` and its label list."""
+    """``labels.csv`` (raw label values) and its label list."""
     table = pd.read_csv(labels_csv)
     return table, label_columns(table)
+
+
+def label_targets(values, uncertain: str | None = None, blank: str | None = None) -> np.ndarray:
+    """Raw labels (1, 0, -1, NaN for blank) as float32 targets under a policy: uncertain
+    (-1) -> ``UNCERTAIN_POLICIES[uncertain]``, blank -> ``BLANK_POLICIES[blank]``. Without a
+    policy (a data set whose labels are all known, such as NIH's) every label must be 0 or 1."""
+    y = np.asarray(values, dtype=np.float64)
+    if uncertain is None and blank is None:
+        if not np.isin(y, (0, 1)).all():
+            raise ValueError(
+                "labels hold uncertain (-1) or blank values, but no label policy was given "
+                "(data.uncertain, data.blank)"
+            )
+        return y.astype(np.float32)
+    if uncertain not in UNCERTAIN_POLICIES or blank not in BLANK_POLICIES:
+        raise ValueError(
+            f"label policy uncertain={uncertain!r}, blank={blank!r}: expected one of "
+            f"{list(UNCERTAIN_POLICIES)} and one of {list(BLANK_POLICIES)}"
+        )
+    bad = ~np.isnan(y) & ~np.isin(y, (0, 1, UNCERTAIN))
+    if bad.any():
+        raise ValueError(f"label value {y[bad][0]!r} is none of 1, 0, -1 or blank")
+    out = np.where(y == UNCERTAIN, UNCERTAIN_POLICIES[uncertain], y)
+    out = np.where(np.isnan(y), BLANK_POLICIES[blank], out)
+    return out.astype(np.float32)
+
+
+def positives(table: pd.DataFrame, labels: list[str]) -> np.ndarray:
+    """Where each label is positive (1), whatever the policy: what splits stratify on and
+    count, so that changing the policy keeps the splits."""
+    return (table[labels].to_numpy(dtype=np.float64) == 1).astype(np.int64)
 
 
 def check_image_name(name: str, where: str) -> None:

@@ -1,5 +1,6 @@
 """The project's statistics, in one place: classification and calibration metrics
-(scikit-learn; AUROC in its rank form) tolerant of classes without positives, the patient
+(scikit-learn; AUROC in its rank form) tolerant of classes without positives and of unknown
+labels (NaN: each class is scored over the images where its label is known), the patient
 bootstrap and its percentile CIs, operating points (Youden, fixed sensitivity), DeLong's test of
 two AUROCs, bootstrap p-values and Wilson intervals. Stage modules (evaluate, expert, subgroups,
 compare, localization, bundle) call these; derivations are in docs/evaluation.md.
@@ -15,18 +16,32 @@ from collections.abc import Iterator
 import numpy as np
 
 
+def known_rows(y_true: np.ndarray, k: int) -> np.ndarray:
+    """Rows where column ``k``'s label is known (not NaN)."""
+    return ~np.isnan(np.asarray(y_true, dtype=np.float64)[:, k])
+
+
 def per_class_auroc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
-    """AUROC per column; NaN where a column has only one label value (AUROC undefined).
+    """AUROC per column over the rows where its label is known (NaN: unknown); NaN where a
+    column has only one label value (AUROC undefined).
 
     All columns at once in the Mann-Whitney form (midranks: a tie counts one half), which
     equals scikit-learn's ``roc_auc_score`` (tested) without its per-call checks: bootstraps
-    call this thousands of times."""
-    if not np.isin(y_true, (0, 1)).all():  # NaN or -1 would count as positives below
-        raise ValueError("labels must be 0 or 1 (NaN or other values found)")
-    y = np.asarray(y_true).astype(bool)
+    call this thousands of times. Columns with unknown labels are ranked one by one."""
+    y_true = np.asarray(y_true, dtype=np.float64)
     score = np.asarray(y_score, dtype=np.float64)
     if np.isnan(score).any():
         raise ValueError("scores contain NaN: AUROC undefined (did the model diverge?)")
+    unknown = np.isnan(y_true)
+    if unknown.any():
+        out = np.full(y_true.shape[1], np.nan)
+        for k in range(y_true.shape[1]):
+            m = ~unknown[:, k]
+            out[k] = per_class_auroc(y_true[m, k : k + 1], score[m, k : k + 1])[0]
+        return out
+    if not np.isin(y_true, (0, 1)).all():  # -1 would count as a positive below
+        raise ValueError("labels must be 0, 1 or NaN (unknown); other values found")
+    y = y_true.astype(bool)
     from scipy.stats import rankdata
 
     n_pos = y.sum(axis=0)
@@ -39,13 +54,15 @@ def per_class_auroc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
 
 def per_class_ap(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
     """Average precision (area under the precision-recall curve, step-wise as scikit-learn)
-    per column; NaN where a column has no positives. A random model's AP is the prevalence."""
+    per column over its known labels; NaN where a column has no positives. A random model's
+    AP is the prevalence."""
     from sklearn.metrics import average_precision_score
 
     out = np.full(y_true.shape[1], np.nan)
     for k in range(y_true.shape[1]):
-        if y_true[:, k].sum() > 0:
-            out[k] = average_precision_score(y_true[:, k], y_score[:, k])
+        m = known_rows(y_true, k)
+        if y_true[m, k].sum() > 0:
+            out[k] = average_precision_score(y_true[m, k], y_score[m, k])
     return out
 
 
@@ -100,10 +117,9 @@ def percentile_ci(stats: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, n
 
 def per_class_brier(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
     """Brier score (mean squared error of the probability) per column: 0 is perfect, a model
-    always predicting the prevalence q scores q(1 - q). Defined for any labels."""
-    return (
-        ((y_score - y_true) ** 2).mean(axis=0) if len(y_true) else np.full(y_true.shape[1], np.nan)
-    )
+    always predicting the prevalence q scores q(1 - q). Over each column's known labels; NaN
+    for none."""
+    return np.array([nanmean((y_score[:, k] - y_true[:, k]) ** 2) for k in range(y_true.shape[1])])
 
 
 def calibration_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10):
@@ -121,12 +137,13 @@ def calibration_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10):
 def per_class_ece(y_true: np.ndarray, y_score: np.ndarray, n_bins: int = 10) -> np.ndarray:
     """Expected calibration error per column (Guo et al. 2017, binary form): the count-weighted
     mean over equal-width bins of |observed positive fraction - mean predicted probability|.
-    0 is perfect; NaN for no rows."""
+    0 is perfect. Over each column's known labels; NaN for none."""
     out = np.full(y_true.shape[1], np.nan)
-    if not len(y_true):
-        return out
     for k in range(y_true.shape[1]):
-        count, mean_p, frac_pos = calibration_bins(y_true[:, k], y_score[:, k], n_bins)
+        m = known_rows(y_true, k)
+        if not m.any():
+            continue
+        count, mean_p, frac_pos = calibration_bins(y_true[m, k], y_score[m, k], n_bins)
         filled = count > 0
         out[k] = (count[filled] * np.abs(frac_pos[filled] - mean_p[filled])).sum() / count.sum()
     return out
@@ -170,11 +187,13 @@ def bootstrap_auroc(y, p, groups, n_boot=1000, seed=0, alpha=0.05):
 
 def youden_thresholds(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
     """Per class, the validation threshold maximising Youden's J = sensitivity + specificity
-    - 1 (0.5 where the validation split has no positives or no negatives)."""
+    - 1 over its known labels (0.5 where the validation split has no positives or no
+    negatives)."""
     out = np.full(y_val.shape[1], 0.5)
     for k in range(y_val.shape[1]):
-        if 0 < y_val[:, k].sum() < len(y_val):
-            fpr, tpr, thr = roc_points(y_val[:, k], p_val[:, k])
+        m = known_rows(y_val, k)
+        if 0 < y_val[m, k].sum() < m.sum():
+            fpr, tpr, thr = roc_points(y_val[m, k], p_val[m, k])
             out[k] = min(float(thr[np.argmax(tpr - fpr)]), 1.0)
     return out
 
@@ -210,9 +229,11 @@ def sensitivity_thresholds(y_val: np.ndarray, p_val: np.ndarray, sensitivity: fl
 
 
 def operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
-    """Confusion counts and rates of one class at one threshold."""
+    """Confusion counts and rates of one class at one threshold, over its known labels."""
     from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score
 
+    known = ~np.isnan(np.asarray(y, dtype=np.float64))
+    y, p = np.asarray(y)[known].astype(int), np.asarray(p)[known]
     pred = (p >= threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
     return {
@@ -235,11 +256,13 @@ def operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
 def delong_test(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray) -> tuple[float, float]:
     """DeLong's test of AUROC(b) - AUROC(a) for one class on the same images.
 
-    Returns (difference, two-sided p). NaN when the class has only one label value.
+    Returns (difference, two-sided p). NaN when the class has only one label value. Over the
+    images where the label is known.
     """
     from scipy.stats import norm, rankdata
 
-    y = np.asarray(y).astype(bool)
+    known = ~np.isnan(np.asarray(y, dtype=np.float64))
+    y, p_a, p_b = np.asarray(y)[known].astype(bool), np.asarray(p_a)[known], np.asarray(p_b)[known]
     m, n = int(y.sum()), int((~y).sum())
     if m == 0 or n == 0:
         return float("nan"), float("nan")
@@ -272,10 +295,12 @@ def bootstrap_p_value(diffs: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
-    """Agreement of two raters' 0/1 labels beyond chance (Cohen's kappa, scikit-learn's);
-    NaN where both give one value only (undefined)."""
+    """Agreement of two raters' 0/1 labels beyond chance (Cohen's kappa, scikit-learn's) where
+    both are known; NaN where both give one value only (undefined)."""
     from sklearn.metrics import cohen_kappa_score
 
+    known = ~(np.isnan(np.asarray(a, dtype=np.float64)) | np.isnan(np.asarray(b, dtype=np.float64)))
+    a, b = np.asarray(a)[known], np.asarray(b)[known]
     return float(cohen_kappa_score(a, b)) if len(np.unique(np.r_[a, b])) > 1 else np.nan
 
 

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from cxr14.metadata import read_labels
+from cxr14.metadata import positives, read_labels
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +62,22 @@ def make_oversample_index(
     max_repeat: float = 10.0,
     seed: int = 0,
 ) -> np.ndarray:
-    """Write the training index (``.npy``, int64 rows of labels.csv) and a before/after table."""
+    """Write the training index (``.npy``, int64 rows of labels.csv) and a before/after table.
+    Rare classes are counted by their definite positives (uncertain labels are not), so the
+    index is the same under every label policy."""
     table, labels = read_labels(labels_csv)
     splits = pd.read_csv(splits_csv)
     if not table["image"].equals(splits["image"]):
         raise ValueError(f"{splits_csv} does not list the images of {labels_csv} in order")
     rows = np.flatnonzero(splits["split"].to_numpy() == "train")
-    y = table[labels].to_numpy()[rows]
+    y_all = positives(table, labels)
+    y = y_all[rows]
     if enabled:
         index = oversample_index(rows, y, threshold, power, max_repeat, seed)
     else:
         index = rows.astype(np.int64)
     np.save(out_index, index)
-    after = table[labels].to_numpy()[index]
+    after = y_all[index]
     out = pd.DataFrame(
         {
             "before": y.sum(0),

@@ -16,18 +16,17 @@ from tqdm import tqdm
 
 from cxr14.bundle import bundle_scorer, load_bundle
 from cxr14.calibration import apply_temperatures
-from cxr14.dicom import is_dicom, load_dicom
+from cxr14.dicom import is_dicom, load_image
 from cxr14.errors import DataError
 from cxr14.files import replacing
 from cxr14.gradcam import grad_cam
-from cxr14.imageio import BadImage, load_gray
+from cxr14.imageio import BadImage
 
 log = logging.getLogger(__name__)
 
 # File suffixes collected from folders, besides DICOM files found by content (PACS exports are
 # often named IM0001, without a suffix); files named on the command line are always tried.
 SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
-FORMATS = ("PNG", "JPEG")
 
 
 def plot_prediction_cams(image: np.ndarray, findings: list[dict], title: str, out_png) -> None:
@@ -49,14 +48,6 @@ def plot_prediction_cams(image: np.ndarray, findings: list[dict], title: str, ou
     fig.suptitle(title, fontsize=9)
     with replacing(out_png) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-
-
-def load_image(path, size: int, resample: str) -> np.ndarray:
-    """PNG, JPEG or DICOM (by content, or a .dcm/.dicom name) as the pipeline's (size, size)
-    uint8 grayscale."""
-    if is_dicom(path) or Path(path).suffix.lower() in (".dcm", ".dicom"):
-        return load_dicom(path, size, resample)
-    return load_gray(path, size, resample, formats=FORMATS)
 
 
 def find_inputs(inputs) -> tuple[list[Path], list[tuple[str, str]]]:

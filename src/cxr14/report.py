@@ -50,6 +50,8 @@ def _replicate_rows(
     replicates, metrics_csvs, localization_csvs, expert_csvs, model_jsons, histories, dataset
 ):
     rows, labels = [], None
+    # Data sets without boxes or expert labels have no such files.
+    localization_csvs = localization_csvs or [None] * len(replicates)
     expert_csvs = expert_csvs or [None] * len(replicates)
     files = zip(
         replicates,
@@ -64,7 +66,7 @@ def _replicate_rows(
         facts = figures.read_model_facts(model_json)
         labels = facts["labels"]
         metrics = pd.read_csv(mcsv).set_index("label")
-        loc = pd.read_csv(lcsv).set_index("label")
+        loc = pd.read_csv(lcsv).set_index("label") if lcsv else None
         history = pd.read_csv(history_csv)
         expert = pd.read_csv(ecsv) if ecsv else None
         rows.append(
@@ -112,12 +114,19 @@ def summarize_models(
     rows = tables.run_rows(per_replicate, labels)
     run_kind = tables.split_kind(split_method)
     rows += tables.published_rows(
-        published, labels, lay.published_dataset, run_kind, lay.results_caveat
+        published, labels, lay.published_dataset, run_kind, lay.results_caveat, lay.wording
     )
     table = pd.DataFrame(rows)
     table.to_csv(out_csv, index=False, float_format="%.4f")
     markdown = tables.summary_markdown(
-        table, per_replicate, labels, dataset, lay.published_dataset, lay.results_caveat, provenance
+        table,
+        per_replicate,
+        labels,
+        dataset,
+        lay.published_dataset,
+        lay.results_caveat,
+        lay.wording,
+        provenance,
     )
     Path(out_md).write_text(markdown)
     figures.plot_auroc_comparison(table, labels, dataset, set(published["model"]), out_png)

@@ -80,9 +80,10 @@ def replicates(config: dict, run: str | None = None) -> list[tuple[str, str, int
     return [(r, s, seed) for r in names for s in split_ids(config) for seed in run_seeds(config, r)]
 
 
-def train_settings(config: dict, run: str, seed: int) -> dict:
+def train_settings(config: dict, run: str, seed: int, label_policy: bool = False) -> dict:
     """The settings of one training job: ``train`` + ``models.<arch>`` + the run's overrides,
-    and the job's seed.
+    the job's seed, and with ``label_policy`` (a data set whose labels can be uncertain or
+    blank) ``data.uncertain`` and ``data.blank``.
 
     Only these go into the job's params, so changing one run's setting reruns only that run's
     trainings (and what depends on them), and adding a seed only adds jobs; keys are sorted.
@@ -93,6 +94,8 @@ def train_settings(config: dict, run: str, seed: int) -> dict:
     overrides = {k: v for k, v in entry.items() if k not in RUN_KEYS}
     model = config["models"].get(arch, {})
     settings = {"run": run, "arch": arch, **shared, **model, **overrides, "seed": int(seed)}
+    if label_policy:
+        settings |= {k: config["data"][k] for k in ("uncertain", "blank")}
     # In key order: Snakemake compares params as written, so the order in which configuration
     # files happen to list keys must not look like a change (a spurious retraining).
     return dict(sorted(settings.items()))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cxr14.errors import DataError
-from cxr14.metadata import read_image_list, read_labels
+from cxr14.metadata import positives, read_image_list, read_labels
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def make_splits(
     ``folds`` the test split and carves ``val_fraction`` of the other patients out as validation.
     """
     table, labels = read_labels(labels_csv)
-    y = table[labels].to_numpy()
+    y = positives(table, labels)  # stratified on definite positives: the same for every policy
     number = None
     if method == "patient_kfold":
         if folds is None or fold is None:
@@ -175,12 +175,15 @@ def make_splits(
 
 
 def split_counts(table: pd.DataFrame, split: pd.Series, labels: list[str]) -> pd.DataFrame:
-    """Rows: images, patients, each label; columns: per split count and prevalence (%)."""
+    """Rows: images, patients, each label; columns: per split count of positives and
+    prevalence (% of the split's images)."""
     cols = {}
+    pos = pd.DataFrame(positives(table, labels), columns=labels)
     for s in (*SPLITS, "all"):
-        sel = table if s == "all" else table[split.to_numpy() == s]
+        chosen = np.ones(len(table), bool) if s == "all" else split.to_numpy() == s
+        sel = table[chosen]
         counts = {"images": len(sel), "patients": sel["patient"].nunique()}
-        counts.update(sel[labels].sum().astype(int).to_dict())
+        counts.update(pos[chosen].sum().astype(int).to_dict())
         cols[s] = pd.Series(counts)
     counts = pd.DataFrame(cols)
     for s in (*SPLITS, "all"):

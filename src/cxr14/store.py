@@ -26,9 +26,10 @@ import pandas as pd
 from tqdm import tqdm
 
 import cxr14
+from cxr14.dicom import load_image
 from cxr14.errors import DataError
 from cxr14.files import replacing
-from cxr14.imageio import BadImage, load_gray
+from cxr14.imageio import BadImage
 from cxr14.logs import console_progress
 from cxr14.metadata import META_COLUMNS, label_columns
 
@@ -49,7 +50,7 @@ def shard_bounds(n_rows: int, shard: int, n_shards: int) -> tuple[int, int]:
 
 
 def _decode_all(
-    paths: Sequence[str], size: int, resample: str, threads: int
+    paths: Sequence[str], size: int, resample: str, threads: int, formats=("PNG",)
 ) -> Iterator[tuple[np.ndarray | None, str | None]]:
     """Yield (array, None) or (None, reason) per path, in order, decoding on ``threads`` threads.
 
@@ -59,7 +60,7 @@ def _decode_all(
 
     def work(p: str) -> tuple[np.ndarray | None, str | None]:
         try:
-            return load_gray(p, size, resample), None
+            return load_image(p, size, resample, formats), None
         except BadImage as exc:
             return None, exc.reason
 
@@ -116,8 +117,10 @@ def downsample_shard(
     resample: str = "bilinear",
     on_bad_image: str = "error",
     threads: int = 1,
+    formats=("PNG",),
 ) -> int:
-    """Downsample shard ``shard`` of the rows in ``entries_csv`` into ``out_h5``.
+    """Downsample shard ``shard`` of the rows in ``entries_csv`` into ``out_h5``, decoding the
+    layout's ``formats`` (PNG, JPEG, DICOM: ``cxr14.dicom.load_image``).
 
     Returns the number of images written. Bad images stop the run (``on_bad_image: error``)
     with a message naming the file, or are recorded in the shard's ``skipped_*`` datasets.
@@ -130,7 +133,7 @@ def downsample_shard(
     skipped: list[tuple[str, str, str]] = []
     with replacing(out_h5, ".partial") as tmp, h5py.File(tmp, "w") as h5:
         writer = _ShardWriter(h5, size, len(part))
-        decoded = _decode_all(paths, size, resample, threads)
+        decoded = _decode_all(paths, size, resample, threads, tuple(formats))
         rows = zip(part["image"], part["path"], paths, decoded, strict=True)
         desc = f"shard {shard + 1}/{n_shards}"
         bar = tqdm(rows, total=len(paths), desc=desc, mininterval=5)

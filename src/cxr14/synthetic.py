@@ -306,18 +306,43 @@ def render(rng: np.random.Generator, anatomy: Anatomy, findings: list[str]):
     return np.clip(c.img, 0, 1), boxes
 
 
-def _write_image(args) -> list[tuple[str, str, float, float, float, float]]:
-    """Render and save one image; return its boxes in pixel coordinates (NIH's format)."""
-    name, findings, patient, follow_up, image_size, out_dir, seed = args
+def write_image(rel_path, findings, patient, follow_up, shape, out_dir, seed) -> dict:
+    """Render one image of ``patient``'s ``follow_up`` with ``findings`` and save it at
+    ``out_dir/rel_path`` (PNG or JPEG by its suffix) at ``shape`` (width, height); return its
+    boxes ({label: (x0, y0, x1, y1)} in that image's pixels)."""
     anatomy = Anatomy.sample(np.random.default_rng([seed, patient]))
     img, boxes = render(np.random.default_rng([seed, patient, follow_up, 1]), anatomy, findings)
-    pil = Image.fromarray(img * 255.0).resize((image_size, image_size), Image.Resampling.BILINEAR)
+    pil = Image.fromarray(img * 255.0).resize(shape, Image.Resampling.BILINEAR)
     arr = np.clip(np.rint(np.asarray(pil)), 0, 255).astype(np.uint8)
-    # compress_level=1: 3-4x faster than the default, a little larger files.
-    Image.fromarray(arr).save(Path(out_dir) / "images" / name, compress_level=1)
+    path = Path(out_dir) / rel_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # PNG compress_level=1: 3-4x faster than the default, a little larger files.
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    Image.fromarray(arr).save(path, **({"quality": 95} if jpeg else {"compress_level": 1}))
+    scale = np.array([*shape, *shape], dtype=float)
+    return {k: tuple((np.clip(b, 0, 1) * scale).tolist()) for k, b in boxes.items()}
+
+
+def render_all(jobs: list[tuple], workers: int, what: str) -> list[dict]:
+    """``write_image`` for every job (its arguments), on ``workers`` processes, in order."""
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            written = pool.map(_write_job, jobs, chunksize=16)
+            return list(console_progress(written, len(jobs), what))
+    return list(console_progress(map(_write_job, jobs), len(jobs), what))
+
+
+def _write_job(args) -> dict:
+    return write_image(*args)
+
+
+def _nih_boxes(
+    name: str, findings, boxes: dict
+) -> list[tuple[str, str, float, float, float, float]]:
+    """One image's boxes in NIH's form (its 'Infiltrate' spelling; x, y, w, h)."""
     out = []
     for label in findings:
-        x0, y0, x1, y1 = (np.clip(boxes[label], 0, 1) * image_size).tolist()
+        x0, y0, x1, y1 = boxes[label]
         out.append(
             (name, "Infiltrate" if label == "Infiltration" else label, x0, y0, x1 - x0, y1 - y0)
         )
@@ -392,30 +417,29 @@ def generate(
     test_fraction: float = 0.2,
     workers: int = 1,
 ) -> pd.DataFrame:
-    """Write the synthetic data set to ``out_dir``; returns the metadata table."""
+    """Write the synthetic data set in NIH's layout to ``out_dir``; returns the metadata
+    table."""
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     meta = sample_metadata(n_images, min_prevalence, max_images_per_patient, test_fraction, seed)
     jobs = [
         (
-            r["Image Index"],
+            f"images/{r['Image Index']}",
             [] if r["Finding Labels"] == NO_FINDING else r["Finding Labels"].split("|"),
             int(r["Patient ID"]),
             int(r["Follow-up #"]),
-            image_size,
+            (image_size, image_size),
             str(out_dir),
             seed,
         )
         for _, r in meta.iterrows()
     ]
-    what = f"synthetic images of {image_size}x{image_size}"
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            written = pool.map(_write_image, jobs, chunksize=16)
-            results = list(console_progress(written, len(jobs), what))
-    else:
-        results = list(console_progress(map(_write_image, jobs), len(jobs), what))
-    boxes = [b for r in results for b in r]
+    written = render_all(jobs, workers, f"synthetic images of {image_size}x{image_size}")
+    boxes = [
+        b
+        for job, found in zip(jobs, written, strict=True)
+        for b in _nih_boxes(Path(job[0]).name, job[1], found)
+    ]
     _write_tables(out_dir, meta, boxes)
     _write_expert_labels(out_dir, meta, seed)
     log.info(

@@ -5,18 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cxr14.metadata import NO_FINDING
+from cxr14.metadata import NO_FINDING, UNCERTAIN
 
 
 def class_counts(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """Images per class (the reference study's table in its section 3.1.2), 'No Finding'
-    included, with prevalence in %; ``attrs['n_images']`` holds the total."""
-    y = table[labels]
-    counts = y.sum().astype(int)
-    counts[NO_FINDING] = int((y.sum(axis=1) == 0).sum())
+    """Positive images per class (the reference study's table in its section 3.1.2), 'No
+    Finding' included (counted as images without a positive unless it is a label), with
+    prevalence in %; where labels can be uncertain (-1) or blank, their counts too.
+    ``attrs['n_images']`` holds the total."""
+    raw = table[labels].to_numpy(dtype=np.float64)
+    counts = pd.Series((raw == 1).sum(axis=0), index=labels)
+    if NO_FINDING not in labels:
+        counts[NO_FINDING] = int(((raw == 1).sum(axis=1) == 0).sum())
     out = pd.DataFrame(
         {"images": counts, "prevalence_%": (100 * counts / len(table)).round(3)}
     ).rename_axis("label")
+    if (raw == UNCERTAIN).any() or np.isnan(raw).any():
+        out["uncertain"] = pd.Series((raw == UNCERTAIN).sum(axis=0), index=labels)
+        out["blank"] = pd.Series(np.isnan(raw).sum(axis=0), index=labels)
     out.attrs["n_images"] = len(table)
     return out
 
@@ -32,17 +38,17 @@ def _with_ci(table: pd.DataFrame, row, column: str, name: str, ci: str | None = 
 
 def expert_columns(expert: pd.DataFrame | None) -> dict:
     """A replicate's expert-label results: per scored finding, AUROC against the experts and
-    against NIH's labels, and the mean of each with its CI."""
+    against the data set's original labels, and the mean of each with its CI."""
     if expert is None:
         return {}
     e = expert.set_index("finding")
     scored = [f for f in e.index if f != "mean" and not pd.isna(e.loc[f, "auroc_expert"])]
     out = {"expert_images": e.loc["mean", "n_images"]}
     out.update(_with_ci(e, "mean", "auroc_expert", "expert_mean_auroc"))
-    out.update(_with_ci(e, "mean", "auroc_nih", "expert_nih_mean_auroc"))
+    out.update(_with_ci(e, "mean", "auroc_original", "expert_original_mean_auroc"))
     for f in scored:
         out[f"expert_auroc_{f}"] = e.loc[f, "auroc_expert"]
-        out[f"expert_nih_auroc_{f}"] = e.loc[f, "auroc_nih"]
+        out[f"expert_original_auroc_{f}"] = e.loc[f, "auroc_original"]
     return out
 
 
@@ -50,15 +56,17 @@ def model_row(
     replicate: tuple[str, str, int],
     dataset: str,
     metrics: pd.DataFrame,
-    localization: pd.DataFrame,
+    localization: pd.DataFrame | None,
     history: pd.DataFrame,
     facts: dict,
     expert: pd.DataFrame | None = None,
 ) -> dict:
     """One trained model's summary row: ``replicate`` is its (run, split, seed); ``metrics``
-    and ``localization`` are indexed by label, ``facts`` is its ``model.json``
-    (``checkpoint.describe_model``), ``expert`` (optional) its expert-label table."""
-    m, loc = metrics, localization
+    and ``localization`` (None for a data set without boxes) are indexed by label, ``facts``
+    is its ``model.json`` (``checkpoint.describe_model``), ``expert`` (optional) its
+    expert-label table."""
+    m = metrics
+    loc = pd.DataFrame(index=["all"]) if localization is None else localization
     per_class = m.drop("mean")
     run, split, seed = replicate
     return {
@@ -154,42 +162,44 @@ def replicate_table(metrics: dict, labels: list[str]) -> pd.DataFrame:
 
 
 def split_kind(method: str) -> str:
-    """``official`` for NIH's own train/test lists, else ``random`` (a patient-wise random
-    split or folds): the two kinds of split published ChestX-ray14 results come from."""
+    """``official`` for the data set's own train/test lists, else ``random`` (a patient-wise
+    random split or folds): the two kinds of split published results come from."""
     return "official" if method == "official" else "random"
 
 
-def comparability(published_kind: str, run_kind: str, caveat: str) -> str:
-    """Whether a published row can stand beside this run's results, and why not."""
+def comparability(published_kind: str, run_kind: str, caveat: str, wording) -> str:
+    """Whether a published row can stand beside this run's results, and why not
+    (``wording``: the layout's ``Wording``)."""
     if caveat:
         return f"not comparable: {caveat}"
     if published_kind != run_kind:
-        said = {"official": "NIH's official split", "random": "a random split"}
+        said = {"official": wording.official_split, "random": "a random split"}
         return (
             f"not comparable: published on {said[published_kind]}, this run on "
             f"{said[run_kind]} (other test images)"
         )
     if run_kind == "random":
         return "same kind of split (random), but other test images: a reference only"
-    return "comparable: same test images (NIH's official test list)"
+    return f"comparable: same test images ({wording.official_test})"
 
 
 def published_rows(
-    published: pd.DataFrame, labels: list[str], on: str, run_kind: str, caveat: str = ""
+    published: pd.DataFrame, labels: list[str], on: str, run_kind: str, caveat: str, wording
 ) -> list[dict]:
     """Summary rows of published results on data set ``on``, each labelled with its source,
     split and test set, and whether it is comparable with this run (``run_kind``: the kind
-    of split this run used, ``caveat``: the layout's reason its results never are)."""
+    of split this run used, ``caveat``: the layout's reason its results never are). A class a
+    source did not publish is blank; the mean is over the classes it did."""
     rows = []
     for r in published.to_dict("records"):
-        aucs = {c: r[c] for c in labels}
+        aucs = {c: r.get(c, np.nan) for c in labels}
         rows.append(
             {
                 "model": r["model"],
                 "dataset": f"{on} (published: {r['source']}; {r['split']})",
                 "test_set": r["test_set"],
-                "comparable": comparability(r["split_kind"], run_kind, caveat),
-                "mean_auroc": float(np.mean(list(aucs.values()))),
+                "comparable": comparability(r["split_kind"], run_kind, caveat, wording),
+                "mean_auroc": float(np.nanmean(list(aucs.values()))),
                 **aucs,
             }
         )
@@ -293,7 +303,7 @@ def _calibration_lines(runs: list[dict]) -> list[str]:
     return _table("Calibration", note, header, rows)
 
 
-def _localisation_lines(runs: list[dict]) -> list[str]:
+def _localisation_lines(runs: list[dict], wording) -> list[str]:
     rows = [
         [
             r["model"],
@@ -306,14 +316,14 @@ def _localisation_lines(runs: list[dict]) -> list[str]:
     ]
     note = (
         "Grad-CAM boxes against the expert boxes on this split's test images (Wilson 95% "
-        "intervals). NIH's official split has all 984 boxes on test images; a random split "
-        "only those of its test patients, so compare counts before accuracies."
+        f"intervals). On {wording.official_split} the boxes may all be on test images, on a "
+        "random split only those of its test patients: compare counts before accuracies."
     )
     header = ["run", "boxes scored (of all)", "acc. IoU >= 0.3", "acc. IoBB >= 0.5"]
     return _table("Localisation", note, header, rows)
 
 
-def _expert_lines(runs: list[dict]) -> list[str]:
+def _expert_lines(runs: list[dict], wording) -> list[str]:
     findings = sorted(
         {
             c.removeprefix("expert_auroc_")
@@ -327,10 +337,10 @@ def _expert_lines(runs: list[dict]) -> list[str]:
             r["model"],
             _fmt(r["expert_images"], 0),
             _ci_cell(r, "expert_mean_auroc"),
-            _ci_cell(r, "expert_nih_mean_auroc"),
+            _ci_cell(r, "expert_original_mean_auroc"),
             *(
                 f"{_fmt(r.get(f'expert_auroc_{f}', np.nan))} / "
-                f"{_fmt(r.get(f'expert_nih_auroc_{f}', np.nan))}"
+                f"{_fmt(r.get(f'expert_original_auroc_{f}', np.nan))}"
                 for f in findings
             ),
         ]
@@ -338,12 +348,12 @@ def _expert_lines(runs: list[dict]) -> list[str]:
         if not pd.isna(r.get("expert_images", np.nan))
     ]
     note = (
-        "AUROC against expert re-read labels (Majkowska et al., Radiology 2020) and against "
-        "NIH's labels on the same test images (mapping: eval.expert_mapping; "
+        f"AUROC against expert re-read labels ({wording.expert_source}) and against "
+        f"{wording.labels} on the same test images (mapping: eval.expert_mapping; "
         "docs/evaluation.md)."
     )
-    header = ["run", "images", "mean vs. experts (95% CI)", "mean vs. NIH labels (95% CI)"]
-    header += [f"{f}: experts / NIH" for f in findings]
+    header = ["run", "images", "mean vs. experts (95% CI)", f"mean vs. {wording.labels} (95% CI)"]
+    header += [f"{f}: experts / original" for f in findings]
     return _table("Expert labels", note, header, rows)
 
 
@@ -377,6 +387,7 @@ def summary_markdown(
     dataset: str,
     published_on: str,
     caveat: str,
+    wording,
     provenance: dict | None = None,
 ) -> str:
     """The summary as Markdown: a disclaimer naming the data sets (and the layout's
@@ -408,6 +419,7 @@ def summary_markdown(
     published = [r for r in records if isinstance(r.get("comparable"), str)]
     runs = [r for r in records if not isinstance(r.get("comparable"), str)]
     lines += ["", *_published_lines(published)]
-    lines += [*_calibration_lines(runs), *_localisation_lines(runs), *_expert_lines(runs)]
+    lines += _calibration_lines(runs)
+    lines += [*_localisation_lines(runs, wording), *_expert_lines(runs, wording)]
     lines += _replicate_lines(replicates)
     return "\n".join(lines) + "\n"

@@ -46,7 +46,7 @@ from cxr14.device import autocast, resolve_device
 from cxr14.files import replacing
 from cxr14.logs import CONSOLE, console_progress
 from cxr14.losses import build_loss
-from cxr14.metadata import read_labels
+from cxr14.metadata import label_targets, read_labels
 from cxr14.metrics import nanmean, per_class_auroc
 from cxr14.models import build_model, model_settings
 from cxr14.settings import check_complete, run_name
@@ -145,7 +145,9 @@ def load_data(
         index_rows = np.flatnonzero(split == "train")
     train_rows = np.unique(index_rows)
     val_rows = np.flatnonzero(split == "val")
-    y = torch.as_tensor(table[labels].to_numpy(), dtype=torch.float32)
+    # Unknown labels (NaN under the policy) are masked out of the loss and the validation AUROC.
+    policy = [settings[k] for k in ("uncertain", "blank") if k in settings]
+    y = torch.as_tensor(label_targets(table[labels], *policy))
     t0 = time.perf_counter()
     train = DeviceData(read_rows(store_h5, train_rows), y[train_rows], device)
     val = DeviceData(read_rows(store_h5, val_rows), y[val_rows], device)

@@ -42,15 +42,20 @@ _problems = config_problems(
 )
 if not _problems:
     LAYOUT = get_layout(config["data"]["source"])
-    _problems = LAYOUT.missing_paths(config) + weights_problems(config)
+    _problems = LAYOUT.view_problems(config) + LAYOUT.missing_paths(config)
+    _problems += weights_problems(config)
     _problems += foreign_stores("results/hdf5", LAYOUT.name, LAYOUT.data_dir(config))
 if not _problems and config["split"]["method"] == "patient_kfold":
     _problems = fold_problems(config, LAYOUT.count_patients(config))
 if _problems:
     raise WorkflowError("configuration problem(s):\n  " + "\n  ".join(_problems))
-SYNTHETIC_DIR = get_layout("synthetic").data_dir(config)
 SIZE = config["preprocess"]["size"]
 STORE = f"results/hdf5/images_{SIZE}.h5"
+# The image formats the store decodes, named in the shard jobs' params only where they are not
+# PNG alone (so that a PNG data set's existing store is not rebuilt).
+STORE_FORMATS = (
+    {"formats": list(LAYOUT.image_formats)} if LAYOUT.image_formats != ("PNG",) else {}
+)
 # The experiment plan: runs, the splits they are trained on (the hold-out split, or the folds
 # of cross-validation), and each (run, split, seed) replicate: one training job each.
 RUNS = list(runs(config))
@@ -59,8 +64,13 @@ REPLICATES = replicates(config)
 # Pixel statistics per split, or once when averaging over every image.
 STATS = SPLITS if config["average_image"]["over"] == "train" else ["all"]
 COMPARE = [tuple(pair) for pair in config["compare"]]
-# Expert re-read labels (None where this configuration has none: their stage is left out).
+# Expert re-read labels and boxes (None where this configuration has none: the stages that
+# use them are left out).
 EXPERT_LABELS = LAYOUT.expert_labels_file(config)
+BOXES = LAYOUT.bbox_file(config)
+# How evaluation scores a blank label, only for data sets whose labels can be blank: the jobs of
+# data sets with known labels only do not carry it, so nothing of theirs reruns when it changes.
+EVAL_POLICY = {"blank": config["data"]["blank"]} if LAYOUT.uncertain_labels else {}
 MODEL = "results/models/{run}/{split}/seed{seed}"
 EVAL = "results/eval/{run}/{split}/seed{seed}"
 
@@ -155,7 +165,9 @@ def get_final_outputs():
 
 def get_train_settings(wildcards):
     """One replicate's settings only: changing one run reruns only that run's trainings."""
-    return train_settings(config, wildcards.run, int(wildcards.seed))
+    return train_settings(
+        config, wildcards.run, int(wildcards.seed), LAYOUT.uncertain_labels
+    )
 
 
 def get_train_inputs(wildcards):
@@ -176,16 +188,17 @@ def get_model_outputs():
 
 
 def get_eval_outputs():
-    tables = ["predictions.csv", "metrics.csv", "localization.csv", "subgroups.csv"]
+    tables = ["predictions.csv", "metrics.csv", "subgroups.csv"]
+    tables += ["localization.csv"] if BOXES else []
     tables += ["expert_labels.csv"] if EXPERT_LABELS else []
     figures = [
         "history.png",
         "roc.png",
         "calibration.png",
         "filters.png",
-        "cam.png",
         "subgroups.png",
     ]
+    figures += ["cam.png"] if BOXES else []
     outputs = [p for f in tables for p in replicate_paths(f"{EVAL}/{f}")]
     outputs += [
         f"{EVAL}/{f}".format(**first_replicate(r)) for r in RUNS for f in figures
@@ -252,12 +265,16 @@ def get_export_params(wildcards):
         "split_method": config["split"]["method"],
         "dataset": LAYOUT.display_label(config),
         "caveat": LAYOUT.results_caveat,
+        "label_note": LAYOUT.wording.label_note,
     }
 
 
 def get_cam_inputs(wildcards):
     """A model evaluation's inputs and the expert boxes (localize_findings)."""
-    return {**get_model_eval_inputs(wildcards), "bbox_csv": LAYOUT.bbox_file(config)}
+    return {
+        **get_model_eval_inputs(wildcards),
+        "boxes_csv": "results/metadata/boxes.csv",
+    }
 
 
 def get_cam_layer(wildcards):
@@ -293,7 +310,7 @@ def get_summary_inputs(wildcards):
     return {
         "store": STORE,
         "metrics": replicate_paths(f"{EVAL}/metrics.csv"),
-        "localization": replicate_paths(f"{EVAL}/localization.csv"),
+        "localization": (replicate_paths(f"{EVAL}/localization.csv") if BOXES else []),
         "expert_labels": (
             replicate_paths(f"{EVAL}/expert_labels.csv") if EXPERT_LABELS else []
         ),

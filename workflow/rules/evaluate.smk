@@ -25,48 +25,13 @@ rule evaluate_model:
         "../../envs/cxr14.yaml"
     threads: config["eval"]["threads"]
     params:
+        **EVAL_POLICY,
         bootstrap=config["eval"]["bootstrap"],
         seed=config["eval"]["seed"],
         device=config["eval"]["device"],
         batch_size=config["eval"]["batch_size"],
     script:
         "../scripts/evaluate_model.py"
-
-
-rule localize_findings:
-    input:
-        unpack(get_cam_inputs),
-    output:
-        table=report(
-            f"{EVAL}/localization.csv",
-            caption="../report/captions/localization.rst",
-            category="4. Evaluation",
-            subcategory="{run}",
-            labels={
-                "run": "{run}",
-                "replicate": "{split} seed{seed}",
-                "table": "localisation accuracy by IoU and IoBB, with counts and CIs",
-            },
-        ),
-        cams=f"{EVAL}/cams.npz",
-    log:
-        "logs/localize_findings/{run}/{split}/seed{seed}.log",
-    benchmark:
-        "benchmarks/localize_findings/{run}/{split}/seed{seed}.tsv"
-    conda:
-        "../../envs/cxr14.yaml"
-    threads: config["eval"]["threads"]
-    params:
-        layout=config["data"]["source"],
-        box_space=LAYOUT.box_space(config),
-        cam_threshold=config["eval"]["cam_threshold"],
-        cam_images=config["eval"]["cam_images"],
-        iou_thresholds=config["eval"]["iou_thresholds"],
-        iobb_thresholds=config["eval"]["iobb_thresholds"],
-        device=config["eval"]["device"],
-        cam_layer=get_cam_layer,
-    script:
-        "../scripts/localize_findings.py"
 
 
 rule plot_history:
@@ -148,7 +113,7 @@ rule plot_calibration:
 rule evaluate_expert_labels:
     input:
         predictions=f"{EVAL}/predictions.csv",
-        expert_labels=EXPERT_LABELS or [],
+        expert_labels="results/metadata/expert_labels.csv",
     output:
         table=report(
             f"{EVAL}/expert_labels.csv",
@@ -158,7 +123,7 @@ rule evaluate_expert_labels:
             labels={
                 "run": "{run}",
                 "replicate": "{split} seed{seed}",
-                "table": "AUROC against expert labels and NIH labels",
+                "table": "AUROC against expert labels and the original labels",
             },
         ),
     log:
@@ -169,8 +134,10 @@ rule evaluate_expert_labels:
         "../../envs/cxr14.yaml"
     threads: 1
     params:
-        layout=config["data"]["source"],
         mapping=config["eval"]["expert_mapping"],
+        # Said in the table's caption.
+        expert_source=LAYOUT.wording.expert_source,
+        labels_phrase=LAYOUT.wording.labels,
         bootstrap=config["eval"]["bootstrap"],
         seed=config["eval"]["seed"],
     script:
@@ -262,29 +229,65 @@ rule plot_filters:
         "../scripts/plot_filters.py"
 
 
-rule plot_cams:
-    input:
-        cams=f"{EVAL}/cams.npz",
-        model=f"{EVAL}/model.json",
-    output:
-        figure=report(
-            f"{EVAL}/cam.png",
-            caption="../report/captions/cam.rst",
-            category="4. Evaluation",
-            subcategory="{run}",
-            labels={
-                "run": "{run}",
-                "replicate": "{split} seed{seed}",
-                "figure": "Grad-CAM with expert boxes",
-            },
-        ),
-    log:
-        "logs/plot_cams/{run}/{split}/seed{seed}.log",
-    conda:
-        "../../envs/cxr14.yaml"
-    threads: 1
-    params:
-        # Said in the figure's caption (the CAMs themselves come from localize_findings).
-        cam_threshold=config["eval"]["cam_threshold"],
-    script:
-        "../scripts/plot_cams.py"
+# Localisation and the Grad-CAM figure need expert boxes: planned only where the layout has them.
+if BOXES:
+
+    rule localize_findings:
+        input:
+            unpack(get_cam_inputs),
+        output:
+            table=report(
+                f"{EVAL}/localization.csv",
+                caption="../report/captions/localization.rst",
+                category="4. Evaluation",
+                subcategory="{run}",
+                labels={
+                    "run": "{run}",
+                    "replicate": "{split} seed{seed}",
+                    "table": "localisation accuracy by IoU and IoBB, with counts and CIs",
+                },
+            ),
+            cams=f"{EVAL}/cams.npz",
+        log:
+            "logs/localize_findings/{run}/{split}/seed{seed}.log",
+        benchmark:
+            "benchmarks/localize_findings/{run}/{split}/seed{seed}.tsv"
+        conda:
+            "../../envs/cxr14.yaml"
+        threads: config["eval"]["threads"]
+        params:
+            cam_threshold=config["eval"]["cam_threshold"],
+            cam_images=config["eval"]["cam_images"],
+            iou_thresholds=config["eval"]["iou_thresholds"],
+            iobb_thresholds=config["eval"]["iobb_thresholds"],
+            device=config["eval"]["device"],
+            cam_layer=get_cam_layer,
+        script:
+            "../scripts/localize_findings.py"
+
+    rule plot_cams:
+        input:
+            cams=f"{EVAL}/cams.npz",
+            model=f"{EVAL}/model.json",
+        output:
+            figure=report(
+                f"{EVAL}/cam.png",
+                caption="../report/captions/cam.rst",
+                category="4. Evaluation",
+                subcategory="{run}",
+                labels={
+                    "run": "{run}",
+                    "replicate": "{split} seed{seed}",
+                    "figure": "Grad-CAM with expert boxes",
+                },
+            ),
+        log:
+            "logs/plot_cams/{run}/{split}/seed{seed}.log",
+        conda:
+            "../../envs/cxr14.yaml"
+        threads: 1
+        params:
+            # Said in the figure's caption (the CAMs themselves come from localize_findings).
+            cam_threshold=config["eval"]["cam_threshold"],
+        script:
+            "../scripts/plot_cams.py"

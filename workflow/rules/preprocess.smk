@@ -13,6 +13,7 @@ rule downsample_images:
     resources:
         mem_mb=2000,
     params:
+        **STORE_FORMATS,
         data_dir=get_data_dir,
         n_shards=config["preprocess"]["shards"],
         size=SIZE,

@@ -107,6 +107,7 @@ rule summarize_models:
         replicates=REPLICATES,
         layout=config["data"]["source"],
         dataset=LAYOUT.display_label(config),
+        published_dataset=LAYOUT.published_dataset or "no published results",
         split_method=config["split"]["method"],
     script:
         "../scripts/summarize_models.py"

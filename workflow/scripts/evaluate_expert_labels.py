@@ -7,7 +7,6 @@ with log_to(snakemake.log[0]):
     evaluate_expert_labels(
         snakemake.input.predictions,
         snakemake.input.expert_labels,
-        layout=snakemake.params.layout,
         mapping=snakemake.params.mapping,
         out_csv=snakemake.output.table,
         n_boot=snakemake.params.bootstrap,

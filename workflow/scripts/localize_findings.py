@@ -6,8 +6,6 @@ from cxr14.logs import log_to
 with log_to(snakemake.log[0]):
     localize(
         **dict(snakemake.input.items()),  # checkpoint, data and boxes, named as the arguments
-        layout=snakemake.params.layout,
-        box_space=snakemake.params.box_space,
         out_table=snakemake.output.table,
         out_cams=snakemake.output.cams,
         cam_threshold=snakemake.params.cam_threshold,

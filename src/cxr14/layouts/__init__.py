@@ -10,10 +10,13 @@ from ``labels.csv`` or the checkpoint.
 from __future__ import annotations
 
 from cxr14.layouts.base import Layout
+from cxr14.layouts.chexpert import CheXpert, SyntheticCheXpert
 from cxr14.layouts.nih import NIH
 from cxr14.layouts.synthetic import Synthetic
 
-LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (NIH(), Synthetic())}
+LAYOUTS: dict[str, Layout] = {
+    layout.name: layout for layout in (NIH(), CheXpert(), Synthetic(), SyntheticCheXpert())
+}
 
 
 def get_layout(name: str) -> Layout:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cxr14.errors import DataError
-from cxr14.layouts.base import Layout, views_phrase
+from cxr14.layouts.base import Layout, Wording, views_phrase
 from cxr14.metadata import META_COLUMNS, NO_FINDING, check_image_name, sha256_of
 
 log = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ def read_expert_labels(path: str | os.PathLike) -> pd.DataFrame:
     return out
 
 
-def locate_images(data_dir: str | os.PathLike) -> dict[str, str]:
+def find_pngs(data_dir: str | os.PathLike) -> dict[str, str]:
     """Map image name -> path relative to ``data_dir`` for every PNG in the known layouts.
 
     Layouts: ``images/`` (NIH box download) and ``images_001/images/`` ... (the Kaggle mirror).
@@ -297,6 +297,19 @@ class NIH(Layout):
     labels = LABELS
     published_auroc_file = PUBLISHED_AUROC
     published_dataset = "NIH ChestX-ray14"
+    wording = Wording(
+        labels="NIH's labels",
+        official_split="NIH's official split",
+        official_test="NIH's official test list",
+        label_note=(
+            "NIH ChestX-ray14 labels were mined from radiology reports by NLP and are noisy "
+            "(Wang et al. 2017; Oakden-Rayner 2019); test AUROCs measure agreement with them."
+        ),
+        expert_source="Majkowska et al., Radiology 2020: three radiologists per image",
+    )
+
+    image_places = "images/ or images_*/images/"
+    views = ("PA", "AP")
 
     def data_dir(self, config: dict) -> str:
         return config["data"]["nih_dir"]
@@ -323,8 +336,9 @@ class NIH(Layout):
             "test_list": os.path.join(d, "test_list.txt"),
         }
 
-    def bbox_file(self, config: dict) -> str:
-        return os.path.join(self.data_dir(config), "BBox_List_2017.csv")
+    def bbox_file(self, config: dict) -> str | None:
+        path = os.path.join(self.data_dir(config), "BBox_List_2017.csv")
+        return path if Path(path).is_file() else None
 
     def box_space(self, config: dict) -> int:
         return BOX_SPACE
@@ -350,7 +364,9 @@ class NIH(Layout):
         path = self.metadata_file(config)
         return int(pd.read_csv(path, usecols=["Patient ID"])["Patient ID"].nunique())
 
+    def locate_images(self, data_dir, table: pd.DataFrame) -> pd.Series:
+        return table["image"].map(find_pngs(data_dir))
+
     read_metadata = staticmethod(read_data_entry)
-    locate_images = staticmethod(locate_images)
     read_boxes = staticmethod(read_bbox_list)
     read_expert_labels = staticmethod(read_expert_labels)

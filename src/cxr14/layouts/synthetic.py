@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cxr14.layouts.base import views_phrase
+from cxr14.layouts.base import Wording, views_phrase
 from cxr14.layouts.nih import LABELS, NIH
 from cxr14.metadata import NO_FINDING
 
@@ -93,6 +93,18 @@ class Synthetic(NIH):
     results_caveat = "results on the synthetic demo set are never NIH results"
     # Where the workflow writes it (rule generate_synthetic_data).
     DIR = "results/synthetic"
+    generated = True
+    writer = "cxr14.synthetic"
+    wording = Wording(
+        labels="the synthetic set's labels",
+        official_split="the synthetic set's fixed split (its test_list.txt)",
+        official_test="the synthetic set's test list",
+        label_note=(
+            "The synthetic set's labels are the findings planted in its images: exact, unlike "
+            "any real data set's."
+        ),
+        expert_source="synthetic re-reads of the planted findings",
+    )
 
     def data_dir(self, config: dict) -> str:
         return self.DIR
@@ -106,6 +118,12 @@ class Synthetic(NIH):
     def parse_inputs(self, config: dict) -> dict[str, str]:
         # The image folder is an output of the generating rule: depend on it.
         return {**super().parse_inputs(config), "images": f"{self.DIR}/images"}
+
+    def written_files(self, config: dict) -> dict[str, str]:
+        files = ("Data_Entry_2017.csv", "train_val_list.txt", "test_list.txt")
+        names = ("metadata", "train_val_list", "test_list", "bbox", "expert_labels", "images")
+        files += ("BBox_List_2017.csv", EXPERT_FILE, "images")
+        return {k: f"{self.DIR}/{f}" for k, f in zip(names, files, strict=True)}
 
     def count_patients(self, config: dict) -> int | None:
         # The metadata is drawn before any image (and quickly): draw it again.
@@ -125,6 +143,9 @@ class Synthetic(NIH):
 
     def expert_labels_file(self, config: dict) -> str | None:
         return f"{self.DIR}/{EXPERT_FILE}"
+
+    def bbox_file(self, config: dict) -> str | None:
+        return f"{self.DIR}/BBox_List_2017.csv"  # written by the workflow
 
     def display_label(self, config: dict) -> str:
         return f"synthetic demo data (not NIH), {views_phrase(config)}"

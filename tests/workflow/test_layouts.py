@@ -1,0 +1,74 @@
+"""Data sets beyond NIH end to end: the synthetic copy in CheXpert's layout (JPEGs, uncertain
+and blank labels, valid.csv as the official test set) through the whole workflow."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from cxr14.testing import hangguard
+from cxr14.testing.workflow import planned_jobs, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+CHEXPERT = {
+    "data": {"source": "synthetic_chexpert", "uncertain": "ones", "blank": "negative"},
+    "split": {"method": "official", "seed": 1},
+    "runs": [{"name": "simple_cnn", "arch": "simple_cnn"}],
+}
+DATA_SET_WORDS = re.compile(r"NIH|ChestX-ray|Majkowska|984 boxes")
+
+
+@pytest.fixture(scope="module")
+def chexpert_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("chexpert_wf")
+    write_config(wd, CHEXPERT)
+    snakemake(wd, guard=hangguard.WORKFLOW)
+    return wd
+
+
+def test_a_data_set_without_boxes_or_expert_labels_plans_no_such_jobs(tmp_path):
+    write_config(tmp_path, CHEXPERT)
+    jobs = planned_jobs(tmp_path)
+    assert jobs["generate_synthetic_data"] == 1 and jobs["parse_official_split"] == 1
+    for rule in ("parse_boxes", "localize_findings", "plot_cams", "evaluate_expert_labels"):
+        assert rule not in jobs
+
+
+def test_chexpert_layout_runs_end_to_end_and_speaks_of_its_data_set(chexpert_run):
+    r = chexpert_run / "results"
+    labels = pd.read_csv(r / "metadata/labels.csv")
+    # The store's table keeps CheXpert's raw values: -1 and blank.
+    assert (labels["Atelectasis"] == -1).any() and labels["Atelectasis"].isna().any()
+    assert set(labels["view"]) <= {"PA", "AP"}
+    splits = pd.read_csv(r / "splits/holdout/splits.csv")
+    valid = pd.read_csv(r / "synthetic_chexpert/CheXpert-v1.0-small/valid.csv")
+    assert (splits["split"] == "test").sum() == (valid["Frontal/Lateral"] == "Frontal").sum()
+    metrics = pd.read_csv(r / "eval/simple_cnn/holdout/seed0/metrics.csv").set_index("label")
+    assert metrics.loc["mean", "auroc"] > 0
+    assert "n_unknown" in metrics and not (r / "eval/simple_cnn/holdout/seed0/cam.png").exists()
+    summary = (r / "report/summary.md").read_text()
+    assert "CheXpert's layout (not CheXpert)" in summary and "Irvin et al. 2019" in summary
+    texts = {p: p.read_text() for p in [*r.glob("report/*.md"), *r.glob("report/*.csv")]}
+    texts |= {p: p.read_text() for p in r.glob("models/*/model_card.md")}
+    texts |= {p: p.read_text() for p in r.glob("tables/**/*.csv")}
+    said = {str(p): DATA_SET_WORDS.findall(t) for p, t in texts.items() if DATA_SET_WORDS.search(t)}
+    assert not said
+
+
+def test_changing_the_label_policy_reruns_training_and_evaluation_only(chexpert_run):
+    assert planned_jobs(chexpert_run) == {}
+    write_config(chexpert_run, {**CHEXPERT, "data": {**CHEXPERT["data"], "uncertain": "zeros"}})
+    try:
+        jobs = planned_jobs(chexpert_run)
+        assert jobs["train_model"] == 1 and jobs["evaluate_model"] == 1
+        for rule in ("downsample_images", "merge_shards", "make_splits", "make_oversample_index"):
+            assert rule not in jobs
+        write_config(chexpert_run, {**CHEXPERT, "data": {**CHEXPERT["data"], "blank": "unknown"}})
+        jobs = planned_jobs(chexpert_run)
+        assert jobs["train_model"] == 1 and jobs["evaluate_model"] == 1
+    finally:
+        write_config(chexpert_run, CHEXPERT)
+    assert planned_jobs(chexpert_run) == {}
