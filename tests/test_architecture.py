@@ -285,7 +285,7 @@ def test_only_layouts_know_the_nih_labels():
 
 # A data set's names; only its layout (and the synthetic writer of its format) may say them.
 DATA_SET_NAMES = re.compile(r"NIH|nih|ChestX-ray|CheXpert|chexpert|MIMIC|mimic")
-WRITERS = {"cxr14.synthetic", "cxr14.synthetic_chexpert"}  # per-layout synthetic writers
+WRITERS = {lay.writer for lay in LAYOUTS.values() if lay.generated}  # a format's own writer
 
 
 def _code_words(tree: ast.AST):

@@ -161,7 +161,8 @@ def test_synthetic_copy_parses_and_locates_and_gives_the_official_split(
     assert table["path"].map(lambda p: (d / p).is_file()).all()
     skipped = pd.read_csv(tmp_path / "m.csv")
     assert skipped["reason"].eq("view Lateral not in data.views").all() and len(skipped)
-    write_official_lists("chexpert", d / "train.csv", tmp_path / "tv.txt", tmp_path / "t.txt")
+    files = {"metadata": d / "train.csv"}
+    write_official_lists("chexpert", files, tmp_path / "tv.txt", tmp_path / "t.txt")
     test = read_image_list(tmp_path / "t.txt")
     valid = read_chexpert_csv(d / "valid.csv")
     assert test == valid["image"].tolist() and valid["patient"].min() > 64_540

@@ -102,9 +102,10 @@ def test_a_misspelt_key_is_one_short_error_with_a_suggestion(tmp_path):
     assert proc.returncode != 0 and len(out) <= 10, out
     config = tmp_path / "config.yaml"
     assert f"  trian (in {config}): unknown key; did you mean 'train'?" in out
-    assert (
-        f"  data.source (in {config}): 'nhi' is not one of 'synthetic', 'nih', 'chexpert', "
-        "'synthetic_chexpert'; did you mean 'nih'?" in out
+    assert any(
+        line.startswith(f"  data.source (in {config}): 'nhi' is not one of 'synthetic', 'nih'")
+        and line.endswith("; did you mean 'nih'?")
+        for line in out
     )
 
 

@@ -89,7 +89,7 @@ def compare_models(y, p_a, p_b, groups, labels, n_boot=1000, seed=0, alpha=0.05)
     table = pd.DataFrame(
         {
             "label": [*labels, "mean"],
-            "n_pos": [*y.sum(axis=0).astype(int), int(y.sum())],
+            "n_pos": [*(y == 1).sum(axis=0), int((y == 1).sum())],
             "auroc_a": [*auc_a, mean_a],
             "auroc_b": [*auc_b, mean_b],
             "difference": [*(auc_b - auc_a), mean_b - mean_a],
@@ -159,7 +159,8 @@ def _aligned_arrays(run_a, run_b, pooled_a, pooled_b):
                     f"{run!r} seed {s} predicts {_prob_labels(df)}, {run_a!r} {labels}"
                 )
             df = df.loc[images]
-            if not np.array_equal(df[label_cols].to_numpy(), y) or not np.array_equal(
+            same = np.array_equal(df[label_cols].to_numpy(float), y.astype(float), equal_nan=True)
+            if not same or not np.array_equal(
                 df["patient"].to_numpy(), first["patient"].to_numpy()
             ):
                 raise ValueError(

@@ -118,6 +118,8 @@ def plot_roc(predictions_csv, out_png, name: str, model_json=None) -> None:
     colors = matplotlib.colormaps["tab20"](np.linspace(0, 1, 20))
     for k, c in enumerate(labels):
         y, p = pred[f"label_{c}"].to_numpy(), pred[f"prob_{c}"].to_numpy()
+        known = ~np.isnan(y)  # an unknown label is in no ROC curve
+        y, p = y[known], p[known]
         if 0 < y.sum() < len(y):
             fpr, tpr, _ = roc_points(y, p)
             ax.plot(fpr, tpr, color=colors[k], label=f"{c} ({np.trapezoid(tpr, fpr):.3f})")
@@ -306,8 +308,10 @@ def plot_comparisons(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
 
 
 def _reliability(ax, y: np.ndarray, p: np.ndarray, label: str, style: str) -> None:
-    """Observed positive fraction against mean predicted probability per bin (pooled)."""
-    count, mean_p, frac = calibration_bins(y.ravel(), p.ravel())
+    """Observed positive fraction against mean predicted probability per bin (pooled; the
+    predictions of unknown labels left out)."""
+    known = ~np.isnan(y.ravel())
+    count, mean_p, frac = calibration_bins(y.ravel()[known], p.ravel()[known])
     filled = count > 0
     ax.plot(mean_p[filled], frac[filled], style, label=label, ms=4)
 

@@ -97,6 +97,25 @@ def check_image_name(name: str, where: str) -> None:
         )
 
 
+def parse_label_cells(raw: pd.DataFrame, labels, path, line_of) -> np.ndarray:
+    """Label columns of a CSV read as strings into floats: ``1``/``1.0``, ``0``/``0.0``,
+    ``-1``/``-1.0`` (uncertain) or blank (NaN); any other value is a DataError naming
+    ``path``, the line (``line_of(row index)``) and the column."""
+    out = np.empty((len(raw), len(labels)))
+    for k, label in enumerate(labels):
+        text = raw[label].astype(str).str.strip()
+        values = pd.to_numeric(text.replace("", "nan"), errors="coerce")
+        bad = (values.notna() & ~values.isin((1, 0, UNCERTAIN))) | (values.isna() & text.ne(""))
+        if bad.any():
+            idx = bad.idxmax()
+            raise DataError(
+                f"{path}, line {line_of(idx)}, column {label!r}: value {raw[label][idx]!r} is "
+                "none of 1, 0, -1 (uncertain) or blank"
+            )
+        out[:, k] = values.to_numpy(dtype=np.float64)
+    return out
+
+
 def read_image_list(path: str | os.PathLike) -> list[str]:
     """Read an official split list: one image name per line (final newline optional, CRLF
     tolerated), as NIH ships them."""

@@ -234,6 +234,10 @@ def operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
 
     known = ~np.isnan(np.asarray(y, dtype=np.float64))
     y, p = np.asarray(y)[known].astype(int), np.asarray(p)[known]
+    if not len(y):  # no image with this label known: nothing to count
+        counts = dict.fromkeys(("tp", "tn", "fp", "fn", "predicted_pos"), 0)
+        rates = dict.fromkeys(("precision", "recall", "specificity", "f1"), np.nan)
+        return {"threshold": float(threshold), **counts, **rates}
     pred = (p >= threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
     return {

@@ -50,9 +50,9 @@ def subgroup_columns(meta: pd.DataFrame, age_edges) -> pd.DataFrame:
 
 def class_rates(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray):
     """Per class, the true- and false-positive rates at ``thresholds`` (NaN without positives,
-    or without negatives)."""
+    or without negatives); unknown labels (NaN) count as neither."""
     pred = p >= thresholds[None, :]
-    n_pos, n_neg = y.sum(axis=0), (1 - y).sum(axis=0)
+    n_pos, n_neg = (y == 1).sum(axis=0), (y == 0).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         tpr = np.where(n_pos > 0, (pred & (y == 1)).sum(axis=0) / n_pos, np.nan)
         fpr = np.where(n_neg > 0, (pred & (y == 0)).sum(axis=0) / n_neg, np.nan)
@@ -130,7 +130,7 @@ def subgroup_table(
     table = pd.DataFrame([cell[:2] for cell in cells], columns=["variable", "level"])
     table["n_images"] = [int(m.sum()) for *_, m, _ in cells]
     table["n_patients"] = [len(np.unique(groups[m])) for *_, m, _ in cells]
-    table["n_pos"] = [int(y[m].sum()) for *_, m, _ in cells]
+    table["n_pos"] = [int((y[m] == 1).sum()) for *_, m, _ in cells]
     table["n_classes"] = [int(k.sum()) for *_, k in cells]
     for name, i in _COLUMNS.items():
         table[name] = values[:, i]

@@ -59,8 +59,9 @@ LATERAL_SHARE = 0.15
 VALID_PATIENT_OFFSET = 64540  # CheXpert's validation patients follow its training ones
 
 
-def _values(found: set[str], rng: np.random.Generator, noisy: bool) -> list[str]:
-    """One image's 14 observation cells."""
+def observation_cells(found: set[str], rng: np.random.Generator, noisy: bool) -> list[str]:
+    """One image's (or study's) 14 observation cells, as a labeller writes them when `noisy`
+    (uncertain positives, blank or uncertain negatives), else as radiologists do (0/1)."""
     cells = []
     for label in LABELS:
         if label == NO_FINDING:
@@ -96,7 +97,10 @@ def _rows(meta: pd.DataFrame, seed: int) -> list[dict]:
             age = str(int(r["Patient Age"][:-1]) // (12 if r["Patient Age"].endswith("M") else 1))
             frontal = view == "frontal"
             cells = [f"{RELEASE}/{rel}", sex, age, "Frontal" if frontal else "Lateral"]
-            cells += [r["View Position"] if frontal else "", *_values(found, rng, not valid)]
+            cells += [
+                r["View Position"] if frontal else "",
+                *observation_cells(found, rng, not valid),
+            ]
             rows.append(
                 {
                     "rel": rel,

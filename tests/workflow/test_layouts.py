@@ -72,3 +72,34 @@ def test_changing_the_label_policy_reruns_training_and_evaluation_only(chexpert_
     finally:
         write_config(chexpert_run, CHEXPERT)
     assert planned_jobs(chexpert_run) == {}
+
+
+MIMIC = {
+    "data": {"source": "synthetic_mimic_cxr", "mimic_labels": "negbio", "blank": "unknown"},
+    "split": {"method": "official", "seed": 1},
+    "runs": [{"name": "simple_cnn", "arch": "simple_cnn"}],
+}
+
+
+def test_mimic_cxr_layout_runs_end_to_end_with_study_labels_and_mimic_iv_demographics(tmp_path):
+    write_config(tmp_path, MIMIC)
+    snakemake(tmp_path, guard=hangguard.WORKFLOW)
+    r = tmp_path / "results"
+    release = r / "synthetic_mimic_cxr"
+    split = pd.read_csv(release / "mimic-cxr-2.0.0-split.csv.gz")
+    ours = pd.read_csv(r / "splits/holdout/splits.csv").set_index("image")["split"]
+    official = split.set_index("dicom_id")["split"].reindex(ours.index)
+    assert ((ours == "test") == (official == "test")).all()  # the official test split
+    metrics = pd.read_csv(r / "eval/simple_cnn/holdout/seed0/metrics.csv").set_index("label")
+    assert metrics["n_unknown"].drop("mean").gt(0).any()  # blank: unknown, not scored
+    subgroups = pd.read_csv(r / "eval/simple_cnn/holdout/seed0/subgroups.csv")
+    assert {"F", "M"} <= set(subgroups.loc[subgroups.variable == "sex", "level"])
+    texts = [*r.glob("report/*.md"), *r.glob("models/*/model_card.md")]
+    assert not [str(p) for p in texts if DATA_SET_WORDS.search(p.read_text())]
+    assert "MIMIC-CXR-JPG's layout (not MIMIC-CXR)" in (r / "report/summary.md").read_text()
+    # The same folder as a real release (data.source: mimic_cxr) plans without complaint.
+    real = {**MIMIC["data"], "source": "mimic_cxr", "mimic_dir": str(release)}
+    real["mimic_patients_csv"] = str(release / "patients.csv.gz")
+    (tmp_path / "real").mkdir()
+    write_config(tmp_path / "real", {**MIMIC, "data": real})
+    assert planned_jobs(tmp_path / "real")["parse_official_split"] == 1

@@ -10,6 +10,7 @@ with log_to(snakemake.log[0]):
         metadata_csv=snakemake.input.metadata,
         on_bad_image=snakemake.params.on_bad_image,
         views=snakemake.params.views,
+        files=dict(snakemake.input.items()),  # the layout's other inputs, by name
         out_entries=snakemake.output.entries,
         out_missing=snakemake.output.missing,
     )

@@ -6,7 +6,7 @@ from cxr14.logs import log_to
 with log_to(snakemake.log[0]):
     write_official_lists(
         layout=snakemake.params.layout,
-        metadata_csv=snakemake.input.metadata,
+        files=dict(snakemake.input.items()),
         out_train_val=snakemake.output.train_val_list,
         out_test=snakemake.output.test_list,
     )

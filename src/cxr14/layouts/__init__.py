@@ -11,11 +11,20 @@ from __future__ import annotations
 
 from cxr14.layouts.base import Layout
 from cxr14.layouts.chexpert import CheXpert, SyntheticCheXpert
+from cxr14.layouts.mimic_cxr import MimicCXR, SyntheticMimicCXR
 from cxr14.layouts.nih import NIH
 from cxr14.layouts.synthetic import Synthetic
 
 LAYOUTS: dict[str, Layout] = {
-    layout.name: layout for layout in (NIH(), CheXpert(), Synthetic(), SyntheticCheXpert())
+    layout.name: layout
+    for layout in (
+        NIH(),
+        CheXpert(),
+        MimicCXR(),
+        Synthetic(),
+        SyntheticCheXpert(),
+        SyntheticMimicCXR(),
+    )
 }
 
 

@@ -101,10 +101,16 @@ class Layout:
         line, ``cxr14.metadata.read_image_list``)."""
         raise NotImplementedError
 
-    def official_lists(self, metadata_csv) -> dict[str, list[str]]:
-        """``train_val_list`` and ``test_list`` image names, for layouts whose official split
-        is in their metadata (``official_lists_in_metadata``)."""
+    def official_lists(self, files: dict[str, str]) -> dict[str, list[str]]:
+        """``train_val_list`` and ``test_list`` image names from the parse inputs ``files``,
+        for layouts whose official split is in their metadata (``official_lists_in_metadata``)."""
         raise NotImplementedError
+
+    def read_table(self, files: dict[str, str]) -> pd.DataFrame:
+        """The image table from the parse inputs ``files`` (``parse_inputs``' keys): by
+        default ``read_metadata(files["metadata"])``; a layout whose table joins several
+        files (MIMIC-CXR: metadata, labels, patients) reads them all here."""
+        return self.read_metadata(files["metadata"])
 
     def bbox_file(self, config: dict) -> str | None:
         """The file of expert boxes, when this configuration has one (localisation and the

@@ -22,7 +22,7 @@ import pandas as pd
 from cxr14.errors import DataError
 from cxr14.layouts.base import Layout, Wording, views_phrase
 from cxr14.layouts.synthetic import MAX_IMAGES_PER_PATIENT, sample_metadata
-from cxr14.metadata import META_COLUMNS, UNCERTAIN, sha256_of
+from cxr14.metadata import META_COLUMNS, parse_label_cells, sha256_of
 
 # The 14 observations in the order of CheXpert's CSV header.
 LABELS: tuple[str, ...] = (
@@ -57,24 +57,6 @@ KNOWN_METADATA = {
 
 def _line(index) -> int:
     return int(index) + 2
-
-
-def _label_values(raw: pd.DataFrame, path: Path) -> np.ndarray:
-    """The observation columns as floats: 1, 0, -1, NaN (blank); anything else names its line
-    and column."""
-    out = np.empty((len(raw), len(LABELS)))
-    for k, label in enumerate(LABELS):
-        text = raw[label].str.strip()
-        values = pd.to_numeric(text.replace("", "nan"), errors="coerce")
-        bad = (values.notna() & ~values.isin((1, 0, UNCERTAIN))) | (values.isna() & text.ne(""))
-        if bad.any():
-            idx = bad.idxmax()
-            raise DataError(
-                f"{path}, line {_line(idx)}, column {label!r}: value {raw[label][idx]!r} is none "
-                "of 1.0, 0.0, -1.0 or blank"
-            )
-        out[:, k] = values.to_numpy(dtype=np.float64)
-    return out
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -136,7 +118,7 @@ def read_chexpert_csv(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     raw = _read_csv(path)
     table = _meta(raw, path)
-    table[list(LABELS)] = _label_values(raw, path)
+    table[list(LABELS)] = parse_label_cells(raw, LABELS, path, _line)
     duplicated = table["image"].duplicated()
     if duplicated.any():
         idx = duplicated.idxmax()
@@ -159,10 +141,10 @@ def read_metadata(path: str | os.PathLike) -> pd.DataFrame:
     return table.sort_values("image", kind="stable").reset_index(drop=True)
 
 
-def official_lists(path: str | os.PathLike) -> dict[str, list[str]]:
+def official_lists(files: dict[str, str]) -> dict[str, list[str]]:
     """CheXpert's own split: ``train.csv``'s images for training and validation,
     ``valid.csv``'s (radiologist-labelled) as the test set."""
-    path = Path(path)
+    path = Path(files["metadata"])
     return {
         "train_val_list": read_chexpert_csv(path)["image"].tolist(),
         "test_list": read_chexpert_csv(path.with_name(VALID_FILE))["image"].tolist(),
