@@ -28,6 +28,7 @@ def build_entries(
     out_missing: str | os.PathLike,
     views=("PA", "AP"),
     files: dict | None = None,
+    options: dict | None = None,
 ) -> pd.DataFrame:
     """Parse the metadata, keep the images of ``views``, find each on disk and write the table
     the image stage reads.
@@ -36,12 +37,13 @@ def build_entries(
     other views are left out before anything else (listed in ``out_missing`` with their
     view); images listed in the metadata but absent on disk stop the run
     (``on_bad_image: error``) or are written to ``out_missing`` and left out (``skip``).
-    ``files``: the layout's other parse inputs (``Layout.parse_inputs``), by their keys.
+    ``files``: the layout's other parse inputs (``Layout.parse_inputs``), by their keys;
+    ``options``: its ``parse_options``.
     """
     if on_bad_image not in ("error", "skip"):
         raise ValueError(f"on_bad_image must be 'error' or 'skip', not {on_bad_image!r}")
     lay = get_layout(layout)
-    table = lay.read_table({**(files or {}), "metadata": metadata_csv})
+    table = lay.read_table({**(files or {}), "metadata": metadata_csv}, **(options or {}))
     other_view = ~table["view"].isin(views)
     by_view = pd.DataFrame(
         {
@@ -114,10 +116,11 @@ def write_expert_labels(layout: str, expert_csv, out_csv) -> pd.DataFrame:
     return expert
 
 
-def write_official_lists(layout: str, files: dict, out_train_val, out_test) -> None:
+def write_official_lists(layout: str, files: dict, out_train_val, out_test, out_val=None) -> None:
     """The official split of a layout that keeps it in its metadata (read from its parse
     inputs ``files``), as list files (one image name per line) that the split stage reads."""
     lists = get_layout(layout).official_lists(files)
-    for key, out in (("train_val_list", out_train_val), ("test_list", out_test)):
-        Path(out).write_text("\n".join(lists[key]) + "\n")
-    log.info("official split: %d train/val and %d test images", *map(len, lists.values()))
+    outs = {"train_val_list": out_train_val, "test_list": out_test, "val_list": out_val}
+    for key, names in lists.items():
+        Path(outs[key]).write_text("".join(f"{n}\n" for n in names))
+    log.info("official split: %s", ", ".join(f"{len(v)} in {k}" for k, v in lists.items()))

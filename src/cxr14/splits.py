@@ -79,10 +79,18 @@ def patient_folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> 
 
 
 def official_split(
-    table: pd.DataFrame, y: np.ndarray, train_val_list, test_list, val_fraction: float, seed: int
+    table: pd.DataFrame,
+    y: np.ndarray,
+    train_val_list,
+    test_list,
+    val_fraction: float,
+    seed: int,
+    val_list=None,
 ) -> np.ndarray:
-    """NIH's test list as the test split; ``val_fraction`` of the images of the train/val list
-    (whole patients) as validation. Leaky lists and images in neither are refused by name."""
+    """The official test list as the test split; ``val_fraction`` of the images of the
+    train/val list (whole patients) as validation, or the images of ``val_list`` where the data
+    set fixes its validation split too. Leaky lists and images in neither are refused by
+    name."""
     test = set(read_image_list(test_list))
     train_val = set(read_image_list(train_val_list))
     both = test & train_val
@@ -104,10 +112,23 @@ def official_split(
         )
     split = np.empty(len(table), dtype=object)
     split[in_test] = "test"
+    if val_list is not None and read_image_list(val_list):
+        split[in_tv] = _fixed_val(table, in_tv, val_list)
+        return split
     fractions = {"train": 1 - val_fraction, "val": val_fraction}
     groups = table["patient"].to_numpy()[in_tv]
     split[in_tv] = stratified_group_split(y[in_tv], groups, fractions, seed)
     return split
+
+
+def _fixed_val(table: pd.DataFrame, in_tv: np.ndarray, val_list) -> np.ndarray:
+    """``val`` for the train/val images of ``val_list``, ``train`` for the others; a patient
+    in both is refused."""
+    in_val = table["image"].isin(set(read_image_list(val_list))).to_numpy() & in_tv
+    leaked = set(table.patient[in_val]) & set(table.patient[in_tv & ~in_val])
+    if leaked:
+        raise DataError(f"patient {min(leaked)} has images in {val_list} and in training")
+    return np.where(in_val[in_tv], "val", "train")
 
 
 def kfold_split(
@@ -138,13 +159,15 @@ def make_splits(
     val_fraction: float = 0.1,
     folds: int | None = None,
     fold: int | None = None,
+    val_list: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Write ``splits.csv`` (image, patient, split; and fold for k-fold) and the per-split,
     per-class count table.
 
     ``method: patient_random`` splits all patients by ``fractions``; ``official`` uses the
     official ``test_list`` as the test split and carves ``val_fraction`` of the images of
-    ``train_val_list`` out as validation, by patient; ``patient_kfold`` makes fold ``fold`` of
+    ``train_val_list`` out as validation, by patient (or takes ``val_list``'s, when the data
+    set fixes them); ``patient_kfold`` makes fold ``fold`` of
     ``folds`` the test split and carves ``val_fraction`` of the other patients out as validation.
     """
     table, labels = read_labels(labels_csv)
@@ -161,7 +184,7 @@ def make_splits(
     elif method == "official":
         if train_val_list is None or test_list is None:
             raise ValueError("method 'official' needs train_val_list and test_list")
-        split = official_split(table, y, train_val_list, test_list, val_fraction, seed)
+        split = official_split(table, y, train_val_list, test_list, val_fraction, seed, val_list)
     else:
         raise ValueError(f"unknown split method {method!r}")
     out = pd.DataFrame({"image": table["image"], "patient": table["patient"], "split": split})

@@ -42,6 +42,7 @@ rule parse_metadata:
         data_dir=get_data_dir,
         on_bad_image=config["preprocess"]["on_bad_image"],
         views=config["data"]["views"],
+        **LAYOUT.parse_options(config),
     script:
         "../scripts/parse_metadata.py"
 

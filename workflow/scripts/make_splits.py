@@ -13,6 +13,7 @@ with log_to(snakemake.log[0]):
         seed=snakemake.params.seed,
         train_val_list=snakemake.input.get("train_val_list"),
         test_list=snakemake.input.get("test_list"),
+        val_list=snakemake.input.get("val_list"),  # a data set that fixes validation too
         val_fraction=snakemake.params.val_fraction,
         folds=snakemake.params.folds,
         fold=snakemake.params.fold,

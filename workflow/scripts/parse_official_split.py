@@ -9,4 +9,5 @@ with log_to(snakemake.log[0]):
         files=dict(snakemake.input.items()),
         out_train_val=snakemake.output.train_val_list,
         out_test=snakemake.output.test_list,
+        out_val=snakemake.output.get("val_list"),  # where the data set fixes validation
     )

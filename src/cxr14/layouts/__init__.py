@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from cxr14.layouts.base import Layout
 from cxr14.layouts.chexpert import CheXpert, SyntheticCheXpert
+from cxr14.layouts.manifest import Manifest, SyntheticManifest
 from cxr14.layouts.mimic_cxr import MimicCXR, SyntheticMimicCXR
 from cxr14.layouts.nih import NIH
 from cxr14.layouts.synthetic import Synthetic
@@ -21,9 +22,11 @@ LAYOUTS: dict[str, Layout] = {
         NIH(),
         CheXpert(),
         MimicCXR(),
+        Manifest(),
         Synthetic(),
         SyntheticCheXpert(),
         SyntheticMimicCXR(),
+        SyntheticManifest(),
     )
 }
 

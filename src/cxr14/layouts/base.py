@@ -106,11 +106,16 @@ class Layout:
         for layouts whose official split is in their metadata (``official_lists_in_metadata``)."""
         raise NotImplementedError
 
-    def read_table(self, files: dict[str, str]) -> pd.DataFrame:
-        """The image table from the parse inputs ``files`` (``parse_inputs``' keys): by
-        default ``read_metadata(files["metadata"])``; a layout whose table joins several
-        files (MIMIC-CXR: metadata, labels, patients) reads them all here."""
+    def read_table(self, files: dict[str, str], **options) -> pd.DataFrame:
+        """The image table from the parse inputs ``files`` (``parse_inputs``' keys) and the
+        ``parse_options``: by default ``read_metadata(files["metadata"])``; a layout whose
+        table joins several files (MIMIC-CXR: metadata, labels, patients) reads them all here."""
         return self.read_metadata(files["metadata"])
+
+    def parse_options(self, config: dict) -> dict:
+        """Settings the parse stage needs besides files (a manifest's label names): its
+        params, so that changing them reparses."""
+        return {}
 
     def bbox_file(self, config: dict) -> str | None:
         """The file of expert boxes, when this configuration has one (localisation and the

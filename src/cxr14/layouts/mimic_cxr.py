@@ -205,7 +205,7 @@ class MimicCXR(Layout):
     def count_patients(self, config: dict) -> int | None:
         return int(pd.read_csv(self.metadata_file(config), usecols=["subject_id"]).nunique()[0])
 
-    def read_table(self, files: dict[str, str]) -> pd.DataFrame:
+    def read_table(self, files: dict[str, str], **options) -> pd.DataFrame:
         return read_mimic(files)
 
     def locate_images(self, data_dir, table: pd.DataFrame) -> pd.Series:
