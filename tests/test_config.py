@@ -236,3 +236,31 @@ def test_every_default_is_written_once_in_config_yaml():
         keys = set(sections[section]["properties"]) - ({"folds"} if section == "split" else set())
         assert keys <= set(cfg[section]), (section, keys - set(cfg[section]))
     assert set(sections) == set(cfg)
+
+
+def _data_set(kind: str, folder: Path) -> dict:
+    """A synthetic copy of a layout's files in ``folder`` and the ``data`` keys naming it."""
+    import importlib
+
+    importlib.import_module(f"cxr14.synthetic_{kind}").generate(folder, n_images=40, image_size=32)
+    if kind == "chexpert":
+        return {"chexpert_dir": str(folder)}
+    if kind == "mimic_cxr":
+        return {"mimic_dir": str(folder), "mimic_patients_csv": str(folder / "patients.csv.gz")}
+    from cxr14.layouts.manifest import SyntheticManifest
+
+    return {"manifest_csv": str(folder / "manifest.csv"), "labels": list(SyntheticManifest.labels)}
+
+
+@pytest.mark.parametrize("kind", ["chexpert", "mimic_cxr", "manifest"])
+def test_each_data_set_preset_plans_the_whole_study(tmp_path, kind, monkeypatch):
+    """config/<layout>.yaml with only its data folder changed: valid, and planned end to end
+    (no localisation or expert jobs where the data set has no boxes or expert labels)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _imagenet_cache(tmp_path / "torch")  # the presets ask for ImageNet weights
+    data = _data_set(kind, tmp_path / "release")
+    split = {"split": {"method": "official"}} if kind == "manifest" else {}
+    jobs = planned_jobs_of(tmp_path, {"data": data, **split}, f"{kind}.yaml")
+    assert jobs["train_model"] >= 1 and jobs["summarize_models"] == 1
+    assert jobs["parse_official_split"] == 1
+    assert "localize_findings" not in jobs and "evaluate_expert_labels" not in jobs
