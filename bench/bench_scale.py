@@ -1,6 +1,13 @@
-"""Snakemake's own overhead at full NIH scale: dry run and no-op rerun with 112,120 images.
+"""Snakemake's own overhead at full scale: dry run and no-op rerun with 112,120 NIH images, or
+223,414 CheXpert rows.
 
     .venv/bin/python bench/bench_scale.py [--shards 32] [--workdir DIR]
+    .venv/bin/python bench/bench_scale.py --layout chexpert [--shards 32]
+
+With ``--layout chexpert``: the real CheXpert ``train.csv`` (../shared/data/chexpert), one
+placeholder JPEG per row (hard links in its patient/study folders), ``data.source: chexpert``,
+a patient-wise random split; it times the dry runs (also of a 5-fold plan, which counts the
+patients of the whole file before any job) and the data stages on the 191,027 frontal images.
 
 Builds an NIH-layout folder from the real ``Data_Entry_2017.csv`` (and split lists) with one
 placeholder per image: hard links to a single 16x16 grayscale PNG, so the folder costs no disk
@@ -31,6 +38,7 @@ from cxr14.testing.workflow import snakemake_command
 
 REPO = Path(__file__).resolve().parents[1]
 NIH = Path(os.environ.get("CXR14_NIH_SAMPLE", REPO.parent / "shared/data/nih"))
+CHEXPERT = Path(os.environ.get("CXR14_CHEXPERT_SAMPLE", REPO.parent / "shared/data/chexpert"))
 
 
 def build_placeholders(out: Path) -> int:
@@ -49,6 +57,56 @@ def build_placeholders(out: Path) -> int:
     return len(names)
 
 
+def build_chexpert_placeholders(out: Path) -> int:
+    """A CheXpert release folder: the real train.csv and one hard-linked 16x16 JPEG per row."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train.csv").write_bytes((CHEXPERT / "train.csv").read_bytes())
+    rows = (CHEXPERT / "train.csv").read_text().splitlines()[1:]
+    done = set()
+    for i, line in enumerate(rows):
+        target = out / line.split(",", 1)[0].split("/", 1)[1]
+        master = out / f"placeholder{i // 50_000}.jpg"
+        if not master.exists():
+            Image.fromarray(np.full((16, 16), 128, np.uint8)).save(master)
+        if target.parent not in done:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            done.add(target.parent)
+        if not target.exists():
+            os.link(master, target)
+    return len(rows)
+
+
+def chexpert_scale(wd: Path, shards: int) -> None:
+    t = time.perf_counter()
+    n = build_chexpert_placeholders(wd / "CheXpert-v1.0-small")
+    print(f"placeholder CheXpert folder: {n} rows ({time.perf_counter() - t:.1f} s) in {wd}")
+    cfg = {
+        "data": {"source": "chexpert", "chexpert_dir": str(wd / "CheXpert-v1.0-small")},
+        "preprocess": {"size": 32, "shards": shards, "threads": 1},
+        "runs": [{"name": "simple_cnn", "arch": "simple_cnn"}],
+        "compare": [],
+    }
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
+    dt, _ = timed(wd, "-n")
+    print(f"snakemake -n (nothing built yet):     {dt:.2f} s")
+    folds = {**cfg, "split": {"method": "patient_kfold", "folds": 5}}
+    (wd / "config.yaml").write_text(yaml.safe_dump(folds))
+    dt, _ = timed(wd, "-n")
+    print(f"snakemake -n, 5 patient folds:        {dt:.2f} s (counts 64,540 patients first)")
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
+    targets = (
+        "results/splits/holdout/oversample_index.npy",
+        "results/stats/holdout/pixel_stats.json",
+    )
+    dt, _ = timed(wd, *targets)
+    print(f"data stages on the placeholders:      {dt:.1f} s")
+    dt, out = timed(wd, *targets)
+    assert "Nothing to be done" in out, out[-2000:]
+    print(f"no-op rerun of the data stages:       {dt:.2f} s")
+    dt, _ = timed(wd, "-n")
+    print(f"snakemake -n (data stages built):     {dt:.2f} s")
+
+
 def timed(cwd: Path, *args: str) -> tuple[float, str]:
     cmd = snakemake_command(cwd, "--cores", "2", *args)
     t = time.perf_counter()
@@ -63,9 +121,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shards", type=int, default=32)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--layout", choices=("nih", "chexpert"), default="nih")
     args = ap.parse_args()
     wd = args.workdir or Path(tempfile.mkdtemp(prefix="cxr14-scale-"))
     wd.mkdir(parents=True, exist_ok=True)
+    if args.layout == "chexpert":
+        chexpert_scale(wd, args.shards)
+        return
     t = time.perf_counter()
     n = build_placeholders(wd / "nih")
     print(f"placeholder NIH folder: {n} images ({time.perf_counter() - t:.1f} s) in {wd}")
