@@ -212,8 +212,9 @@ def _published_lines(published: list[dict]) -> list[str]:
         for r in published
     ]
     note = (
-        "Each published number as printed in its source (the mean over classes computed "
-        "here); see docs/evaluation.md."
+        "Each published number as printed in its source; the mean is over the classes the "
+        "source published, computed here (where that is fewer than the run's classes, compare "
+        "the per-class table, not the means); see docs/evaluation.md."
     )
     header = ["model", "mean AUROC", "source and split", "test set", "beside this run"]
     return _table("Published references", note, header, rows)
@@ -393,12 +394,18 @@ def summary_markdown(
     """The summary as Markdown: a disclaimer naming the data sets (and the layout's
     ``caveat``), the runs (mean AUROC with its CI, or mean ± sd (min-max, n) over the run's
     replicates), per-class AUROC, then every replicate."""
-    caveat = f" - and {caveat}." if caveat else "."
+    records = table.to_dict("records")
+    published = [r for r in records if isinstance(r.get("comparable"), str)]
+    if published:
+        about = f"The published rows were measured on {published_on}: each says below whether "
+        about += f"it is comparable{f' - and {caveat}.' if caveat else '.'}"
+    else:
+        about = "No published per-class results are listed for this data set (docs/data.md)."
+        about += f" Note: {caveat}." if caveat else ""
     lines = [
         "# Model summary",
         "",
-        f"Results of this run are on **{dataset}**. The published rows were measured on "
-        f"{published_on}: each says below whether it is comparable{caveat}",
+        f"Results of this run are on **{dataset}**. {about}",
         "",
         *_provenance_lines(provenance or {}),
         "| run (architecture) | data set | mean AUROC (95% CI, or ± sd over replicates) "
@@ -415,8 +422,6 @@ def summary_markdown(
     ]
     for c in labels:
         lines.append(f"| {c} | " + " | ".join(_fmt(v) for v in table[c]) + " |")
-    records = table.to_dict("records")
-    published = [r for r in records if isinstance(r.get("comparable"), str)]
     runs = [r for r in records if not isinstance(r.get("comparable"), str)]
     lines += ["", *_published_lines(published)]
     lines += _calibration_lines(runs)
