@@ -38,11 +38,11 @@ rule parse_metadata:
         "../../envs/cxr14.yaml"
     threads: 1
     params:
+        **LAYOUT.parse_options(config),
         layout=config["data"]["source"],
         data_dir=get_data_dir,
         on_bad_image=config["preprocess"]["on_bad_image"],
         views=config["data"]["views"],
-        **LAYOUT.parse_options(config),
     script:
         "../scripts/parse_metadata.py"
 
