@@ -26,6 +26,7 @@ import pandas as pd
 
 from cxr14.logs import CONSOLE
 from cxr14.metrics import (
+    DELONG_UNDEFINED,
     bootstrap_p_value,
     delong_test,
     nanmean,
@@ -69,7 +70,8 @@ def paired_bootstrap(y, p_a, p_b, groups, n_boot=1000, seed=0) -> np.ndarray:
 
 def compare_models(y, p_a, p_b, groups, labels, n_boot=1000, seed=0, alpha=0.05) -> pd.DataFrame:
     """One row per class and a ``mean`` row: both AUROCs, their difference (b - a) with a
-    paired patient-bootstrap CI and p-value, and DeLong's p-value per class.
+    paired patient-bootstrap CI and p-value, and the patient-clustered DeLong p-value per class
+    (``metrics.delong_test`` with the patients as clusters; ``note`` says where it is undefined).
 
     ``p_a``, ``p_b``: (n, C), or stacks (S, n, C) of replicates whose AUROCs are averaged.
     DeLong's test is for two fixed score vectors, so ``p_delong`` is NaN unless both models
@@ -83,9 +85,12 @@ def compare_models(y, p_a, p_b, groups, labels, n_boot=1000, seed=0, alpha=0.05)
         diffs[:] = np.nan
     low, high = percentile_ci(diffs, alpha)
     p_boot = bootstrap_p_value(diffs, alpha)
-    delong = [np.nan] * y.shape[1]
+    delong, notes = [np.nan] * y.shape[1], [""] * (y.shape[1] + 1)
     if len(p_a) == len(p_b) == 1:
-        delong = [delong_test(y[:, k], p_a[0, :, k], p_b[0, :, k])[1] for k in range(y.shape[1])]
+        delong = [
+            delong_test(y[:, k], p_a[0, :, k], p_b[0, :, k], groups)[1] for k in range(y.shape[1])
+        ]
+        notes = [DELONG_UNDEFINED if np.isnan(v) else "" for v in delong] + [""]
     table = pd.DataFrame(
         {
             "label": [*labels, "mean"],
@@ -97,6 +102,7 @@ def compare_models(y, p_a, p_b, groups, labels, n_boot=1000, seed=0, alpha=0.05)
             "ci_high": high,
             "p_bootstrap": p_boot,
             "p_delong": [*delong, np.nan],
+            "note": notes,
         }
     )
     return table

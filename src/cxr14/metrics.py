@@ -257,44 +257,92 @@ def operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
 # ---------------------------------------------------------------- tests and intervals
 
 
-def delong_test(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray) -> tuple[float, float]:
-    """DeLong's test of AUROC(b) - AUROC(a) for one class on the same images.
+def delong_test(
+    y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, groups=None
+) -> tuple[float, float]:
+    """DeLong's test of AUROC(b) - AUROC(a) for one class on the same images, over the images
+    where the label is known.
 
-    Returns (difference, two-sided p). NaN when the class has only one label value. Over the
-    images where the label is known.
+    Returns (difference, two-sided p). With ``groups`` (the patient of each image) the variance
+    is Obuchowski's (1997) for clustered data: each patient's structural components are summed
+    before their covariance is taken, so several images of one patient are not counted as
+    independent evidence (DeLong's own variance, without groups, rejects a true null too often
+    then; docs/evaluation.md). The difference is NaN without positives or negatives; the p-value
+    is NaN with fewer than two of either, or when the variance is zero (``DELONG_UNDEFINED``).
     """
-    from scipy.stats import norm, rankdata
+    from scipy.stats import norm
 
     known = ~np.isnan(np.asarray(y, dtype=np.float64))
     y, p_a, p_b = np.asarray(y)[known].astype(bool), np.asarray(p_a)[known], np.asarray(p_b)[known]
     m, n = int(y.sum()), int((~y).sum())
     if m == 0 or n == 0:
         return float("nan"), float("nan")
-    scores = np.vstack([p_a, p_b])
-    pos, neg = scores[:, y], scores[:, ~y]
-    # Structural components from midranks (ties count one half).
-    tz = rankdata(np.hstack([pos, neg]), axis=1)
-    tx, ty = rankdata(pos, axis=1), rankdata(neg, axis=1)
-    aucs = tz[:, :m].sum(axis=1) / (m * n) - (m + 1) / (2 * n)
-    v10 = (tz[:, :m] - tx) / n  # per positive: share of negatives ranked below it
-    v01 = 1 - (tz[:, m:] - ty) / m  # per negative: share of positives ranked above it
-    cov = np.cov(v10) / m + np.cov(v01) / n
+    aucs, v10, v01 = _structural_components(y, np.vstack([p_a, p_b]))
     diff = float(aucs[1] - aucs[0])
+    if m < 2 or n < 2:
+        return diff, float("nan")
+    if groups is None:
+        cov = np.cov(v10) / m + np.cov(v01) / n
+    else:
+        cov = _clustered_covariance(y, np.asarray(groups)[known], aucs, v10, v01)
     var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    if var <= 1e-15:
-        return diff, 1.0 if abs(diff) < 1e-12 else 0.0
+    if not var > 1e-15:
+        return diff, float("nan")
     return diff, float(2 * norm.sf(abs(diff) / np.sqrt(var)))
 
 
+# Said where ``delong_test`` gives no p-value.
+DELONG_UNDEFINED = "DeLong undefined: fewer than 2 positives or negatives, or no variance"
+
+
+def _structural_components(y: np.ndarray, scores: np.ndarray):
+    """AUROCs of the score rows, and DeLong's structural components from midranks (ties count
+    one half): per positive the share of negatives ranked below it (``v10``), per negative the
+    share of positives ranked above it (``v01``)."""
+    from scipy.stats import rankdata
+
+    m, n = int(y.sum()), int((~y).sum())
+    pos, neg = scores[:, y], scores[:, ~y]
+    tz = rankdata(np.hstack([pos, neg]), axis=1)
+    tx, ty = rankdata(pos, axis=1), rankdata(neg, axis=1)
+    aucs = tz[:, :m].sum(axis=1) / (m * n) - (m + 1) / (2 * n)
+    return aucs, (tz[:, :m] - tx) / n, 1 - (tz[:, m:] - ty) / m
+
+
+def _clustered_covariance(y, groups, aucs, v10, v01) -> np.ndarray:
+    """Obuchowski (1997), equations (2)-(5): with I clusters, M positives and N negatives,
+    S10 = I/((I-1)M) sum_i (V10_i - m_i A)(V10_i - m_i A)', S01 alike over negatives,
+    S11 = I/(I-1) sum_i (V10_i - m_i A)(V01_i - n_i A)', and
+    cov(A) = S10/M + S01/N + (S11 + S11')/(MN), where V10_i sums cluster i's positive
+    components (m_i of them) and V01_i its negative ones (n_i)."""
+    _, cluster = np.unique(groups, return_inverse=True)
+    n_clusters = int(cluster.max()) + 1
+    if n_clusters < 2:  # one patient: no variance between patients to estimate
+        return np.full((len(aucs), len(aucs)), np.nan)
+    m, n = v10.shape[1], v01.shape[1]
+    sums = []
+    for rows, comp in ((y, v10), (~y, v01)):
+        total = np.zeros((len(aucs), n_clusters))
+        np.add.at(total.T, cluster[rows], comp.T)
+        count = np.bincount(cluster[rows], minlength=n_clusters)
+        sums.append(total - count[None, :] * aucs[:, None])
+    d10, d01 = sums
+    f = n_clusters / (n_clusters - 1)
+    s10, s01, s11 = f / m * d10 @ d10.T, f / n * d01 @ d01.T, f * d10 @ d01.T
+    return s10 / m + s01 / n + (s11 + s11.T) / (m * n)
+
+
 def bootstrap_p_value(diffs: np.ndarray, alpha: float) -> np.ndarray:
-    """Two-sided p per column: twice the smaller share of replicates on either side of 0; NaN
-    where the difference is undefined in more replicates than ``percentile_ci`` accepts."""
+    """Two-sided p per column: twice the smaller of (1 + replicates at or below 0) and (1 +
+    replicates at or above 0), over (replicates + 1), at most 1 (Davison and Hinkley 1997, eq.
+    4.11: a Monte-Carlo p-value is never 0); NaN where the difference is undefined in more
+    replicates than ``percentile_ci`` accepts."""
     valid = ~np.isnan(diffs)
     count = valid.sum(axis=0)
     below = np.where(valid, diffs <= 0, False).sum(axis=0)
     above = np.where(valid, diffs >= 0, False).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.minimum(1.0, 2 * np.minimum(below, above) / count)
+        p = np.minimum(1.0, 2 * (1 + np.minimum(below, above)) / (count + 1))
     return np.where((count > 0) & (defined_share(diffs) >= 1 - alpha), p, np.nan)
 
 
