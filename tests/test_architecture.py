@@ -352,17 +352,39 @@ def test_the_formatter_owns_formatting():
 
 
 @pytest.mark.parametrize(
-    ("method", "caveat", "wang", "chexnet"),
+    ("method", "caveat", "views", "skipped", "wang", "chexnet"),
     [
-        ("official", "", "comparable: same test images", "not comparable: published on a random"),
-        ("patient_random", "", "not comparable: published on NIH's", "same kind of split"),
-        ("patient_kfold", "synthetic", "not comparable: synthetic", "not comparable: synthetic"),
+        ("official", "", ["PA", "AP"], 0, "comparable: same test images", "not comparable: pub"),
+        ("patient_random", "", ["PA", "AP"], 0, "not comparable: published on NIH's", "same kind"),
+        ("patient_kfold", "synthetic", ["PA", "AP"], 0, "not comparable: synth", "not comparable"),
+        # A PA-only run, or one with images skipped, does not score the official test list.
+        (
+            "official",
+            "",
+            ["PA"],
+            0,
+            "not comparable: NIH's official test list, but this run leaves out the AP view",
+            "not comparable: published on a random",
+        ),
+        (
+            "official",
+            "",
+            ["PA", "AP"],
+            3,
+            "not comparable: NIH's official test list, but 3 image(s) skipped",
+            "not comparable",
+        ),
     ],
 )
-def test_published_rows_say_whether_they_are_comparable(method, caveat, wang, chexnet):
+def test_published_rows_say_whether_they_are_comparable(
+    method, caveat, views, skipped, wang, chexnet
+):
     nih = LAYOUTS["nih"]
     published = nih.published_auroc()
-    rows = published_rows(published, list(LABELS), "NIH", split_kind(method), caveat, nih.wording)
+    coverage = {"layout_views": nih.views, "run_views": views, "n_unreadable": skipped}
+    rows = published_rows(
+        published, list(LABELS), "NIH", split_kind(method), caveat, nih.wording, coverage
+    )
     said = {r["model"]: r["comparable"] for r in rows}
     assert said["Wang et al. 2017 (ResNet-50)"].startswith(wang)
     assert said["CheXNet (Rajpurkar et al. 2017)"].startswith(chexnet)

@@ -83,6 +83,14 @@ def data_provenance(store_h5) -> dict[str, str]:
         return {k: str(h5.attrs[k]) for k in keys if k in h5.attrs}
 
 
+def unreadable_count(skipped_csv) -> int:
+    """Images skipped as missing or unreadable (not for their view) in ``skipped_images.csv``."""
+    if not skipped_csv:
+        return 0
+    reasons = pd.read_csv(skipped_csv)["reason"].astype(str)
+    return int((~reasons.str.startswith("view ")).sum())
+
+
 def summarize_models(
     replicates,
     metrics_csvs,
@@ -98,6 +106,7 @@ def summarize_models(
     out_png,
     expert_csvs=None,
     store_h5=None,
+    skipped_csv=None,
 ) -> pd.DataFrame:
     """One row per run (``replicates``: the (run, split, seed) of each file, in order) beside
     the layout's published results (each marked comparable or not with this run's
@@ -113,8 +122,19 @@ def summarize_models(
     published = lay.published_auroc()
     rows = tables.run_rows(per_replicate, labels)
     run_kind = tables.split_kind(split_method)
+    coverage = {
+        "layout_views": lay.views,
+        "run_views": [v.strip() for v in provenance.get("views", ", ".join(lay.views)).split(",")],
+        "n_unreadable": unreadable_count(skipped_csv),
+    }
     rows += tables.published_rows(
-        published, labels, lay.published_dataset, run_kind, lay.results_caveat, lay.wording
+        published,
+        labels,
+        lay.published_dataset,
+        run_kind,
+        lay.results_caveat,
+        lay.wording,
+        coverage,
     )
     table = pd.DataFrame(rows)
     table.to_csv(out_csv, index=False, float_format="%.4f")

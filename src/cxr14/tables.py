@@ -167,9 +167,26 @@ def split_kind(method: str) -> str:
     return "official" if method == "official" else "random"
 
 
-def comparability(published_kind: str, run_kind: str, caveat: str, wording) -> str:
+def test_set_gaps(published_views: str, layout_views, run_views, n_unreadable: int) -> list[str]:
+    """How this run's test images fall short of a published test set: views it left out
+    (``published_views``: ``all`` of the layout's, or a comma-separated list) and images
+    skipped as missing or unreadable."""
+    wanted = (
+        set(layout_views)
+        if published_views in ("", "all")
+        else {v.strip() for v in published_views.split(",")}
+    )
+    gaps = []
+    if left_out := sorted(wanted - set(run_views)):
+        gaps.append(f"this run leaves out the {', '.join(left_out)} view(s) (data.views)")
+    if n_unreadable:
+        gaps.append(f"{n_unreadable} image(s) skipped as missing or unreadable")
+    return gaps
+
+
+def comparability(published_kind: str, run_kind: str, caveat: str, wording, gaps=()) -> str:
     """Whether a published row can stand beside this run's results, and why not
-    (``wording``: the layout's ``Wording``)."""
+    (``wording``: the layout's ``Wording``; ``gaps``: ``test_set_gaps``)."""
     if caveat:
         return f"not comparable: {caveat}"
     if published_kind != run_kind:
@@ -180,25 +197,35 @@ def comparability(published_kind: str, run_kind: str, caveat: str, wording) -> s
         )
     if run_kind == "random":
         return "same kind of split (random), but other test images: a reference only"
+    if gaps:
+        return f"not comparable: {wording.official_test}, but {'; '.join(gaps)}"
     return f"comparable: same test images ({wording.official_test})"
 
 
 def published_rows(
-    published: pd.DataFrame, labels: list[str], on: str, run_kind: str, caveat: str, wording
+    published: pd.DataFrame,
+    labels: list[str],
+    on: str,
+    run_kind: str,
+    caveat: str,
+    wording,
+    coverage: dict | None = None,
 ) -> list[dict]:
     """Summary rows of published results on data set ``on``, each labelled with its source,
     split and test set, and whether it is comparable with this run (``run_kind``: the kind
-    of split this run used, ``caveat``: the layout's reason its results never are). A class a
-    source did not publish is blank; the mean is over the classes it did."""
+    of split this run used, ``caveat``: the layout's reason its results never are,
+    ``coverage``: ``test_set_gaps``' other arguments, by name). A class a source did not publish
+    is blank; the mean is over the classes it did."""
     rows = []
     for r in published.to_dict("records"):
         aucs = {c: r.get(c, np.nan) for c in labels}
+        gaps = test_set_gaps(str(r.get("views", "all")), **coverage) if coverage else []
         rows.append(
             {
                 "model": r["model"],
                 "dataset": f"{on} (published: {r['source']}; {r['split']})",
                 "test_set": r["test_set"],
-                "comparable": comparability(r["split_kind"], run_kind, caveat, wording),
+                "comparable": comparability(r["split_kind"], run_kind, caveat, wording, gaps),
                 "mean_auroc": float(np.nanmean(list(aucs.values()))),
                 **aucs,
             }

@@ -309,6 +309,7 @@ def get_comparison_params(wildcards):
 def get_summary_inputs(wildcards):
     return {
         "store": STORE,
+        "skipped": "results/tables/skipped_images.csv",
         "metrics": replicate_paths(f"{EVAL}/metrics.csv"),
         "localization": (replicate_paths(f"{EVAL}/localization.csv") if BOXES else []),
         "expert_labels": (

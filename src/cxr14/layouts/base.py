@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 # The columns of a published-results file before its per-label AUROCs; ``split_kind`` is
-# ``official`` (the data set's own test list) or ``random`` (a split of the authors' own).
-PUBLISHED_COLUMNS = ("model", "source", "split", "split_kind", "test_set")
+# ``official`` (the data set's own test list) or ``random`` (a split of the authors' own);
+# ``views``: the views of its test images (``all``, or a comma-separated list).
+PUBLISHED_COLUMNS = ("model", "source", "split", "split_kind", "test_set", "views")
 
 
 def views_phrase(config: dict) -> str:
