@@ -9,7 +9,13 @@ from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
 from cxr14.compare import collect_comparisons, compare_models, compare_runs
-from cxr14.metrics import DELONG_UNDEFINED, bootstrap_auroc, bootstrap_p_value, delong_test
+from cxr14.metrics import (
+    DELONG_UNDEFINED,
+    bootstrap_auroc,
+    bootstrap_p_value,
+    delong_test,
+    holm,
+)
 
 LABELS = ["A", "B", "C"]
 
@@ -161,6 +167,22 @@ def test_clustered_delong_holds_its_level_where_images_of_a_patient_are_correlat
     naive = _null_rejection(False, 400)
     assert 0.025 <= clustered <= 0.085, clustered
     assert naive > clustered + 0.05, (naive, clustered)
+
+
+def test_holm_adjusts_over_the_classes_and_leaves_the_mean_alone():
+    # Holm (1979): sorted 0.01, 0.02, 0.04 (and a NaN) -> 3 x 0.01, 2 x 0.02, 1 x 0.04,
+    # made non-decreasing: 0.03, 0.04, 0.04.
+    np.testing.assert_allclose(
+        holm([0.04, 0.01, np.nan, 0.02]), [0.04, 0.03, np.nan, 0.04], equal_nan=True
+    )
+    assert holm([0.6, 0.5])[0] == 1.0  # capped
+    y, weak, strong, groups = _case()
+    table = compare_models(y, weak, strong, groups, LABELS, n_boot=50).set_index("label")
+    np.testing.assert_allclose(
+        table.loc[LABELS, "p_delong_holm"], holm(table.loc[LABELS, "p_delong"])
+    )
+    assert (table.loc[LABELS, "p_bootstrap_holm"] >= table.loc[LABELS, "p_bootstrap"]).all()
+    assert table.loc["mean", "p_bootstrap_holm"] == table.loc["mean", "p_bootstrap"]
 
 
 def test_bootstrap_p_value_is_never_zero():

@@ -29,6 +29,7 @@ from cxr14.metrics import (
     DELONG_UNDEFINED,
     bootstrap_p_value,
     delong_test,
+    holm,
     nanmean,
     patient_resamples,
     per_class_auroc,
@@ -102,6 +103,10 @@ def compare_models(y, p_a, p_b, groups, labels, n_boot=1000, seed=0, alpha=0.05)
             "ci_high": high,
             "p_bootstrap": p_boot,
             "p_delong": [*delong, np.nan],
+            # Adjusted over the classes of this pair (Holm); the mean row, the primary
+            # endpoint, is not adjusted.
+            "p_bootstrap_holm": [*holm(p_boot[:-1]), p_boot[-1]],
+            "p_delong_holm": [*holm(delong), np.nan],
             "note": notes,
         }
     )

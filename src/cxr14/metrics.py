@@ -346,6 +346,20 @@ def bootstrap_p_value(diffs: np.ndarray, alpha: float) -> np.ndarray:
     return np.where((count > 0) & (defined_share(diffs) >= 1 - alpha), p, np.nan)
 
 
+def holm(p_values) -> np.ndarray:
+    """Holm's (1979) step-down adjustment of a family of p-values for the family-wise error
+    rate: the i-th smallest of the m defined ones is multiplied by m - i + 1, made
+    non-decreasing, capped at 1. NaN stays NaN and does not count in m."""
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    defined = np.flatnonzero(~np.isnan(p))
+    order = defined[np.argsort(p[defined], kind="stable")]
+    m = len(order)
+    scaled = (m - np.arange(m)) * p[order]
+    out[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return out
+
+
 def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
     """Agreement of two raters' 0/1 labels beyond chance (Cohen's kappa, scikit-learn's) where
     both are known; NaN where both give one value only (undefined)."""
