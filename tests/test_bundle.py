@@ -20,7 +20,7 @@ from cxr14.bundle import (
     load_bundle,
     model_card,
 )
-from cxr14.calibration import apply_temperatures, fit_temperatures
+from cxr14.calibration import apply_recalibration, apply_temperatures, fit_recalibration
 from cxr14.checkpoint import atomic_save
 from cxr14.data import Normalizer
 from cxr14.imageio import BadImage, load_gray
@@ -115,8 +115,8 @@ def test_what_is_not_a_bundle_is_refused_saying_what_it_is(tmp_path):
     with pytest.raises(BundleError, match="is a training checkpoint, not a model bundle"):
         load_bundle(checkpoint)
     newer = tmp_path / "newer.pt"
-    torch.save({**bundle, "version": 3}, newer)
-    with pytest.raises(BundleError, match="format version 3; cxr14 .* reads versions 1, 2"):
+    torch.save({**bundle, "version": 4}, newer)
+    with pytest.raises(BundleError, match="format version 4; cxr14 .* reads versions 1, 2, 3"):
         load_bundle(newer)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other)
@@ -213,21 +213,37 @@ def _pngs(folder: Path, n: int = 3) -> Path:
     return folder
 
 
-def test_a_bundle_carries_validation_temperatures_and_predict_applies_them(tmp_path):
+def test_a_bundle_carries_the_validation_recalibration_and_predict_applies_it(tmp_path):
     _, path, y_val, p_val = _bundle(tmp_path)
     bundle = load_bundle(path)
-    assert bundle["version"] == VERSION == 2
-    temps = bundle["calibration"]["temperatures"]
-    np.testing.assert_array_equal(temps, fit_temperatures(y_val, p_val))
+    assert bundle["version"] == VERSION == 3
+    cal = bundle["calibration"]
+    slopes, intercepts = fit_recalibration(y_val, p_val, "platt")
+    assert cal["method"] == "platt"
+    np.testing.assert_array_equal(cal["slopes"], slopes)
+    np.testing.assert_array_equal(cal["intercepts"], intercepts)
     table, failures = predict(path, [_pngs(tmp_path / "in")], tmp_path / "p.csv", "cpu")
     assert failures == [] and len(table) == 3
     prob = table[[f"prob_{c}" for c in LABELS]].to_numpy()
     calibrated = table[[f"calibrated_{c}" for c in LABELS]].to_numpy()
-    np.testing.assert_allclose(calibrated, apply_temperatures(prob, temps))
+    np.testing.assert_allclose(calibrated, apply_recalibration(prob, slopes, intercepts))
     assert list(pd.read_csv(tmp_path / "p.csv").columns) == list(table.columns)
     card = model_card(bundle)
+    assert "Platt scaling per class" in card
     assert "`calibrated_<class>` (test mean ECE 0.200 -> 0.050)" in card
-    assert f"| {temps[0]:.3f} | 0.200 -> 0.050 |" in card
+    assert f"| {slopes[0]:.3f}, {intercepts[0]:+.3f} | 0.200 -> 0.050 |" in card
+
+
+def test_a_format_2_bundle_still_applies_its_temperatures(tmp_path):
+    _, path, _, _ = _bundle(tmp_path)
+    temps = [2.0] * len(LABELS)
+    calibration = {"method": "temperature scaling per class (Guo et al. 2017)"}
+    old = load_bundle(path) | {"version": 2, "calibration": calibration | {"temperatures": temps}}
+    atomic_save(old, tmp_path / "v2.pt")
+    table, _ = predict(tmp_path / "v2.pt", [_pngs(tmp_path / "in")], tmp_path / "p.csv", "cpu")
+    prob = table[[f"prob_{c}" for c in LABELS]].to_numpy()
+    calibrated = table[[f"calibrated_{c}" for c in LABELS]].to_numpy()
+    np.testing.assert_allclose(calibrated, apply_temperatures(prob, temps))
 
 
 def test_a_format_1_bundle_still_predicts_without_calibrated_columns(tmp_path):

@@ -11,7 +11,13 @@ import torch
 from scipy.special import expit, logit
 from sklearn.metrics import roc_auc_score
 
-from cxr14.calibration import apply_temperatures, fit_temperatures
+from cxr14.calibration import (
+    apply_recalibration,
+    apply_temperatures,
+    calibration_slope_intercept,
+    fit_recalibration,
+    fit_temperatures,
+)
 from cxr14.evaluate import metrics_table
 from cxr14.gradcam import grad_cam
 from cxr14.layouts.nih import LABELS
@@ -239,8 +245,9 @@ def test_temperature_scaling_fixes_overconfidence_and_keeps_the_ranking():
     temps = fit_temperatures(y[:2000], p_over[:2000])  # fitted on "validation" only
     assert temps == pytest.approx([3, 3], rel=0.15)
     scaled = apply_temperatures(p_over[2000:], temps)
+    recalibration = (1 / temps, np.zeros(2))
     table = metrics_table(
-        y[2000:], p_over[2000:], np.arange(2000), np.full(2, 0.5), ["A", "B"], 20, 0, temps
+        y[2000:], p_over[2000:], np.arange(2000), np.full(2, 0.5), ["A", "B"], 20, 0, recalibration
     ).set_index("label")
     assert (table["ece_scaled"] < table["ece"] / 2).all()
     assert (table.loc[["A", "B"], "brier_scaled"] < table.loc[["A", "B"], "brier"]).all()
@@ -249,6 +256,41 @@ def test_temperature_scaling_fixes_overconfidence_and_keeps_the_ranking():
     assert per_class_auroc(y[2000:], scaled) == pytest.approx(auroc, abs=1e-6)  # same ranking
     # No positives on validation: nothing to fit, T = 1.
     assert fit_temperatures(np.zeros((5, 1)), np.full((5, 1), 0.3))[0] == 1.0
+
+
+def test_platt_scaling_removes_a_planted_base_rate_shift_that_temperature_cannot():
+    """The weighted loss raises every class's logit by a constant (its base-rate shift).
+    Temperature scaling has no intercept and leaves the probabilities too high; Platt scaling
+    fits the intercept back. The calibration slope and intercept measure both."""
+    rng = np.random.default_rng(1)
+    z = rng.normal(-2.5, 1.5, (8000, 3))
+    y = (rng.random(z.shape) < expit(z)).astype(float)
+    shifted = expit(z + np.array([2.0, 1.0, 0.3]))  # W-CEL-like shifts
+    val, test = slice(0, 4000), slice(4000, None)
+    slope, intercept = calibration_slope_intercept(y[test], shifted[test])
+    assert slope == pytest.approx([1, 1, 1], abs=0.1)
+    assert intercept == pytest.approx([-2.0, -1.0, -0.3], abs=0.15)  # the shift, measured
+    ece = {}
+    for method in ("platt", "temperature"):
+        a, b = fit_recalibration(y[val], shifted[val], method)
+        ece[method] = per_class_ece(y[test], apply_recalibration(shifted[test], a, b))
+    assert (ece["platt"] < 0.03).all()
+    assert ece["temperature"][0] > 0.2  # the largest shift: temperature cannot undo it
+    table = metrics_table(
+        y[test],
+        shifted[test],
+        np.arange(4000),
+        np.full(3, 0.5),
+        ["A", "B", "C"],
+        20,
+        0,
+        fit_recalibration(y[val], shifted[val], "platt"),
+    ).set_index("label")
+    assert table.loc["A", "cal_intercept"] == pytest.approx(-2.0, abs=0.15)
+    a = table.loc["A"]
+    assert a["cal_intercept_ci_low"] <= a["cal_intercept"] <= a["cal_intercept_ci_high"] < -1
+    assert abs(a["cal_intercept_scaled"]) < 0.25  # recalibrated on validation: near 0
+    assert table.loc["A", "recal_intercept"] == pytest.approx(-2.0, abs=0.2)
 
 
 def test_a_class_separated_at_half_on_validation_keeps_temperature_1():

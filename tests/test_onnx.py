@@ -73,7 +73,8 @@ def test_onnx_export_matches_pytorch(tmp_path, arch):
     props = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(props["labels"]) == list(LABELS)
     assert len(json.loads(props["thresholds_youden"])) == len(LABELS)
-    assert len(json.loads(props["temperatures"])) == len(LABELS)
+    assert len(json.loads(props["calibration_slopes"])) == len(LABELS)
+    assert len(json.loads(props["calibration_intercepts"])) == len(LABELS)
     (image,) = proto.graph.input
     assert image.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert not list(tmp_path.glob("*.tmp"))

@@ -11,12 +11,13 @@ A bundle is a dict of plain tensors and Python values (it loads with ``weights_o
   ``average`` (the average image), divide by ``std``, resize to ``input_size``;
 - ``thresholds``: per class, chosen on the validation split (Youden's J, and the highest
   threshold reaching ``sensitivity`` there), on the network's own probabilities;
-- ``calibration``: per class, the temperature fitted on the validation split
-  (``cxr14.calibration``) that turns the network's probabilities into calibrated ones; None in
-  a format-1 bundle, which predates it;
+- ``calibration``: the recalibration fitted on the validation split (``cxr14.calibration``):
+  ``method`` (``platt`` or ``temperature``), per class ``slopes`` and ``intercepts`` of the
+  logit that turn the network's probabilities into calibrated ones; a format-2 bundle holds
+  ``temperatures`` instead, a format-1 bundle None;
 - ``provenance``: run, split, seed, data set, training settings, package version;
 - ``test``: per class and mean, test AUROC with its patient-bootstrap 95% CI, and the
-  expected calibration error before and after temperature scaling.
+  expected calibration error before and after recalibration.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import pandas as pd
 import torch
 
 import cxr14
-from cxr14.calibration import fit_temperatures
+from cxr14.calibration import fit_recalibration, method_name
 from cxr14.checkpoint import atomic_save
 from cxr14.data import Normalizer
 from cxr14.device import resolve_device
@@ -43,8 +44,8 @@ from cxr14.predictions import read_predictions
 log = logging.getLogger(__name__)
 
 FORMAT = "cxr14-model-bundle"
-VERSION = 2
-READABLE = (1, 2)  # format 1: no calibration
+VERSION = 3
+READABLE = (1, 2, 3)  # format 1: no calibration; format 2: temperatures only
 
 
 class BundleError(ValueError):
@@ -57,10 +58,14 @@ def _test_metrics(metrics_csv) -> dict:
     return {label: {c: float(m.loc[label, c]) for c in cols} for label in m.index}
 
 
-def build_bundle(scorer: Scorer, y_val, p_val, preprocess, provenance, test, sensitivity) -> dict:
+def build_bundle(
+    scorer: Scorer, y_val, p_val, preprocess, provenance, test, sensitivity, calibration="platt"
+) -> dict:
     """The bundle of a loaded model (see the module docstring), its thresholds and
-    temperatures chosen on the validation labels ``y_val`` and probabilities ``p_val``."""
+    recalibration (method ``calibration``) chosen on the validation labels ``y_val`` and
+    probabilities ``p_val``, as the evaluation chose them."""
     config = scorer.checkpoint["config"]
+    slopes, intercepts = fit_recalibration(y_val, p_val, calibration)
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -83,9 +88,10 @@ def build_bundle(scorer: Scorer, y_val, p_val, preprocess, provenance, test, sen
             "at_sensitivity": sensitivity_thresholds(y_val, p_val, sensitivity).tolist(),
         },
         "calibration": {
-            "method": "temperature scaling per class (Guo et al. 2017)",
+            "method": calibration,
             "fitted_on": "validation",
-            "temperatures": fit_temperatures(y_val, p_val).tolist(),
+            "slopes": slopes.tolist(),
+            "intercepts": intercepts.tolist(),
         },
         "provenance": {
             **provenance,
@@ -110,17 +116,21 @@ def export_model(
     provenance: dict,
     sensitivity: float = 0.9,
     cam_layer: str = "",
+    calibration: str = "platt",
 ) -> dict:
     """Write the bundle of one trained model and its model card, from the evaluation's
     validation predictions and test metrics (nothing is scored again). ``preprocess`` holds
     the store's ``store_size`` and ``resample``; ``provenance`` the run, split, seed, data set
     (``dataset``), its caveat (``caveat``, empty for real data) and what its labels are
     (``label_note``, the layout's words for the card); ``cam_layer`` the layer
-    the pipeline's Grad-CAM reads (``eval.cam_layers``; '': the architecture's own)."""
+    the pipeline's Grad-CAM reads (``eval.cam_layers``; '': the architecture's own);
+    ``calibration`` the recalibration method (``eval.calibration``)."""
     scorer = Scorer.load(checkpoint, average_npy, stats_json, "cpu", cam_layer)
     y_val, p_val = read_predictions(val_predictions, scorer.labels)
     test = _test_metrics(metrics_csv)
-    bundle = build_bundle(scorer, y_val, p_val, preprocess, provenance, test, sensitivity)
+    bundle = build_bundle(
+        scorer, y_val, p_val, preprocess, provenance, test, sensitivity, calibration
+    )
     atomic_save(bundle, out_bundle)
     with replacing(out_card) as tmp:
         tmp.write_text(model_card(bundle))
@@ -189,14 +199,15 @@ def _auroc_ci(m: dict) -> str:
 
 
 def _card_rows(bundle: dict) -> list[str]:
-    t, temperatures = bundle["thresholds"], bundle["calibration"]["temperatures"]
+    t, cal = bundle["thresholds"], bundle["calibration"]
     rows = []
     for k, label in enumerate(bundle["labels"]):
         m = bundle["test"][label]
         rows.append(
             f"| {label} | {_auroc_ci(m)} "
             f"| {int(m['n_pos'])} | {t['youden'][k]:.4f} | {t['at_sensitivity'][k]:.4f} "
-            f"| {temperatures[k]:.3f} | {m['ece']:.3f} -> {m['ece_scaled']:.3f} |"
+            f"| {cal['slopes'][k]:.3f}, {cal['intercepts'][k]:+.3f} "
+            f"| {m['ece']:.3f} -> {m['ece_scaled']:.3f} |"
         )
     return rows
 
@@ -223,14 +234,16 @@ def model_card(bundle: dict) -> str:
             f"{pre['std']:.2f}, resized to {pre['input_size']}x{pre['input_size']}.",
             f"- Test mean AUROC {_auroc_ci(mean)}: 95% CI from a patient bootstrap; "
             f"{int(mean['n_pos'])} positive image-label pairs.",
-            "- Calibration: per-class temperatures fitted on the validation split; `cxr14 "
-            "predict` writes the scaled probabilities as `calibrated_<class>` (test mean ECE "
-            f"{mean['ece']:.3f} -> {mean['ece_scaled']:.3f}).",
+            f"- Calibration: {method_name(bundle['calibration']['method'])}, fitted on the "
+            "validation split; `cxr14 predict` writes the recalibrated probabilities as "
+            f"`calibrated_<class>` (test mean ECE {mean['ece']:.3f} -> "
+            f"{mean['ece_scaled']:.3f}).",
             f"- Made by cxr14 {prov['cxr14_version']}.",
             "",
             f"| class | test AUROC (95% CI) | test positives | threshold (Youden, validation) "
-            f"| threshold (sensitivity {sens:g}, validation) | temperature (validation) "
-            "| test ECE -> after scaling |",
+            f"| threshold (sensitivity {sens:g}, validation) | logit slope, intercept "
+            "(validation) "
+            "| test ECE -> after recalibration |",
             "| --- | --- | --- | --- | --- | --- | --- |",
             *_card_rows(bundle),
             "",
@@ -250,7 +263,7 @@ def model_card(bundle: dict) -> str:
             "hospitals, scanners or populations both the AUROC and the thresholds may not hold.",
             "- Frontal radiographs of the training data set's kind only.",
             "- `prob_<class>` are the network's own probabilities (the weighted loss inflates "
-            "them); the temperature-scaled ones are calibrated to the validation split's "
+            "them); `calibrated_<class>` are recalibrated to the validation split's "
             "prevalence, which another population need not share. Thresholds apply to "
             "`prob_<class>`.",
             "",

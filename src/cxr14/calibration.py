@@ -1,9 +1,18 @@
-"""Temperature scaling of per-class probabilities (Guo et al. 2017), fitted on validation only.
+"""Recalibration of per-class probabilities, fitted on validation only, and the calibration
+slope and intercept that measure it.
 
-Each class's logit is divided by its own temperature T > 0 chosen to minimise the validation
-log-loss. Dividing a logit by a positive number keeps the order of the scores, so AUROC, AP
-and the ranking are unchanged; only the probabilities (Brier score, calibration error,
-thresholds' meaning) move. T > 1 softens over-confident probabilities.
+Every method is a logistic recalibration of each class's logit z: p' = sigmoid(a z + b).
+
+- ``platt`` (Platt 1999; the default): slope a and intercept b by maximum likelihood on the
+  validation split. The intercept removes a shift of the base rate, which the weighted loss
+  (W-CEL) and oversampling put into every class's logit;
+- ``temperature`` (Guo et al. 2017): a = 1/T, b = 0 with T minimising the validation
+  log-loss. It cannot move the base rate: after W-CEL it leaves probabilities too high.
+
+With a > 0 the order of the scores is kept, so AUROC, AP and the ranking are unchanged; only
+the probabilities (Brier score, calibration error, the meaning of thresholds) move. The
+*calibration slope and intercept* of a set of predictions (Cox 1958) are the logistic fit of the
+labels on their logits: 1 and 0 when calibrated.
 """
 
 from __future__ import annotations
@@ -60,3 +69,80 @@ def fit_temperatures(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
 def apply_temperatures(p: np.ndarray, temps: np.ndarray) -> np.ndarray:
     """Probabilities with each class's logit divided by its temperature."""
     return _sigmoid(_logits(p) / np.asarray(temps)[None, :])
+
+
+# Recalibration methods, the config's ``eval.calibration``.
+METHODS = ("platt", "temperature")
+_NEWTON_STEPS = 50
+
+
+def logistic_fit(y: np.ndarray, z: np.ndarray) -> tuple[float, float]:
+    """Maximum-likelihood slope and intercept of P(y = 1) = sigmoid(a z + b) (Newton's
+    method on the 2-parameter log-likelihood, a small ridge for separated data); (NaN, NaN)
+    without both label values."""
+    y, z = np.asarray(y, dtype=np.float64), np.asarray(z, dtype=np.float64)
+    if not 0 < y.sum() < len(y):
+        return float("nan"), float("nan")
+    x = np.column_stack([z, np.ones_like(z)])
+    w = np.zeros(2)
+    for _ in range(_NEWTON_STEPS):
+        q = _sigmoid(x @ w)
+        grad = x.T @ (y - q) - 1e-6 * w
+        hess = (x * (q * (1 - q))[:, None]).T @ x + 1e-6 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w += step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(w[0]), float(w[1])
+
+
+def fit_recalibration(y_val: np.ndarray, p_val: np.ndarray, method: str = "platt"):
+    """Per class, slope and intercept of the logistic recalibration (``METHODS``) fitted on
+    the validation labels (NaN: unknown, left out); (1, 0) where validation has no positives
+    or no negatives (no change). Returns (slopes, intercepts)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown calibration method {method!r} (one of {', '.join(METHODS)})")
+    k = y_val.shape[1]
+    if method == "temperature":
+        return 1 / fit_temperatures(y_val, p_val), np.zeros(k)
+    slopes, intercepts = np.ones(k), np.zeros(k)
+    for c in range(k):
+        known = ~np.isnan(np.asarray(y_val[:, c], dtype=np.float64))
+        a, b = logistic_fit(y_val[known, c], _logits(p_val[known, c]))
+        if np.isfinite(a) and a > 0:  # a <= 0 would reverse the ranking: leave such a class
+            slopes[c], intercepts[c] = a, b
+    return slopes, intercepts
+
+
+def apply_recalibration(p: np.ndarray, slopes, intercepts) -> np.ndarray:
+    """Probabilities with each class's logit z replaced by ``slope * z + intercept``."""
+    a, b = np.asarray(slopes)[None, :], np.asarray(intercepts)[None, :]
+    return _sigmoid(a * _logits(p) + b)
+
+
+def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the calibration slope and intercept of predictions ``p`` (the logistic fit
+    of the known labels on logit(p)); NaN where a column has one label value."""
+    fits = []
+    for c in range(y.shape[1]):
+        known = ~np.isnan(np.asarray(y[:, c], dtype=np.float64))
+        fits.append(logistic_fit(y[known, c], _logits(p[known, c])))
+    return np.array([f[0] for f in fits]), np.array([f[1] for f in fits])
+
+
+def calibrate(p: np.ndarray, calibration: dict | None) -> np.ndarray | None:
+    """A bundle's calibrated probabilities: its slopes and intercepts, or the temperatures of a
+    format-2 bundle; None for a format-1 bundle (no calibration)."""
+    if not calibration:
+        return None
+    if "slopes" in calibration:
+        return apply_recalibration(p, calibration["slopes"], calibration["intercepts"])
+    return apply_temperatures(p, calibration["temperatures"])
+
+
+def method_name(method: str) -> str:
+    """How tables and model cards name a recalibration method."""
+    return {
+        "platt": "Platt scaling per class (slope and intercept; Platt 1999)",
+        "temperature": "temperature scaling per class (Guo et al. 2017)",
+    }[method]

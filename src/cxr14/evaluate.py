@@ -13,7 +13,11 @@ import logging
 import numpy as np
 import pandas as pd
 
-from cxr14.calibration import apply_temperatures, fit_temperatures
+from cxr14.calibration import (
+    apply_recalibration,
+    calibration_slope_intercept,
+    fit_recalibration,
+)
 from cxr14.checkpoint import write_model_facts
 from cxr14.data import read_rows
 from cxr14.inference import Scorer
@@ -87,27 +91,30 @@ def _mean_row(table: pd.DataFrame, values: dict) -> dict:
     return mean
 
 
-def scaled_calibration(y, p, temperatures) -> pd.DataFrame:
-    """Per class and ``mean``: the temperature fitted on validation and the test Brier score
-    and calibration error after scaling by it (AUROC and AP do not change)."""
-    scaled = apply_temperatures(p, temperatures)
+def scaled_calibration(y, p, recalibration) -> pd.DataFrame:
+    """Per class and ``mean``: the recalibration fitted on validation (``recal_slope``,
+    ``recal_intercept``) and the test Brier score, calibration error and calibration slope and
+    intercept after it (``*_scaled``; AUROC and AP do not change)."""
+    slopes, intercepts = recalibration
+    scaled = apply_recalibration(p, slopes, intercepts)
     brier, ece = per_class_brier(y, scaled), per_class_ece(y, scaled)
+    cal_slope, cal_intercept = calibration_slope_intercept(y, scaled)
+    columns = {"recal_slope": slopes, "recal_intercept": intercepts, "brier_scaled": brier}
+    columns |= {"ece_scaled": ece, "cal_slope_scaled": cal_slope}
+    columns["cal_intercept_scaled"] = cal_intercept
     return pd.DataFrame(
-        {
-            "temperature": [*temperatures, np.nan],
-            "brier_scaled": [*brier, nanmean(brier)],
-            "ece_scaled": [*ece, nanmean(ece)],
-        }
+        {k: [*v, np.nan if k.startswith("recal") else nanmean(v)] for k, v in columns.items()}
     )
 
 
 def metrics_table(
-    y, p, groups, thresholds, labels, n_boot=1000, seed=0, temperatures=None
+    y, p, groups, thresholds, labels, n_boot=1000, seed=0, recalibration=None
 ) -> pd.DataFrame:
     """One row per class (``labels``) and a ``mean`` row: prevalence, AUROC, average precision,
-    Brier score and expected calibration error with patient-bootstrap 95% CIs, then the
-    operating points at 0.5 (``*_at_0.5``) and at the thresholds chosen on validation
-    (``*_at_val``), and, given validation ``temperatures``, calibration after scaling."""
+    Brier score, expected calibration error and calibration slope and intercept with
+    patient-bootstrap 95% CIs, then the operating points at 0.5 (``*_at_0.5``) and at the
+    thresholds chosen on validation (``*_at_val``), and, given the validation
+    ``recalibration`` (slopes, intercepts), calibration after it."""
     values = {m: fn(y, p) for m, fn in METRICS.items()}
     cis = bootstrap_metrics(y, p, groups, n_boot, seed)
     rows = [
@@ -123,8 +130,8 @@ def metrics_table(
     table = pd.DataFrame(rows)
     mean = _mean_row(table, {m: (nanmean(values[m]), *(c[-1] for c in cis[m])) for m in METRICS})
     table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
-    if temperatures is not None:
-        table = pd.concat([table, scaled_calibration(y, p, temperatures)], axis=1)
+    if recalibration is not None:
+        table = pd.concat([table, scaled_calibration(y, p, recalibration)], axis=1)
     return table
 
 
@@ -163,11 +170,13 @@ def evaluate_model(
     device="auto",
     batch_size=128,
     blank=None,
+    calibration="platt",
 ) -> pd.DataFrame:
-    """Predict the validation and test splits, choose per-class thresholds and temperatures
-    on validation, write both splits' predictions and the test metrics; and what the figures
-    and tables say of the model (``checkpoint.write_model_facts``). ``blank``: how a blank
-    label is scored (``read_split_labels``)."""
+    """Predict the validation and test splits, choose per-class thresholds and the
+    recalibration (``calibration``: ``cxr14.calibration.METHODS``) on validation, write both
+    splits' predictions and the test metrics; and what the figures and tables say of the model
+    (``checkpoint.write_model_facts``). ``blank``: how a blank label is scored
+    (``read_split_labels``)."""
     scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
     write_model_facts(scorer.model, scorer.checkpoint, out_model, out_filters)
     table, labels, y, split = read_split_labels(scorer, checkpoint, labels_csv, splits_csv, blank)
@@ -175,17 +184,19 @@ def evaluate_model(
     p_val = scorer.predict(read_rows(store_h5, val), batch_size)
     p_test = scorer.predict(read_rows(store_h5, test), batch_size)
     thresholds = youden_thresholds(y[val], p_val)
-    temperatures = fit_temperatures(y[val], p_val)
+    recalibration = fit_recalibration(y[val], p_val, calibration)
     prediction_table(table, val, labels, p_val).to_csv(out_val_predictions, index=False)
     pred = prediction_table(table, test, labels, p_test)
     pred.to_csv(out_predictions, index=False)
     groups = pred["patient"].to_numpy()
-    metrics = metrics_table(y[test], p_test, groups, thresholds, labels, n_boot, seed, temperatures)
+    metrics = metrics_table(
+        y[test], p_test, groups, thresholds, labels, n_boot, seed, recalibration
+    )
     metrics.to_csv(out_metrics, index=False, float_format="%.6g")
     m = metrics.iloc[-1]
     log.info(
         "%s on %d test images: mean AUROC %.4f (95%% CI %.4f-%.4f), mean AP %.4f (random "
-        "%.4f), mean ECE %.4f (%.4f after temperature scaling), weights: %s",
+        "%.4f), mean ECE %.4f (%.4f after %s scaling), weights: %s",
         scorer.name,
         len(test),
         m["auroc"],
@@ -195,6 +206,7 @@ def evaluate_model(
         m["prevalence"],
         m["ece"],
         m["ece_scaled"],
+        calibration,
         scorer.checkpoint.get("weights_used"),
         extra=CONSOLE,
     )

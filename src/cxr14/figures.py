@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from cxr14.calibration import apply_temperatures
+from cxr14.calibration import apply_recalibration
 from cxr14.metadata import NO_FINDING
 from cxr14.metrics import calibration_bins, roc_points
 
@@ -318,8 +318,8 @@ def _reliability(ax, y: np.ndarray, p: np.ndarray, label: str, style: str) -> No
 
 def plot_calibration(predictions_csv, metrics_csv, out_png, name: str, model_json=None) -> None:
     """Reliability diagram over all classes (pooled, 10 bins), before and after the
-    validation-fitted temperature scaling, with how many predictions fall in each bin; and
-    each class's expected calibration error (95% CI) before and after scaling."""
+    validation-fitted recalibration, with how many predictions fall in each bin; and each
+    class's expected calibration error (95% CI) before and after it."""
     pred, metrics = pd.read_csv(predictions_csv), pd.read_csv(metrics_csv)
     caveat = _caveat(model_json, "\n")
     labels = [c.removeprefix("prob_") for c in pred.columns if c.startswith("prob_")]
@@ -329,9 +329,10 @@ def plot_calibration(predictions_csv, metrics_csv, out_png, name: str, model_jso
     fig, (ax, hist, bars) = _subplots(1, 3, figsize=(15, 5.2))
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfectly calibrated")
     _reliability(ax, y, p, f"as predicted (mean ECE {metrics['ece'].iloc[-1]:.3f})", "o-")
-    if "temperature" in per_class:
-        scaled = apply_temperatures(p, per_class["temperature"].to_numpy())
-        after = f"temperature-scaled on validation (mean ECE {metrics['ece_scaled'].iloc[-1]:.3f})"
+    if "recal_slope" in per_class:
+        slopes, intercepts = per_class["recal_slope"], per_class["recal_intercept"]
+        scaled = apply_recalibration(p, slopes.to_numpy(), intercepts.to_numpy())
+        after = f"recalibrated on validation (mean ECE {metrics['ece_scaled'].iloc[-1]:.3f})"
         _reliability(ax, y, scaled, after, "s-")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability (bin)")
     ax.set(ylabel="observed fraction positive", title="reliability, all classes pooled")

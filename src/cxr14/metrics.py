@@ -151,13 +151,32 @@ def per_class_ece(y_true: np.ndarray, y_score: np.ndarray, n_bins: int = 10) -> 
 
 # ------------------------------------------------------------- bootstrap CIs of metrics
 
+
+def per_class_cal_slope(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
+    """Calibration slope per column (1 when calibrated; below 1: too extreme)."""
+    from cxr14.calibration import calibration_slope_intercept
+
+    return calibration_slope_intercept(y_true, y_score)[0]
+
+
+def per_class_cal_intercept(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
+    """Calibration intercept per column (0 when calibrated; negative: predicted too high),
+    fitted jointly with the slope."""
+    from cxr14.calibration import calibration_slope_intercept
+
+    return calibration_slope_intercept(y_true, y_score)[1]
+
+
 # Per-class metrics reported with a patient-bootstrap CI: discrimination (AUROC, average
-# precision) and calibration (Brier score, expected calibration error; lower is better).
+# precision) and calibration (Brier score, expected calibration error: lower is better; the
+# calibration slope and intercept: 1 and 0 are calibrated).
 METRICS = {
     "auroc": per_class_auroc,
     "ap": per_class_ap,
     "brier": per_class_brier,
     "ece": per_class_ece,
+    "cal_slope": per_class_cal_slope,
+    "cal_intercept": per_class_cal_intercept,
 }
 
 

@@ -35,14 +35,19 @@ class ImageToProbabilities(nn.Module):
 
 
 def _metadata(bundle: dict) -> dict[str, str]:
-    """What a user of the ONNX file alone needs: label order, thresholds, temperatures (the
-    calibrated probability of class k is sigmoid(logit(p_k) / T_k)), input size."""
-    pre, cal = bundle["preprocess"], bundle["calibration"]
+    """What a user of the ONNX file alone needs: label order, thresholds, the recalibration
+    (the calibrated probability of class k is sigmoid(a_k logit(p_k) + b_k), a the slopes, b
+    the intercepts; a format-2 bundle's temperatures T give a = 1/T, b = 0), input size."""
+    pre, cal = bundle["preprocess"], bundle["calibration"] or {}
+    if "temperatures" in cal:
+        temperatures = cal["temperatures"]
+        cal = {"slopes": [1 / t for t in temperatures], "intercepts": [0.0] * len(temperatures)}
     return {
         "cxr14_format": "image-to-probabilities",
         "labels": json.dumps(bundle["labels"]),
         "thresholds_youden": json.dumps(bundle["thresholds"]["youden"]),
-        "temperatures": json.dumps(cal["temperatures"] if cal else None),
+        "calibration_slopes": json.dumps(cal.get("slopes")),
+        "calibration_intercepts": json.dumps(cal.get("intercepts")),
         "input": f"uint8 (batch, {pre['store_size']}, {pre['store_size']}) grayscale, "
         f"resized with PIL {pre['resample']} (antialiased)",
         "run": str(bundle["provenance"]["run"]),

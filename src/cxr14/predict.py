@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from cxr14.bundle import bundle_scorer, load_bundle
-from cxr14.calibration import apply_temperatures
+from cxr14.calibration import calibrate
 from cxr14.dicom import is_dicom, load_image
 from cxr14.errors import DataError
 from cxr14.files import replacing
@@ -125,14 +125,13 @@ def write_cams(scorer, images, names, probs, thresholds, cam_dir, top=3, note=""
 def _prediction_rows(bundle: dict, names: list[str], probs: np.ndarray) -> pd.DataFrame:
     """One row per image: the data set the model was trained on (``trained_on``),
     ``prob_<class>`` (the network's), ``positive_<class>`` (at the bundle's Youden thresholds)
-    and, when the bundle has temperatures, ``calibrated_<class>``."""
+    and, when the bundle has a calibration, ``calibrated_<class>``."""
     labels, calibration = bundle["labels"], bundle["calibration"]
     part = pd.DataFrame({"image": names, "trained_on": trained_on(bundle)})
     part[[f"prob_{c}" for c in labels]] = probs
     part[[f"positive_{c}" for c in labels]] = (probs >= bundle["thresholds"]["youden"]).astype(int)
     if calibration:
-        scaled = apply_temperatures(probs, calibration["temperatures"])
-        part[[f"calibrated_{c}" for c in labels]] = scaled
+        part[[f"calibrated_{c}" for c in labels]] = calibrate(probs, calibration)
     return part
 
 
@@ -190,7 +189,7 @@ def predict(
 ) -> tuple[pd.DataFrame, list]:
     """Score ``inputs`` with the bundle ``model``; write ``out_csv`` (one row per image: the
     data set the model was trained on, the network's probabilities, per class positive at the
-    bundle's Youden thresholds, the temperature-scaled probabilities (``calibrated_<class>``;
+    bundle's Youden thresholds, the recalibrated probabilities (``calibrated_<class>``;
     not for a format-1 bundle); with ``cam_dir``, the path of its Grad-CAM overlay) and
     ``failures_path(out_csv)`` (every input not scored, with its reason). No image among
     ``inputs`` is a DataError naming them."""

@@ -83,6 +83,10 @@ def model_row(
         **_with_ci(m, "mean", "ece", "mean_ece", "ece"),
         "mean_brier_scaled": m.loc["mean"].get("brier_scaled", np.nan),
         "mean_ece_scaled": m.loc["mean"].get("ece_scaled", np.nan),
+        **_with_ci(m, "mean", "cal_slope", "mean_cal_slope", "cal_slope"),
+        **_with_ci(m, "mean", "cal_intercept", "mean_cal_intercept", "cal_intercept"),
+        "mean_cal_slope_scaled": m.loc["mean"].get("cal_slope_scaled", np.nan),
+        "mean_cal_intercept_scaled": m.loc["mean"].get("cal_intercept_scaled", np.nan),
         "mean_f1_at_0.5": m.loc["mean", "f1_at_0.5"],
         "mean_f1_at_val": m.loc["mean", "f1_at_val"],
         "classes_never_positive_at_0.5": int((per_class["predicted_pos_at_0.5"] == 0).sum()),
@@ -318,16 +322,23 @@ def _calibration_lines(runs: list[dict]) -> list[str]:
             _ci_cell(r, "mean_ece", "ece"),
             _fmt(r.get("mean_brier_scaled", np.nan)),
             _fmt(r.get("mean_ece_scaled", np.nan)),
+            _ci_cell(r, "mean_cal_slope", "cal_slope"),
+            _ci_cell(r, "mean_cal_intercept", "cal_intercept"),
+            f"{_fmt(r.get('mean_cal_slope_scaled', np.nan))} / "
+            f"{_fmt(r.get('mean_cal_intercept_scaled', np.nan))}",
         ]
         for r in runs
         if not pd.isna(r.get("mean_ece", np.nan))
     ]
     note = (
         "Mean over classes of the Brier score and the expected calibration error (10 bins; "
-        "lower is better), as predicted and after per-class temperature scaling fitted on "
-        "the validation split (AUROC and AP unchanged)."
+        "lower is better) and of the calibration slope and intercept (1 and 0 when "
+        "calibrated; an intercept below 0: probabilities too high, as the weighted loss "
+        "makes them), as predicted and after the per-class recalibration fitted on the "
+        "validation split (eval.calibration; AUROC and AP unchanged)."
     )
     header = ["run", "Brier (95% CI)", "ECE (95% CI)", "Brier scaled", "ECE scaled"]
+    header += ["slope (95% CI)", "intercept (95% CI)", "slope / intercept scaled"]
     return _table("Calibration", note, header, rows)
 
 

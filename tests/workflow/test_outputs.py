@@ -122,7 +122,8 @@ def test_evaluation_artifacts(done):
         assert list(metrics["label"]) == [*LABELS, "mean"]
         pred = pd.read_csv(done / f"{evals(*replicate)}/predictions.csv")
         assert set(pred["image"]) == set(splits.loc[splits["split"] == "test", "image"])
-        assert {"brier", "ece_ci_high", "temperature", "ece_scaled"} <= set(metrics.columns)
+        assert {"brier", "ece_ci_high", "recal_slope", "ece_scaled"} <= set(metrics.columns)
+        assert {"cal_slope", "cal_intercept_ci_low", "cal_intercept_scaled"} <= set(metrics)
         loc = pd.read_csv(done / f"{evals(*replicate)}/localization.csv")
         assert loc.iloc[-1]["label"] == "all" and loc.iloc[-1]["n_boxes"] > 0
         assert {"acc_iobb_0.5", "acc_iou_0.3_ci_low", "n_boxes_in_file"} <= set(loc.columns)

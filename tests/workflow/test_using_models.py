@@ -28,7 +28,7 @@ def test_bundle_and_model_card(done):
     bundle = torch.load(done / "results/models/vgg_like/bundle.pt", weights_only=True)
     assert (bundle["format"], bundle["version"], bundle["arch"]) == (
         "cxr14-model-bundle",
-        2,
+        3,
         "vgg_like",
     )
     assert bundle["labels"] == list(LABELS)
@@ -39,11 +39,12 @@ def test_bundle_and_model_card(done):
         bundle["thresholds"]["youden"], metrics.loc[list(LABELS), "threshold_at_val"], atol=1e-5
     )
     assert bundle["test"]["mean"]["auroc"] == pytest.approx(metrics.loc["mean", "auroc"], abs=1e-6)
-    # ... and its temperatures those the evaluation fitted, from the validation predictions
+    # ... and its recalibration the one the evaluation fitted, from the validation predictions
     # the evaluation wrote (the validation split is scored once).
-    np.testing.assert_allclose(
-        bundle["calibration"]["temperatures"], metrics.loc[list(LABELS), "temperature"], rtol=1e-5
-    )
+    for key, column in (("slopes", "recal_slope"), ("intercepts", "recal_intercept")):
+        np.testing.assert_allclose(
+            bundle["calibration"][key], metrics.loc[list(LABELS), column], rtol=1e-4, atol=1e-5
+        )
     val = pd.read_csv(done / f"{evals('vgg_like')}/val_predictions.csv")
     splits = pd.read_csv(done / "results/splits/holdout/splits.csv")
     assert len(val) == (splits["split"] == "val").sum()

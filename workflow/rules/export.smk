@@ -22,6 +22,7 @@ rule export_model:
         preprocess={"store_size": SIZE, "resample": config["preprocess"]["resample"]},
         sensitivity=config["eval"]["sensitivity"],
         cam_layer=get_cam_layer,
+        calibration=config["eval"]["calibration"],
     script:
         "../scripts/export_model.py"
 

@@ -15,5 +15,6 @@ with log_to(snakemake.log[0]):
         seed=snakemake.params.seed,
         device=snakemake.params.device,
         batch_size=snakemake.params.batch_size,
+        calibration=snakemake.params.calibration,
         blank=snakemake.params.get("blank"),  # only for data sets with blank labels
     )

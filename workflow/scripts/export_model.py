@@ -12,4 +12,5 @@ with log_to(snakemake.log[0]):
         provenance=dict(snakemake.params.provenance),
         sensitivity=snakemake.params.sensitivity,
         cam_layer=snakemake.params.cam_layer,
+        calibration=snakemake.params.calibration,
     )
