@@ -152,19 +152,29 @@ def per_class_ece(y_true: np.ndarray, y_score: np.ndarray, n_bins: int = 10) -> 
 # ------------------------------------------------------------- bootstrap CIs of metrics
 
 
-def per_class_cal_slope(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
-    """Calibration slope per column (1 when calibrated; below 1: too extreme)."""
+# The last calibration fit and the arrays it was of: slope and intercept come from one fit, and
+# the bootstrap asks for both of the same replicate in turn (the arrays are kept, so their
+# identity is not reused).
+_LAST_FIT: list = [None, None, None]
+
+
+def _calibration_fit(y_true: np.ndarray, y_score: np.ndarray):
     from cxr14.calibration import calibration_slope_intercept
 
-    return calibration_slope_intercept(y_true, y_score)[0]
+    if _LAST_FIT[0] is not y_true or _LAST_FIT[1] is not y_score:
+        _LAST_FIT[:] = [y_true, y_score, calibration_slope_intercept(y_true, y_score)]
+    return _LAST_FIT[2]
+
+
+def per_class_cal_slope(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
+    """Calibration slope per column (1 when calibrated; below 1: too extreme)."""
+    return _calibration_fit(y_true, y_score)[0]
 
 
 def per_class_cal_intercept(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
     """Calibration intercept per column (0 when calibrated; negative: predicted too high),
     fitted jointly with the slope."""
-    from cxr14.calibration import calibration_slope_intercept
-
-    return calibration_slope_intercept(y_true, y_score)[1]
+    return _calibration_fit(y_true, y_score)[1]
 
 
 # Per-class metrics reported with a patient-bootstrap CI: discrimination (AUROC, average
@@ -188,8 +198,9 @@ def bootstrap_metrics(y, p, groups, n_boot=1000, seed=0, alpha=0.05, metrics=Non
     chosen = {m: METRICS[m] for m in metrics or METRICS}
     stats = {m: np.full((n_boot, y.shape[1] + 1), np.nan) for m in chosen}
     for b, idx in enumerate(patient_resamples(groups, n_boot, seed)):
+        yb, pb = y[idx], p[idx]  # once per replicate, shared by every metric
         for m, fn in chosen.items():
-            values = fn(y[idx], p[idx])
+            values = fn(yb, pb)
             stats[m][b, :-1] = values
             stats[m][b, -1] = nanmean(values)
     return {m: percentile_ci(s, alpha) for m, s in stats.items()}
