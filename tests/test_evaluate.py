@@ -31,6 +31,8 @@ from cxr14.metrics import (
     per_class_brier,
     per_class_ece,
     percentile_ci,
+    rate_at_fixed,
+    rates_at,
     wilson_interval,
     youden_thresholds,
 )
@@ -367,3 +369,35 @@ def test_roc_points_are_scikit_learns_roc_curve():
             p = np.round(rng.random(n), int(rng.integers(1, 3)))  # many ties
             for mine, theirs in zip(roc_points(y, p), roc_curve(y, p), strict=True):
                 np.testing.assert_array_equal(mine, theirs)
+
+
+def test_operating_points_on_test_with_cis_by_hand():
+    """Sensitivity, specificity, PPV and NPV at validation thresholds, and the test curve's
+    sensitivity at a fixed specificity and specificity at a fixed sensitivity."""
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=float)[:, None]
+    p = np.array([0.9, 0.8, 0.4, 0.2, 0.7, 0.3, 0.25, 0.1, 0.05, 0.01])[:, None]
+    rates = rates_at(y, p, [0.5])
+    # At 0.5: TP 2, FN 2, FP 1, TN 5.
+    assert rates["recall"][0] == 0.5 and rates["specificity"][0] == pytest.approx(5 / 6)
+    assert rates["precision"][0] == pytest.approx(2 / 3)
+    assert rates["npv"][0] == pytest.approx(5 / 7)
+    # Specificity >= 0.9 allows no false positive: thresholds above 0.7, sensitivity 2/4.
+    assert rate_at_fixed(y, p, 0.9, "specificity")[0] == 0.5
+    # Sensitivity >= 0.75 needs p >= 0.4: one false positive (0.7), specificity 5/6.
+    assert rate_at_fixed(y, p, 0.75, "sensitivity")[0] == pytest.approx(5 / 6)
+    assert np.isnan(rate_at_fixed(np.zeros((3, 1)), p[:3], 0.9, "specificity")[0])
+    rng = np.random.default_rng(3)
+    yy = (rng.random((400, 2)) < 0.3).astype(float)
+    pp = np.clip(0.4 * yy + rng.random((400, 2)) * 0.6, 0, 1)
+    thresholds = {"val": np.full(2, 0.5), "sens": np.full(2, 0.3)}
+    table = metrics_table(
+        yy, pp, np.arange(400) // 2, thresholds, ["A", "B"], 50, 0, None, (0.9,)
+    ).set_index("label")
+    for col in ("recall_at_val", "npv_at_sens", "sensitivity_at_spec_0.9"):
+        low, high = table.loc["A", f"{col}_ci_low"], table.loc["A", f"{col}_ci_high"]
+        assert low <= table.loc["A", col] <= high
+    assert table.loc["A", "recall_at_val"] == rates_at(yy, pp, [0.5, 0.5])["recall"][0]
+    assert table.loc["A", "tp_at_sens"] + table.loc["A", "fn_at_sens"] == yy[:, 0].sum()
+    assert table.loc["mean", "specificity_at_sens_0.9"] == pytest.approx(
+        np.mean(rate_at_fixed(yy, pp, 0.9, "sensitivity"))
+    )

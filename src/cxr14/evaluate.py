@@ -28,9 +28,11 @@ from cxr14.metrics import (
     NO_CI_NOTE,
     bootstrap_metrics,
     nanmean,
+    operating_functions,
     operating_point,
     per_class_brier,
     per_class_ece,
+    sensitivity_thresholds,
     youden_thresholds,
 )
 from cxr14.predictions import prediction_table
@@ -41,10 +43,11 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------- metrics
 
 
-def _class_row(label, y, p, values: dict, threshold) -> dict:
-    """One class's row: AUROC and AP with their CIs (``values``: metric -> (value, low, high)),
-    the prevalence (a random model's AP), the operating points at 0.5 and on validation.
-    Images whose label is unknown (NaN) are counted in ``n_unknown`` and scored nowhere."""
+def _class_row(label, y, p, values: dict, thresholds: dict) -> dict:
+    """One class's row: the metrics with their CIs (``values``: metric -> (value, low, high)),
+    the prevalence (a random model's AP), the operating points at 0.5 and at the class's
+    validation-chosen ``thresholds`` (name -> threshold). Images whose label is unknown (NaN)
+    are counted in ``n_unknown`` and scored nowhere."""
     known = y[~np.isnan(y)]
     row = {
         "label": label,
@@ -60,7 +63,7 @@ def _class_row(label, y, p, values: dict, threshold) -> dict:
         notes.append("AUROC undefined: only one label value in the test split")
     elif np.isnan(row["auroc_ci_low"]):
         notes.append(NO_CI_NOTE)
-    for name, thr in (("0.5", 0.5), ("val", threshold)):
+    for name, thr in (("0.5", 0.5), *thresholds.items()):
         op = operating_point(y, p, thr)
         row.update({f"{m}_at_{name}": v for m, v in op.items()})
         if op["predicted_pos"] == 0:
@@ -80,6 +83,8 @@ def _mean_row(table: pd.DataFrame, values: dict) -> dict:
     for m, (value, low, high) in values.items():
         mean.update({m: value, f"{m}_ci_low": low, f"{m}_ci_high": high})
     for c in table.columns:
+        if c in mean or "_ci_" in c:  # a bootstrapped metric: its mean and CI are given
+            continue
         if c.startswith(("tp_", "tn_", "fp_", "fn_", "predicted_pos_")):
             mean[c] = table[c].sum()
         elif c.startswith(("precision_", "recall_", "specificity_", "f1_", "threshold_")):
@@ -108,27 +113,32 @@ def scaled_calibration(y, p, recalibration) -> pd.DataFrame:
 
 
 def metrics_table(
-    y, p, groups, thresholds, labels, n_boot=1000, seed=0, recalibration=None
+    y, p, groups, thresholds, labels, n_boot=1000, seed=0, recalibration=None, fixed_rates=()
 ) -> pd.DataFrame:
     """One row per class (``labels``) and a ``mean`` row: prevalence, AUROC, average precision,
     Brier score, expected calibration error and calibration slope and intercept with
-    patient-bootstrap 95% CIs, then the operating points at 0.5 (``*_at_0.5``) and at the
-    thresholds chosen on validation (``*_at_val``), and, given the validation
-    ``recalibration`` (slopes, intercepts), calibration after it."""
-    values = {m: fn(y, p) for m, fn in METRICS.items()}
-    cis = bootstrap_metrics(y, p, groups, n_boot, seed)
+    patient-bootstrap 95% CIs; the operating points at 0.5 (``*_at_0.5``) and at each set of
+    thresholds chosen on validation (``thresholds``: name -> per-class array, e.g. ``val`` for
+    Youden's, ``sens`` for a fixed sensitivity; an array alone is ``val``), their sensitivity,
+    specificity, PPV and NPV on test with CIs; sensitivity at fixed specificity and specificity
+    at fixed sensitivity on the test set's own curve, for each of ``fixed_rates``, with CIs;
+    and, given the validation ``recalibration`` (slopes, intercepts), calibration after it."""
+    thresholds = thresholds if isinstance(thresholds, dict) else {"val": thresholds}
+    functions = {**METRICS, **operating_functions(thresholds, fixed_rates)}
+    values = {m: fn(y, p) for m, fn in functions.items()}
+    cis = bootstrap_metrics(y, p, groups, n_boot, seed, functions=functions)
     rows = [
         _class_row(
             label,
             y[:, k],
             p[:, k],
-            {m: (values[m][k], cis[m][0][k], cis[m][1][k]) for m in METRICS},
-            thresholds[k],
+            {m: (values[m][k], cis[m][0][k], cis[m][1][k]) for m in functions},
+            {name: t[k] for name, t in thresholds.items()},
         )
         for k, label in enumerate(labels)
     ]
     table = pd.DataFrame(rows)
-    mean = _mean_row(table, {m: (nanmean(values[m]), *(c[-1] for c in cis[m])) for m in METRICS})
+    mean = _mean_row(table, {m: (nanmean(values[m]), *(c[-1] for c in cis[m])) for m in functions})
     table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
     if recalibration is not None:
         table = pd.concat([table, scaled_calibration(y, p, recalibration)], axis=1)
@@ -171,34 +181,50 @@ def evaluate_model(
     batch_size=128,
     blank=None,
     calibration="platt",
+    sensitivity=0.9,
+    fixed_rates=(0.9, 0.95),
 ) -> pd.DataFrame:
     """Predict the validation and test splits, choose per-class thresholds and the
     recalibration (``calibration``: ``cxr14.calibration.METHODS``) on validation, write both
     splits' predictions and the test metrics; and what the figures and tables say of the model
     (``checkpoint.write_model_facts``). ``blank``: how a blank label is scored
-    (``read_split_labels``)."""
+    (``read_split_labels``); ``sensitivity``: the validation sensitivity of the second set of
+    thresholds (``*_at_sens``); ``fixed_rates``: see ``metrics_table``."""
     scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
     write_model_facts(scorer.model, scorer.checkpoint, out_model, out_filters)
     table, labels, y, split = read_split_labels(scorer, checkpoint, labels_csv, splits_csv, blank)
     val, test = np.flatnonzero(split == "val"), np.flatnonzero(split == "test")
     p_val = scorer.predict(read_rows(store_h5, val), batch_size)
     p_test = scorer.predict(read_rows(store_h5, test), batch_size)
-    thresholds = youden_thresholds(y[val], p_val)
-    recalibration = fit_recalibration(y[val], p_val, calibration)
+    thresholds, recalibration = validation_choices(y[val], p_val, sensitivity, calibration)
     prediction_table(table, val, labels, p_val).to_csv(out_val_predictions, index=False)
     pred = prediction_table(table, test, labels, p_test)
     pred.to_csv(out_predictions, index=False)
     groups = pred["patient"].to_numpy()
     metrics = metrics_table(
-        y[test], p_test, groups, thresholds, labels, n_boot, seed, recalibration
+        y[test], p_test, groups, thresholds, labels, n_boot, seed, recalibration, fixed_rates
     )
     metrics.to_csv(out_metrics, index=False, float_format="%.6g")
-    m = metrics.iloc[-1]
+    _log_result(scorer, len(test), metrics.iloc[-1], calibration)
+    return metrics
+
+
+def validation_choices(y_val, p_val, sensitivity: float, calibration: str):
+    """What is chosen on the validation split: the thresholds (``val``: Youden's J; ``sens``:
+    the highest reaching ``sensitivity``) and the recalibration (slopes, intercepts)."""
+    thresholds = {
+        "val": youden_thresholds(y_val, p_val),
+        "sens": sensitivity_thresholds(y_val, p_val, sensitivity),
+    }
+    return thresholds, fit_recalibration(y_val, p_val, calibration)
+
+
+def _log_result(scorer: Scorer, n_test: int, m: pd.Series, calibration: str) -> None:
     log.info(
         "%s on %d test images: mean AUROC %.4f (95%% CI %.4f-%.4f), mean AP %.4f (random "
         "%.4f), mean ECE %.4f (%.4f after %s scaling), weights: %s",
         scorer.name,
-        len(test),
+        n_test,
         m["auroc"],
         m["auroc_ci_low"],
         m["auroc_ci_high"],
@@ -210,4 +236,3 @@ def evaluate_model(
         scorer.checkpoint.get("weights_used"),
         extra=CONSOLE,
     )
-    return metrics

@@ -190,12 +190,14 @@ METRICS = {
 }
 
 
-def bootstrap_metrics(y, p, groups, n_boot=1000, seed=0, alpha=0.05, metrics=None) -> dict:
-    """Percentile CIs of the ``metrics`` (names of ``METRICS``; all by default) per class and
-    of their mean over classes, resampling patients (not images) with replacement:
-    {metric: (low, high)}, arrays of length classes + 1 (the last: the mean). All metrics use
-    the same replicates."""
-    chosen = {m: METRICS[m] for m in metrics or METRICS}
+def bootstrap_metrics(
+    y, p, groups, n_boot=1000, seed=0, alpha=0.05, metrics=None, functions=None
+) -> dict:
+    """Percentile CIs of the ``metrics`` (names of ``METRICS``; all by default) and of the
+    further ``functions`` (name -> fn(y, p) -> per-class values) per class and of their mean
+    over classes, resampling patients (not images) with replacement: {metric: (low, high)},
+    arrays of length classes + 1 (the last: the mean). All metrics use the same replicates."""
+    chosen = {m: METRICS[m] for m in metrics or METRICS} | (functions or {})
     stats = {m: np.full((n_boot, y.shape[1] + 1), np.nan) for m in chosen}
     for b, idx in enumerate(patient_resamples(groups, n_boot, seed)):
         yb, pb = y[idx], p[idx]  # once per replicate, shared by every metric
@@ -228,16 +230,20 @@ def youden_thresholds(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
     return out
 
 
-def roc_points(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One class's ROC curve as scikit-learn's ``roc_curve`` gives it (equal, tested): false
-    and true positive rates at each distinct score from the highest, collinear points dropped,
-    starting at (0, 0) with threshold inf. In NumPy: figures draw it without scikit-learn."""
+def _roc_counts(y: np.ndarray, p: np.ndarray):
+    """True and false positives at every distinct score, from the highest, and the scores."""
     order = np.argsort(p, kind="mergesort")[::-1]
     score, label = np.asarray(p, dtype=np.float64)[order], np.asarray(y)[order]
     last = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]  # each distinct score's end
     tps = np.cumsum(label)[last].astype(np.float64)
-    fps = 1 + last - tps
-    thr = score[last]
+    return tps, 1 + last - tps, score[last]
+
+
+def roc_points(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One class's ROC curve as scikit-learn's ``roc_curve`` gives it (equal, tested): false
+    and true positive rates at each distinct score from the highest, collinear points dropped,
+    starting at (0, 0) with threshold inf. In NumPy: figures draw it without scikit-learn."""
+    tps, fps, thr = _roc_counts(y, p)
     if len(fps) > 2:
         bends = np.logical_or(np.diff(fps, 2), np.diff(tps, 2))
         keep = np.flatnonzero(np.r_[True, bends, True])
@@ -245,6 +251,57 @@ def roc_points(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     tps, fps, thr = np.r_[0, tps], np.r_[0, fps], np.r_[np.inf, thr]
     with np.errstate(invalid="ignore", divide="ignore"):
         return fps / fps[-1], tps / tps[-1], thr
+
+
+def rates_at(y: np.ndarray, p: np.ndarray, thresholds) -> dict[str, np.ndarray]:
+    """Per class at its threshold (predicted positive: p >= threshold), over the known labels:
+    ``recall`` (sensitivity), ``specificity``, ``precision`` (PPV) and ``npv`` at this test
+    set's prevalence; NaN where a rate has no denominator."""
+    pred = p >= np.asarray(thresholds)[None, :]
+    pos, neg = y == 1, y == 0
+    tp, fn = (pred & pos).sum(axis=0), (~pred & pos).sum(axis=0)
+    fp, tn = (pred & neg).sum(axis=0), (~pred & neg).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "recall": np.where(tp + fn > 0, tp / (tp + fn), np.nan),
+            "specificity": np.where(tn + fp > 0, tn / (tn + fp), np.nan),
+            "precision": np.where(tp + fp > 0, tp / (tp + fp), np.nan),
+            "npv": np.where(tn + fn > 0, tn / (tn + fn), np.nan),
+        }
+
+
+def rate_at_fixed(y: np.ndarray, p: np.ndarray, target: float, fixed: str) -> np.ndarray:
+    """Per class, a point of this set's own ROC curve: the highest sensitivity among the
+    thresholds reaching specificity >= ``target`` (``fixed="specificity"``), or the highest
+    specificity reaching sensitivity >= ``target`` (``fixed="sensitivity"``); over the known
+    labels, NaN without positives or negatives. Every distinct threshold counts (none dropped
+    as collinear, which would lose achievable points)."""
+    out = np.full(y.shape[1], np.nan)
+    for k in range(y.shape[1]):
+        m = known_rows(y, k)
+        yk, pk = y[m, k], p[m, k]
+        n_pos, n_neg = (yk == 1).sum(), (yk == 0).sum()
+        if not n_pos or not n_neg:
+            continue
+        tps, fps, _ = _roc_counts(yk, pk)
+        tpr, spec = np.r_[0, tps] / n_pos, 1 - np.r_[0, fps] / n_neg
+        ok = (spec >= target) if fixed == "specificity" else (tpr >= target)
+        out[k] = (tpr if fixed == "specificity" else spec)[ok].max()
+    return out
+
+
+def operating_functions(thresholds: dict, fixed_rates=()) -> dict:
+    """The bootstrapped operating-point metrics (``bootstrap_metrics``' ``functions``): each
+    rate of ``rates_at`` at each named set of per-class thresholds (``recall_at_val``, ...),
+    and ``sensitivity_at_spec_<r>`` / ``specificity_at_sens_<r>`` for each of ``fixed_rates``."""
+    out = {}
+    for name, t in thresholds.items():
+        for rate in ("recall", "specificity", "precision", "npv"):
+            out[f"{rate}_at_{name}"] = lambda y, p, t=t, rate=rate: rates_at(y, p, t)[rate]
+    for r in fixed_rates:
+        out[f"sensitivity_at_spec_{r:g}"] = lambda y, p, r=r: rate_at_fixed(y, p, r, "specificity")
+        out[f"specificity_at_sens_{r:g}"] = lambda y, p, r=r: rate_at_fixed(y, p, r, "sensitivity")
+    return out
 
 
 def sensitivity_thresholds(y_val: np.ndarray, p_val: np.ndarray, sensitivity: float) -> np.ndarray:

@@ -83,6 +83,17 @@ def data_provenance(store_h5) -> dict[str, str]:
         return {k: str(h5.attrs[k]) for k in keys if k in h5.attrs}
 
 
+def _coverage(lay, provenance: dict, skipped_csv) -> dict:
+    """What ``tables.test_set_gaps`` needs: the layout's views, the run's, the images skipped
+    as missing or unreadable."""
+    views = provenance.get("views", ", ".join(lay.views))
+    return {
+        "layout_views": lay.views,
+        "run_views": [v.strip() for v in views.split(",")],
+        "n_unreadable": unreadable_count(skipped_csv),
+    }
+
+
 def unreadable_count(skipped_csv) -> int:
     """Images skipped as missing or unreadable (not for their view) in ``skipped_images.csv``."""
     if not skipped_csv:
@@ -122,11 +133,7 @@ def summarize_models(
     published = lay.published_auroc()
     rows = tables.run_rows(per_replicate, labels)
     run_kind = tables.split_kind(split_method)
-    coverage = {
-        "layout_views": lay.views,
-        "run_views": [v.strip() for v in provenance.get("views", ", ".join(lay.views)).split(",")],
-        "n_unreadable": unreadable_count(skipped_csv),
-    }
+    coverage = _coverage(lay, provenance, skipped_csv)
     rows += tables.published_rows(
         published,
         labels,

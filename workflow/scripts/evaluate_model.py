@@ -16,5 +16,7 @@ with log_to(snakemake.log[0]):
         device=snakemake.params.device,
         batch_size=snakemake.params.batch_size,
         calibration=snakemake.params.calibration,
+        sensitivity=snakemake.params.sensitivity,
+        fixed_rates=tuple(snakemake.params.fixed_rates),
         blank=snakemake.params.get("blank"),  # only for data sets with blank labels
     )
