@@ -62,6 +62,12 @@ def test_a_planted_gap_is_found_with_its_sign_and_rates_match_by_hand():
     assert women["gap_ci_high"] < 0 < men["gap_ci_low"]  # the guessing group, below the rest
     assert women["gap"] == pytest.approx(-men["gap"])  # each sex's rest is the other
     assert women["tpr_gap_ci_high"] < 0  # guessing at the thresholds: under-diagnosed
+    # The planted gap's bootstrap p is as small as the replicates allow, also after Holm's
+    # adjustment over the subgroups, which never lowers a p-value.
+    assert women["p_gap"] <= 0.05 and women["p_gap_holm"] <= 0.2
+    rows = table.drop(("all", "all"))
+    assert (rows["p_gap_holm"] >= rows["p_gap"]).all()
+    assert np.isnan(table.loc[("all", "all"), "p_gap"])
     assert (table["n_classes"] == 3).all()
     for _, row in table.drop(("all", "all")).iterrows():  # every CI brackets its estimate
         for m in ("auroc", "tpr", "fpr", "gap", "tpr_gap"):

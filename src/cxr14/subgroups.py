@@ -18,7 +18,13 @@ import pandas as pd
 
 from cxr14.logs import CONSOLE
 from cxr14.metadata import read_labels
-from cxr14.metrics import patient_resamples, per_class_auroc, percentile_ci
+from cxr14.metrics import (
+    bootstrap_p_value,
+    holm,
+    patient_resamples,
+    per_class_auroc,
+    percentile_ci,
+)
 from cxr14.predictions import prediction_arrays, read_thresholds
 
 log = logging.getLogger(__name__)
@@ -117,7 +123,9 @@ def subgroup_table(
     level per image) with its images, patients, positive image-label pairs and ``n_classes``,
     the classes over which it has: mean AUROC, TPR and FPR at the validation ``thresholds``,
     each beside the rest of the split's (``*_rest``), with the AUROC and TPR gaps (subgroup
-    minus rest); CIs from the same patient resamples for all; given class ``labels``, those
+    minus rest) with bootstrap p-values of no gap, raw (``p_gap``, ``p_tpr_gap``) and adjusted
+    over the subgroups by Holm's method (``*_holm``); CIs from the same patient resamples for
+    all; given class ``labels``, those
     classes by name (``classes``, '; '-separated) and each class's AUROC in the subgroup
     (``auroc_<class>``)."""
     cells = _cells(y, groups, columns, min_patients)
@@ -140,6 +148,10 @@ def subgroup_table(
             table[gap] = values[:, i] - values[:, i + 3]
             diff = reps[:, :, i] - reps[:, :, i + 3]
             table[f"{gap}_ci_low"], table[f"{gap}_ci_high"] = percentile_ci(diff)
+            # Bootstrap p of gap = 0, and Holm's adjustment over the subgroups (the `all`
+            # row has no rest: NaN).
+            table[f"p_{gap}"] = bootstrap_p_value(diff, 0.05)
+            table[f"p_{gap}_holm"] = holm(table[f"p_{gap}"])
     if labels is not None:
         table.insert(5, "classes", ["; ".join(np.asarray(labels)[k]) for *_, k in cells])
         per_class = np.array([per_class_auroc(y[m], p[m]) for *_, m, _ in cells])
