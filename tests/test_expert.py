@@ -101,6 +101,9 @@ def test_a_model_against_experts_who_agree_with_nih_scores_the_same_on_both():
     assert np.allclose(scored["auroc_expert"], scored["auroc_original"])
     assert np.allclose(scored["auroc_expert_ci_low"], scored["auroc_original_ci_low"])
     assert (table.loc[["Pneumothorax", "Nodule or mass"], "kappa_original_vs_expert"] == 1.0).all()
+    # The paired difference of the same images' two AUROCs: exactly 0, and so is its CI.
+    pairs = scored[["auroc_difference", "auroc_difference_ci_low", "auroc_difference_ci_high"]]
+    assert (pairs.abs() < 1e-12).all().all()
     assert "skipped" in table.loc["Fracture", "note"]
     # Nodule or mass is scored by max(prob_Nodule, prob_Mass), by hand:
     sub = pred.iloc[10:50]
@@ -117,6 +120,9 @@ def test_disagreeing_experts_move_the_auroc_and_the_kappa():
     expert["Pneumothorax"] = 1 - expert["Pneumothorax"]  # experts read every case the other way
     row = expert_table(pred, expert, MAPPING, n_boot=20).set_index("finding").loc["Pneumothorax"]
     assert row["auroc_expert"] == pytest.approx(1 - row["auroc_original"])
+    assert row["auroc_difference"] == pytest.approx(row["auroc_expert"] - row["auroc_original"])
+    low, high = row["auroc_difference_ci_low"], row["auroc_difference_ci_high"]
+    assert low <= row["auroc_difference"] <= high and not low <= 0 <= high
     # Never agreeing: observed agreement 0, chance agreement pe = 2q(1 - q) at NIH prevalence q.
     q = pred["label_Pneumothorax"].mean()
     pe = 2 * q * (1 - q)

@@ -16,7 +16,15 @@ import numpy as np
 import pandas as pd
 
 from cxr14.logs import CONSOLE
-from cxr14.metrics import NO_CI_NOTE, bootstrap_auroc, cohen_kappa, nanmean, per_class_auroc
+from cxr14.metrics import (
+    NO_CI_NOTE,
+    bootstrap_auroc,
+    cohen_kappa,
+    nanmean,
+    patient_resamples,
+    per_class_auroc,
+    percentile_ci,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +49,28 @@ def mapped_arrays(merged: pd.DataFrame, findings, mapping) -> tuple[np.ndarray, 
     return score, merged[list(findings)].to_numpy(), original
 
 
+def paired_difference(y_a, y_b, score, groups, n_boot=1000, seed=0):
+    """AUROC of ``score`` against labels ``y_b`` minus against ``y_a`` on the same images, per
+    column and for the mean over columns, with percentile 95% CIs from one patient bootstrap
+    (both AUROCs of a replicate on the same resampled patients): (values, low, high)."""
+
+    def stat(idx):
+        a, b = per_class_auroc(y_a[idx], score[idx]), per_class_auroc(y_b[idx], score[idx])
+        return np.r_[b - a, nanmean(b) - nanmean(a)]
+
+    value = stat(np.arange(len(score)))
+    if not len(score):
+        return value, value, value
+    reps = np.array([stat(idx) for idx in patient_resamples(groups, n_boot, seed)])
+    low, high = percentile_ci(reps)
+    return value, low, high
+
+
 def expert_table(predictions: pd.DataFrame, expert: pd.DataFrame, mapping, n_boot=1000, seed=0):
     """One row per expert finding (skipped ones say why) and a ``mean`` row over the scored
     ones: images, patients, positives by each reader, Cohen's kappa of the original labels vs.
-    the experts', and AUROC with patient-bootstrap 95% CIs against each."""
+    the experts', AUROC with patient-bootstrap 95% CIs against each, and their paired
+    difference (experts minus original) with its CI."""
     merged = predictions.merge(expert, on="image", how="inner")
     all_findings = [c for c in expert.columns if c not in ("image", "set_id")]
     unknown = sorted(set(mapping) - set(all_findings))
@@ -62,6 +88,7 @@ def expert_table(predictions: pd.DataFrame, expert: pd.DataFrame, mapping, n_boo
         if len(merged):
             low, high = bootstrap_auroc(y, score, groups, n_boot, seed)  # same replicates
         result[name] = (np.r_[values, nanmean(values)], low, high)
+    difference = paired_difference(y_orig, y_exp, score, groups, n_boot, seed)
     sets = merged["set_id"].value_counts().sort_index()
     common = {
         "n_images": len(merged),
@@ -74,7 +101,7 @@ def expert_table(predictions: pd.DataFrame, expert: pd.DataFrame, mapping, n_boo
         if finding != "mean":
             row.update(n_pos_expert=int(y_exp[:, k].sum()), n_pos_original=int(y_orig[:, k].sum()))
             row["kappa_original_vs_expert"] = cohen_kappa(y_orig[:, k], y_exp[:, k])
-        for name, (values, low, high) in result.items():
+        for name, (values, low, high) in [*result.items(), ("difference", difference)]:
             row.update({f"auroc_{name}": values[k], f"auroc_{name}_ci_low": low[k]})
             row[f"auroc_{name}_ci_high"] = high[k]
         row["note"] = "" if len(merged) else "no image of the expert file in this test split"

@@ -46,6 +46,7 @@ def expert_columns(expert: pd.DataFrame | None) -> dict:
     out = {"expert_images": e.loc["mean", "n_images"]}
     out.update(_with_ci(e, "mean", "auroc_expert", "expert_mean_auroc"))
     out.update(_with_ci(e, "mean", "auroc_original", "expert_original_mean_auroc"))
+    out.update(_with_ci(e, "mean", "auroc_difference", "expert_difference_mean_auroc"))
     for f in scored:
         out[f"expert_auroc_{f}"] = e.loc[f, "auroc_expert"]
         out[f"expert_original_auroc_{f}"] = e.loc[f, "auroc_original"]
@@ -377,6 +378,7 @@ def _expert_lines(runs: list[dict], wording) -> list[str]:
             _fmt(r["expert_images"], 0),
             _ci_cell(r, "expert_mean_auroc"),
             _ci_cell(r, "expert_original_mean_auroc"),
+            _ci_cell(r, "expert_difference_mean_auroc"),
             *(
                 f"{_fmt(r.get(f'expert_auroc_{f}', np.nan))} / "
                 f"{_fmt(r.get(f'expert_original_auroc_{f}', np.nan))}"
@@ -392,6 +394,7 @@ def _expert_lines(runs: list[dict], wording) -> list[str]:
         "docs/evaluation.md)."
     )
     header = ["run", "images", "mean vs. experts (95% CI)", f"mean vs. {wording.labels} (95% CI)"]
+    header += ["experts minus original, paired (95% CI)"]
     header += [f"{f}: experts / original" for f in findings]
     return _table("Expert labels", note, header, rows)
 
