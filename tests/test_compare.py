@@ -263,7 +263,9 @@ def test_compare_runs_pools_folds_per_seed_and_equals_compare_models(tmp_path):
     (pa, ma, sa), (pb, mb, sb) = run_a, run_b
     out = tmp_path / "cmp.csv"
     table = compare_runs("weak", "strong", pa, pb, ma, mb, sa, sb, out, n_boot=30, seed=4)
-    ref = compare_models(y, a, b, groups, LABELS, n_boot=30, seed=4)
+    # Each fold is scored by its own model: the comparison is per fold (folds by patient
+    # parity here, the order of the fold files).
+    ref = compare_models(y, a, b, groups, LABELS, n_boot=30, seed=4, folds=groups % 2)
     cols = ["auroc_a", "auroc_b", "difference", "ci_low", "ci_high", "p_bootstrap"]
     np.testing.assert_allclose(table[cols], ref[cols])
     assert list(table.columns[:3]) == ["run_a", "run_b", "label"]
@@ -279,6 +281,28 @@ def test_compare_runs_pools_folds_per_seed_and_equals_compare_models(tmp_path):
     written = pd.read_csv(out)
     assert list(written.columns) == list(table.columns)
     np.testing.assert_allclose(written["difference"], table["difference"], rtol=1e-5)
+
+
+def test_folds_are_scored_per_fold_and_averaged_not_pooled():
+    """Two fold models whose scores sit at different levels (a fold-specific offset, as two
+    independently trained networks have): each ranks its own fold well, but pooled into one
+    ranking the offset mixes the folds. The AUROC is the mean of the per-fold AUROCs (Forman
+    and Scholz 2010), and the bootstrap resamples within folds."""
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(120), 2)
+    folds = groups % 2
+    y = (rng.random((240, 1)) < 0.3).astype(float)
+    good = y + rng.normal(0, 0.7, y.shape) + 3.0 * folds[:, None]  # fold 1's model: +3
+    per_fold = [roc_auc_score(y[folds == f, 0], good[folds == f, 0]) for f in (0, 1)]
+    pooled = roc_auc_score(y[:, 0], good[:, 0])
+    table = compare_models(y, good, good, groups, ["A"], n_boot=40, folds=folds).set_index("label")
+    assert table.loc["A", "auroc_a"] == pytest.approx(np.mean(per_fold))
+    assert abs(np.mean(per_fold) - pooled) > 0.05  # pooling would have biased it
+    assert np.isnan(table.loc["A", "p_delong"])  # several models: no DeLong
+    noisy = good + rng.normal(0, 0.5, y.shape)
+    table = compare_models(y, noisy, good, groups, ["A"], n_boot=40, folds=folds)
+    row = table.set_index("label").loc["A"]
+    assert row["ci_low"] <= row["difference"] <= row["ci_high"]
 
 
 def test_compare_runs_refuses_runs_scored_on_different_images(tmp_path):

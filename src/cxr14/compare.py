@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,6 +35,7 @@ from cxr14.metrics import (
     patient_resamples,
     per_class_auroc,
     percentile_ci,
+    stratified_resamples,
 )
 
 log = logging.getLogger(__name__)
@@ -49,45 +51,68 @@ def _stack(p) -> np.ndarray:
     return p
 
 
-def stack_auroc(y: np.ndarray, stack: np.ndarray) -> tuple[np.ndarray, float]:
+def stack_auroc(y: np.ndarray, stack: np.ndarray, folds=None) -> tuple[np.ndarray, float]:
     """AUROC of a stack of replicates: per class the mean over replicates, and the mean over
-    replicates of the mean over classes (NaN classes, without positives, left out)."""
-    per_rep = np.array([per_class_auroc(y, p) for p in stack])
-    return per_rep.mean(axis=0), float(np.mean([nanmean(a) for a in per_rep]))
+    replicates of the mean over classes (NaN classes, without positives, left out). With
+    ``folds`` (each image's cross-validation fold) every AUROC is the mean of the folds' own
+    AUROCs (each fold's model on its own test patients; a class undefined in a fold is averaged
+    over the others), never one AUROC of the pooled predictions of different models (Forman and
+    Scholz 2010: pooling biases it)."""
+    parts = [np.arange(len(y))] if folds is None else [folds == f for f in np.unique(folds)]
+    # (replicates, folds, classes)
+    per = np.array([[per_class_auroc(y[m], p[m]) for m in parts] for p in stack])
+    with warnings.catch_warnings():  # a class undefined in every fold stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_class = np.nanmean(per, axis=1).mean(axis=0)
+    mean = float(np.mean([nanmean([nanmean(f) for f in rep]) for rep in per]))
+    return per_class, mean
 
 
-def paired_bootstrap(y, p_a, p_b, groups, n_boot=1000, seed=0) -> np.ndarray:
+def paired_bootstrap(y, p_a, p_b, groups, n_boot=1000, seed=0, folds=None) -> np.ndarray:
     """Replicates (n_boot, classes + 1) of AUROC(b) - AUROC(a), per class and of the mean,
-    each on the same resampled patients for both models and all their replicates."""
+    each on the same resampled patients for both models and all their replicates; with
+    ``folds``, patients are resampled within each fold (``metrics.stratified_resamples``)."""
     p_a, p_b = _stack(p_a), _stack(p_b)
     diffs = np.full((n_boot, y.shape[1] + 1), np.nan)
-    for b, idx in enumerate(patient_resamples(groups, n_boot, seed)):
-        a_auc, a_mean = stack_auroc(y[idx], p_a[:, idx])
-        b_auc, b_mean = stack_auroc(y[idx], p_b[:, idx])
+    resamples = (
+        patient_resamples(groups, n_boot, seed)
+        if folds is None
+        else stratified_resamples(groups, folds, n_boot, seed)
+    )
+    for b, idx in enumerate(resamples):
+        f = None if folds is None else folds[idx]
+        a_auc, a_mean = stack_auroc(y[idx], p_a[:, idx], f)
+        b_auc, b_mean = stack_auroc(y[idx], p_b[:, idx], f)
         diffs[b, :-1] = b_auc - a_auc
         diffs[b, -1] = b_mean - a_mean
     return diffs
 
 
-def compare_models(y, p_a, p_b, groups, labels, n_boot=1000, seed=0, alpha=0.05) -> pd.DataFrame:
+def compare_models(
+    y, p_a, p_b, groups, labels, n_boot=1000, seed=0, alpha=0.05, folds=None
+) -> pd.DataFrame:
     """One row per class and a ``mean`` row: both AUROCs, their difference (b - a) with a
     paired patient-bootstrap CI and p-value, and the patient-clustered DeLong p-value per class
     (``metrics.delong_test`` with the patients as clusters; ``note`` says where it is undefined).
 
     ``p_a``, ``p_b``: (n, C), or stacks (S, n, C) of replicates whose AUROCs are averaged.
-    DeLong's test is for two fixed score vectors, so ``p_delong`` is NaN unless both models
-    are a single replicate.
+    ``folds``: each image's cross-validation fold, where each fold was scored by its own model:
+    AUROCs are then per fold and averaged, and the bootstrap resamples within folds. DeLong's
+    test is for two fixed score vectors, so ``p_delong`` is NaN unless both models are a single
+    replicate of a single split.
     """
     p_a, p_b = _stack(p_a), _stack(p_b)
-    (auc_a, mean_a), (auc_b, mean_b) = stack_auroc(y, p_a), stack_auroc(y, p_b)
-    diffs = paired_bootstrap(y, p_a, p_b, groups, n_boot, seed)
+    if folds is not None and len(np.unique(folds)) < 2:
+        folds = None
+    (auc_a, mean_a), (auc_b, mean_b) = stack_auroc(y, p_a, folds), stack_auroc(y, p_b, folds)
+    diffs = paired_bootstrap(y, p_a, p_b, groups, n_boot, seed, folds)
     if len(np.unique(groups)) < 2:
         # Resampling one patient always draws the same images: no sampling distribution.
         diffs[:] = np.nan
     low, high = percentile_ci(diffs, alpha)
     p_boot = bootstrap_p_value(diffs, alpha)
     delong, notes = [np.nan] * y.shape[1], [""] * (y.shape[1] + 1)
-    if len(p_a) == len(p_b) == 1:
+    if len(p_a) == len(p_b) == 1 and folds is None:
         delong = [
             delong_test(y[:, k], p_a[0, :, k], p_b[0, :, k], groups)[1] for k in range(y.shape[1])
         ]
@@ -118,7 +143,8 @@ def _pool_seeds(run: str, predictions: Sequence, seeds: Sequence[int]) -> dict[i
     pooled = {}
     for s in dict.fromkeys(int(s) for s in seeds):
         files = [f for f, t in zip(predictions, seeds, strict=True) if int(t) == s]
-        frames = [pd.read_csv(f).assign(_file=str(f)) for f in files]
+        # The i-th file of a seed is its i-th split (fold): each scored by its own model.
+        frames = [pd.read_csv(f).assign(_file=str(f), _fold=i) for i, f in enumerate(files)]
         df = pd.concat(frames, ignore_index=True)
         twice = df[df["image"].duplicated(keep=False)]
         if len(twice):
@@ -172,15 +198,15 @@ def _aligned_arrays(run_a, run_b, pooled_a, pooled_b):
             df = df.loc[images]
             same = np.array_equal(df[label_cols].to_numpy(float), y.astype(float), equal_nan=True)
             if not same or not np.array_equal(
-                df["patient"].to_numpy(), first["patient"].to_numpy()
+                df[["patient", "_fold"]].to_numpy(), first[["patient", "_fold"]].to_numpy()
             ):
                 raise ValueError(
-                    f"runs {run_a!r} and {run_b!r} disagree on the labels or patients of the "
-                    f"test images ({run!r} seed {s})"
+                    f"runs {run_a!r} and {run_b!r} disagree on the labels, patients or folds "
+                    f"of the test images ({run!r} seed {s})"
                 )
             stack.append(df[[f"prob_{c}" for c in labels]].to_numpy(dtype=float))
         stacks.append(np.stack(stack))
-    return y, stacks[0], stacks[1], first["patient"].to_numpy(), labels
+    return y, stacks[0], stacks[1], first["patient"].to_numpy(), labels, first["_fold"].to_numpy()
 
 
 def _predicted_pos(metrics: Sequence, seeds: Sequence[int], labels: list[str]) -> np.ndarray:
@@ -213,7 +239,8 @@ def compare_runs(
     alpha: float = 0.05,
 ) -> pd.DataFrame:
     """``compare_models`` of two runs from their files, one per replicate (seed) and fold; the
-    folds of a seed are pooled, so every seed covers the whole test set. Adds the predicted-
+    folds of a seed together cover the whole data set, each fold scored by its own model
+    (AUROCs per fold, averaged; the bootstrap within folds). Adds the predicted-
     positive counts at the validation thresholds: an AUROC can look fine while a run (e.g.
     trained without class weights) predicts no positives at all."""
     for run, files in (
@@ -227,8 +254,8 @@ def compare_runs(
             )
     pooled_a = _pool_seeds(run_a, predictions_a, seeds_a)
     pooled_b = _pool_seeds(run_b, predictions_b, seeds_b)
-    y, p_a, p_b, groups, labels = _aligned_arrays(run_a, run_b, pooled_a, pooled_b)
-    table = compare_models(y, p_a, p_b, groups, labels, n_boot, seed, alpha)
+    y, p_a, p_b, groups, labels, folds = _aligned_arrays(run_a, run_b, pooled_a, pooled_b)
+    table = compare_models(y, p_a, p_b, groups, labels, n_boot, seed, alpha, folds)
     table.insert(0, "run_a", run_a)
     table.insert(1, "run_b", run_b)
     table["replicates_a"], table["replicates_b"] = len(pooled_a), len(pooled_b)

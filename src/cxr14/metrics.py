@@ -90,6 +90,20 @@ def patient_resamples(groups: np.ndarray, n_boot: int, seed: int) -> Iterator[np
         yield np.concatenate([members[g] for g in pick])
 
 
+def stratified_resamples(
+    groups: np.ndarray, strata: np.ndarray, n_boot: int, seed: int
+) -> Iterator[np.ndarray]:
+    """``patient_resamples`` within each stratum (a cross-validation fold): every replicate
+    draws each fold's own number of patients from that fold, so a fold model is always scored
+    on patients of its own fold (Efron and Tibshirani 1993, section 8.3: the stratified
+    bootstrap). Seeded."""
+    levels = np.unique(strata)
+    rows = [np.flatnonzero(strata == s) for s in levels]
+    streams = [patient_resamples(groups[r], n_boot, seed + i) for i, r in enumerate(rows)]
+    for picks in zip(*streams, strict=True):
+        yield np.concatenate([r[pick] for r, pick in zip(rows, picks, strict=True)])
+
+
 def defined_share(stats: np.ndarray) -> np.ndarray:
     """Per column, the share of replicates (rows) in which the statistic is defined (not NaN):
     below 1 where a resample can miss every positive patient of a class."""

@@ -54,7 +54,7 @@ def kfold(tmp_path_factory):
     return wd
 
 
-def test_kfold_folds_cover_every_patient_once_and_are_compared_pooled(kfold):
+def test_kfold_folds_cover_every_patient_once_and_are_compared_per_fold(kfold):
     labels = pd.read_csv(kfold / "results/metadata/labels.csv")
     tests = []
     for f in (1, 2, 3):
@@ -81,4 +81,10 @@ def test_kfold_folds_cover_every_patient_once_and_are_compared_pooled(kfold):
     assert (comparisons["n_patients"] == labels["patient"].nunique()).all()
     mean = comparisons.set_index("label").loc["mean"]
     assert mean["ci_low"] <= mean["difference"] <= mean["ci_high"]
+    # Each fold scored by its own model: a run's AUROC is the mean of its folds' own AUROCs.
+    for side in ("a", "b"):
+        run = comparisons[f"run_{side}"].iloc[0]
+        metrics = [kfold / f"results/eval/{run}/fold{f}/seed0/metrics.csv" for f in (1, 2, 3)]
+        folds = [pd.read_csv(m).set_index("label").loc["mean", "auroc"] for m in metrics]
+        assert mean[f"auroc_{side}"] == pytest.approx(np.mean(folds), abs=1e-5)
     assert 0 <= mean["p_bootstrap"] <= 1 and np.isnan(mean["p_delong"])
