@@ -4,15 +4,16 @@ The difference in AUROC (model b minus model a) per class and in mean AUROC, wit
 a **paired** patient bootstrap: every replicate resamples the same patients for both models, so
 what the two have in common (the images, their difficulty) cancels and only the difference
 varies. Two-sided p-values: from the bootstrap distribution of the difference, and per class
-from DeLong's test (DeLong et al. 1988, Biometrics 44:837; the fast form of Sun and Xu 2014,
-IEEE SPL 21:1389), which treats images as independent and so is the less conservative of the
-two when patients have several images. Statistics: docs/evaluation.md.
+from DeLong's test with patients as clusters (Obuchowski 1997), both also Holm-adjusted over
+the classes. Statistics: docs/experiments.md.
 
 A model may be a stack of replicates (seeds) of one training run, shape (S, n, C): its AUROC is
 then the mean over the replicates, so the comparison is of the two runs and not of two lucky
-or unlucky seeds. ``compare_runs`` pools the folds of each seed of two runs from their
-prediction files, checks that both were scored on the same test images, and adds how many
-images each run predicts positive at its validation-chosen thresholds.
+or unlucky seeds. Under k-fold each fold's images were scored by that fold's model: AUROCs are
+per fold and averaged, and the bootstrap resamples within folds. ``compare_runs`` reads the
+folds of each seed of two runs from their prediction files, checks that both were scored on
+the same test images, and adds how many images each run predicts positive at its
+validation-chosen thresholds.
 """
 
 from __future__ import annotations
