@@ -8,7 +8,14 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from cxr14.compare import collect_comparisons, compare_models, compare_runs
+from cxr14.compare import (
+    collect_comparisons,
+    compare_models,
+    compare_runs,
+    hierarchical_interval,
+    paired_bootstrap,
+    stack_auroc,
+)
 from cxr14.metrics import (
     DELONG_UNDEFINED,
     bootstrap_auroc,
@@ -183,6 +190,24 @@ def test_holm_adjusts_over_the_classes_and_leaves_the_mean_alone():
     )
     assert (table.loc[LABELS, "p_bootstrap_holm"] >= table.loc[LABELS, "p_bootstrap"]).all()
     assert table.loc["mean", "p_bootstrap_holm"] == table.loc["mean", "p_bootstrap"]
+
+
+def test_the_run_interval_covers_both_seed_spread_and_test_sampling():
+    """Three seeds of one setting whose AUROCs differ (training noise): the two-stage interval
+    (seeds, then patients) is wider than the patient bootstrap of their average alone, and with
+    one seed it is that seed's patient bootstrap."""
+    y, weak, strong, groups = _case(seed=5)
+    rng = np.random.default_rng(6)
+    seeds = np.stack([weak + k * 0.3 * y + rng.random(y.shape) * 0.1 for k in range(3)])
+    low, high = hierarchical_interval(y, seeds, groups, n_boot=200, seed=1)
+    mean = stack_auroc(y, seeds)[1]
+    assert low[-1] <= mean <= high[-1]
+    # The patients alone, with the seeds fixed (no seed resampling):
+    fixed = paired_bootstrap(y, np.zeros_like(seeds), seeds, groups, 200, 1)[:, -1]
+    fixed_low, fixed_high = np.percentile(fixed + 0.5, [2.5, 97.5])  # AUROC(zeros) = 0.5
+    assert high[-1] - low[-1] > fixed_high - fixed_low
+    one_low, one_high = hierarchical_interval(y, seeds[:1], groups, n_boot=200, seed=1)
+    assert one_low[-1] <= stack_auroc(y, seeds[:1])[1] <= one_high[-1]
 
 
 def test_bootstrap_p_value_is_never_zero():

@@ -279,6 +279,43 @@ def compare_runs(
     return table
 
 
+def hierarchical_interval(
+    y, stack, groups, folds=None, n_boot=1000, seed=0, alpha=0.05
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile CIs of a run's AUROC per class and of its mean (length classes + 1) that
+    combine the spread between its training seeds and the sampling of test patients: each
+    replicate draws the seeds (the stack's rows) with replacement, then the patients (within
+    folds, under k-fold), and averages the drawn seeds' AUROCs on the drawn patients (a
+    two-stage bootstrap, Davison and Hinkley 1997, section 3.8). With one seed it is the
+    patient bootstrap."""
+    stack = _stack(stack)
+    rng = np.random.default_rng([seed, 7])
+    if folds is not None and len(np.unique(folds)) < 2:
+        folds = None
+    resamples = (
+        patient_resamples(groups, n_boot, seed)
+        if folds is None
+        else stratified_resamples(groups, folds, n_boot, seed)
+    )
+    stats = np.full((n_boot, y.shape[1] + 1), np.nan)
+    for b, idx in enumerate(resamples):
+        pick = rng.integers(0, len(stack), len(stack))
+        per_class, mean = stack_auroc(
+            y[idx], stack[pick][:, idx], None if folds is None else folds[idx]
+        )
+        stats[b] = np.r_[per_class, mean]
+    return percentile_ci(stats, alpha)
+
+
+def run_interval(run, predictions, seeds, n_boot=1000, seed=0, alpha=0.05):
+    """``hierarchical_interval`` of one run from its prediction files (one per replicate):
+    (labels, low, high)."""
+    pooled = _pool_seeds(run, predictions, seeds)
+    y, stack, _, groups, labels, folds = _aligned_arrays(run, run, pooled, pooled)
+    low, high = hierarchical_interval(y, stack, groups, folds, n_boot, seed, alpha)
+    return labels, low, high
+
+
 def collect_comparisons(csvs, out_csv, out_png) -> pd.DataFrame:
     """All pairwise tables of ``compare_runs`` in one CSV and one forest plot."""
     # Imported here: the figures module pulls in torch, which the statistics do not need.

@@ -26,12 +26,30 @@ def count_classes(labels_csv: str | os.PathLike, out_csv, out_png) -> pd.DataFra
     return counts
 
 
-def aggregate_run(replicates: list[str], metrics_csvs, out_csv) -> pd.DataFrame:
+def aggregate_run(
+    replicates: list[str],
+    metrics_csvs,
+    out_csv,
+    predictions_csvs=None,
+    seeds=None,
+    n_boot=1000,
+    seed=0,
+    run: str = "run",
+) -> pd.DataFrame:
     """A run's test AUROC per replicate (named by ``replicates``, e.g. ``fold2/seed0``) beside
-    their mean, sd, min and max."""
+    their mean, sd, min and max; given the replicates' ``predictions_csvs`` and ``seeds``,
+    the 95% CI of the mean that combines seeds and test patients (``ci_low``, ``ci_high``:
+    ``compare.hierarchical_interval``)."""
     metrics = {name: pd.read_csv(path) for name, path in zip(replicates, metrics_csvs, strict=True)}
     labels = [c for c in next(iter(metrics.values()))["label"] if c != "mean"]
     table = tables.replicate_table(metrics, labels)
+    if predictions_csvs:
+        # Imported here: the interval needs SciPy's ranks, the rest of this module does not.
+        from cxr14.compare import run_interval
+
+        order, low, high = run_interval(run, predictions_csvs, seeds, n_boot, seed)
+        ci = pd.DataFrame({"ci_low": low, "ci_high": high}, index=[*order, "mean"])
+        table = table.join(ci)
     table.to_csv(out_csv, float_format="%.4f")
     m = table.loc["mean"]
     log.info(
@@ -83,6 +101,20 @@ def data_provenance(store_h5) -> dict[str, str]:
         return {k: str(h5.attrs[k]) for k in keys if k in h5.attrs}
 
 
+def _run_intervals(run_tables) -> dict[str, tuple[float, float]]:
+    """Per run (the folder of its ``replicates.csv``), the seed-and-patient CI of its mean
+    AUROC, where the table has one."""
+    out = {}
+    for path in run_tables or []:
+        table = pd.read_csv(path).set_index("label")
+        if "ci_low" in table:
+            out[Path(path).parent.name] = (
+                table.loc["mean", "ci_low"],
+                table.loc["mean", "ci_high"],
+            )
+    return out
+
+
 def _coverage(lay, provenance: dict, skipped_csv) -> dict:
     """What ``tables.test_set_gaps`` needs: the layout's views, the run's, the images skipped
     as missing or unreadable."""
@@ -118,6 +150,7 @@ def summarize_models(
     expert_csvs=None,
     store_h5=None,
     skipped_csv=None,
+    run_tables=None,
 ) -> pd.DataFrame:
     """One row per run (``replicates``: the (run, split, seed) of each file, in order) beside
     the layout's published results (each marked comparable or not with this run's
@@ -131,7 +164,7 @@ def summarize_models(
     per_replicate.to_csv(out_replicates, index=False, float_format="%.4f")
     lay = get_layout(layout)
     published = lay.published_auroc()
-    rows = tables.run_rows(per_replicate, labels)
+    rows = tables.run_rows(per_replicate, labels, _run_intervals(run_tables))
     run_kind = tables.split_kind(split_method)
     coverage = _coverage(lay, provenance, skipped_csv)
     rows += tables.published_rows(

@@ -121,10 +121,11 @@ _MEANS = (
 _MEAN_PREFIXES = ("mean_", "loc_", "expert_")
 
 
-def run_rows(replicates: pd.DataFrame, labels: list[str]) -> list[dict]:
+def run_rows(replicates: pd.DataFrame, labels: list[str], intervals=None) -> list[dict]:
     """One row per run from its replicates' rows (``model_row``): the mean over replicates,
     the spread of the mean AUROC (sd, min, max) and, for a single replicate, its bootstrap
-    CIs."""
+    CIs; for several, the seed-and-patient CI of the mean AUROC from ``intervals`` (run ->
+    (low, high)) as ``auroc_run_ci_low``, ``auroc_run_ci_high``."""
     means = [
         c
         for c in replicates.columns
@@ -145,6 +146,8 @@ def run_rows(replicates: pd.DataFrame, labels: list[str]) -> list[dict]:
         }
         if n > 1:
             row.update({c: np.nan for c in row if "_ci_" in c})
+            low, high = (intervals or {}).get(first["model"], (np.nan, np.nan))
+            row["auroc_run_ci_low"], row["auroc_run_ci_high"] = low, high
         rows.append(row)
     return rows
 
@@ -266,6 +269,9 @@ def _auroc_cell(r: dict) -> str:
     elif r.get("replicates", 1) > 1:
         spread = f"{_fmt(r['auroc_min'])}-{_fmt(r['auroc_max'])}"
         ci = f" ± {_fmt(r['auroc_sd'])} ({spread}, n={int(r['replicates'])})"
+        if not pd.isna(r.get("auroc_run_ci_low", np.nan)):
+            low, high = _fmt(r["auroc_run_ci_low"]), _fmt(r["auroc_run_ci_high"])
+            ci += f"; 95% CI {low}-{high} over seeds and patients"
     return f"{_fmt(r['mean_auroc'])}{ci}"
 
 

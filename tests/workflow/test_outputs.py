@@ -183,7 +183,12 @@ def test_replicates_are_aggregated_per_run(done):
         "min",
         "max",
         "n",
+        "ci_low",
+        "ci_high",
     ]
+    # The seed-and-patient interval of the mean, in the table and the summary.
+    assert table.loc["mean", "ci_low"] <= table.loc["mean", "mean"] <= table.loc["mean", "ci_high"]
+    assert row["auroc_run_ci_low"] == pytest.approx(table.loc["mean", "ci_low"], abs=1e-4)
     for seed in (0, 1):
         metrics = pd.read_csv(done / f"{evals('simple_cnn', seed=seed)}/metrics.csv")
         np.testing.assert_allclose(
@@ -191,6 +196,7 @@ def test_replicates_are_aggregated_per_run(done):
         )
     md = (done / "results/report/summary.md").read_text()
     assert "simple_cnn (simple_cnn)" in md and "n=2" in md and "## Replicates" in md
+    assert "over seeds and patients" in md
 
 
 def test_comparison_table_and_figure(done):

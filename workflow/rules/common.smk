@@ -310,6 +310,7 @@ def get_summary_inputs(wildcards):
     return {
         "store": STORE,
         "skipped": "results/tables/skipped_images.csv",
+        "run_tables": expand("results/eval/{run}/replicates.csv", run=RUNS),
         "metrics": replicate_paths(f"{EVAL}/metrics.csv"),
         "localization": (replicate_paths(f"{EVAL}/localization.csv") if BOXES else []),
         "expert_labels": (

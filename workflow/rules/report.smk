@@ -1,6 +1,7 @@
 rule aggregate_run:
     input:
         metrics=get_run_metrics,
+        predictions=lambda w: replicate_paths(f"{EVAL}/predictions.csv", w.run),
     output:
         table=report(
             "results/eval/{run}/replicates.csv",
@@ -9,7 +10,7 @@ rule aggregate_run:
             subcategory="{run}",
             labels={
                 "run": "{run}",
-                "table": "AUROC per replicate, mean, sd, min, max",
+                "table": "AUROC per replicate, mean, sd, min, max, seed-and-patient CI",
             },
         ),
     log:
@@ -21,6 +22,9 @@ rule aggregate_run:
         replicates=lambda w: [
             f"{s}/seed{seed}" for _, s, seed in replicates(config, w.run)
         ],
+        seeds=lambda w: [seed for _, _, seed in replicates(config, w.run)],
+        bootstrap=config["eval"]["bootstrap"],
+        seed=config["eval"]["seed"],
     script:
         "../scripts/aggregate_run.py"
 

@@ -8,4 +8,9 @@ with log_to(snakemake.log[0]):
         replicates=snakemake.params.replicates,
         metrics_csvs=snakemake.input.metrics,
         out_csv=snakemake.output.table,
+        predictions_csvs=snakemake.input.predictions,
+        seeds=snakemake.params.seeds,
+        n_boot=snakemake.params.bootstrap,
+        seed=snakemake.params.seed,
+        run=snakemake.wildcards.run,
     )

@@ -8,6 +8,7 @@ with log_to(snakemake.log[0]):
         replicates=snakemake.params.replicates,
         store_h5=snakemake.input.store,
         skipped_csv=snakemake.input.skipped,
+        run_tables=snakemake.input.run_tables,
         metrics_csvs=snakemake.input.metrics,
         localization_csvs=snakemake.input.localization,
         expert_csvs=snakemake.input.expert_labels,
