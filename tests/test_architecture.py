@@ -415,6 +415,31 @@ def test_captions_use_only_their_rules_params():
     assert {"localize_findings", "plot_cams", "summarize_models"} <= checked
 
 
+def test_scripts_use_only_their_rules_params_and_io():
+    """A script's `snakemake.params.X` (or input/output) that its rule lacks fails only when the
+    job runs. Names given by unpack() or ** in input/output are known only at run time; params
+    named that way are read with `.get()`."""
+    rule = re.compile(r"(?ms)^( *)rule (\w+):\n(.*?)(?=^ *rule \w+:|^\S|\Z)")
+    checked = set()
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for indent, rule_name, body in rule.findall(smk.read_text()):
+            script = re.search(r'"\.\./scripts/(\w+\.py)"', body)
+            if not script:
+                continue
+            code = (REPO / "workflow" / "scripts" / script.group(1)).read_text()
+            for section in ("params", "input", "output"):
+                block = re.search(
+                    rf"(?m)^{indent}    {section}:\n((?:{indent}        .*\n|\s*\n)*)", body
+                )
+                text = block.group(1) if block else ""
+                have = set(re.findall(rf"(?m)^{indent}        (\w+)=", text))
+                used = set(re.findall(rf"snakemake\.{section}\.(\w+)", code)) - {"get", "items"}
+                if section == "params" or not ("**" in text or "unpack(" in text):
+                    assert used <= have, (rule_name, section, used - have)
+            checked.add(rule_name)
+    assert {"evaluate_model", "export_model", "parse_metadata", "aggregate_run"} <= checked
+
+
 # Jobs that draw or tabulate: they start without the heavy libraries (issue: ~10 s of imports
 # per small job). The scripts of every plot_* rule, and these:
 TABLE_SCRIPTS = ("aggregate_run", "collect_comparisons", "summarize_models", "count_classes")

@@ -30,6 +30,9 @@ rule evaluate_model:
         seed=config["eval"]["seed"],
         device=config["eval"]["device"],
         batch_size=config["eval"]["batch_size"],
+        calibration=config["eval"]["calibration"],
+        sensitivity=config["eval"]["sensitivity"],
+        fixed_rates=config["eval"]["fixed_rates"],
     script:
         "../scripts/evaluate_model.py"
 
