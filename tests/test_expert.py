@@ -9,10 +9,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from cxr14.errors import DataError
-from cxr14.expert import expert_table
+from cxr14.expert import evaluate_expert_labels, expert_table
 from cxr14.layouts.nih import EXPERT_FINDINGS, LABELS, read_expert_labels
 from cxr14.layouts.synthetic import EXPERT_FILE
 from cxr14.synthetic import generate
+from cxr14.tables import expert_columns
 
 MAPPING = {
     "Pneumothorax": ["Pneumothorax"],
@@ -152,3 +153,29 @@ def test_bad_mappings_and_no_overlap_are_reported():
     table = expert_table(pred, elsewhere, MAPPING, n_boot=5)
     assert (table["n_images"] == 0).all() and table["auroc_expert"].isna().all()
     assert "no image of the expert file" in table.iloc[0]["note"]
+
+
+def test_alternative_mappings_are_scored_beside_the_main_one(tmp_path):
+    pred = _predictions()
+    expert = _expert_from(pred, range(60))
+    pred.to_csv(tmp_path / "p.csv", index=False)
+    expert.to_csv(tmp_path / "e.csv", index=False)
+    alternatives = {
+        "Airspace opacity": {
+            "same": MAPPING["Airspace opacity"],
+            "with Atelectasis": [*MAPPING["Airspace opacity"], "Atelectasis"],
+            "unknown class": ["Opacity"],
+        }
+    }
+    table = evaluate_expert_labels(
+        tmp_path / "p.csv", tmp_path / "e.csv", MAPPING, tmp_path / "o.csv", 20, 0, alternatives
+    ).set_index("finding")
+    main, same = table.loc["Airspace opacity"], table.loc["Airspace opacity [same]"]
+    assert same["auroc_expert"] == pytest.approx(main["auroc_expert"])
+    assert same["mapping_variant"] == "same" and pd.isna(main["mapping_variant"])
+    assert not pd.isna(table.loc["Airspace opacity [with Atelectasis]", "auroc_expert"])
+    assert "Opacity not in this model" in table.loc["Airspace opacity [unknown class]", "note"]
+    assert table.index[-1] == "mean"  # of the main mapping only
+    plain = expert_table(pred, expert, MAPPING, n_boot=20).set_index("finding")
+    assert table.loc["mean", "auroc_expert"] == pytest.approx(plain.loc["mean", "auroc_expert"])
+    assert "expert_auroc_Airspace opacity [same]" not in expert_columns(table.reset_index())

@@ -116,13 +116,43 @@ def expert_table(predictions: pd.DataFrame, expert: pd.DataFrame, mapping, n_boo
     return pd.DataFrame([*rows[:-1], *skipped, rows[-1]])
 
 
+def alternative_rows(predictions, expert, alternatives: dict, n_boot=1000, seed=0) -> list:
+    """Rows ``<finding> [<variant>]`` scoring an expert finding with other class mappings
+    (``alternatives``: finding -> {variant: classes}), to show how much the choice matters;
+    ``mapping_variant`` names the variant. A variant naming a class this model lacks, or a
+    finding the expert file lacks, is listed and skipped."""
+    labels = {c.removeprefix("prob_") for c in predictions.columns if c.startswith("prob_")}
+    rows = []
+    for finding, variants in alternatives.items():
+        for variant, classes in variants.items():
+            name = f"{finding} [{variant}]"
+            missing = sorted(set(classes) - labels) or ([finding] if finding not in expert else [])
+            if missing:
+                note = f"not scored: {', '.join(missing)} not in this model or expert file"
+                rows.append({"finding": name, "mapping_variant": variant, "note": note})
+                continue
+            table = expert_table(
+                predictions, expert[["image", "set_id", finding]], {finding: classes}, n_boot, seed
+            )
+            row = table.iloc[0].to_dict() | {"finding": name, "mapping_variant": variant}
+            rows.append(row)
+    return rows
+
+
 def evaluate_expert_labels(
-    predictions_csv, expert_csv, mapping: dict, out_csv, n_boot=1000, seed=0
+    predictions_csv, expert_csv, mapping: dict, out_csv, n_boot=1000, seed=0, alternatives=None
 ) -> pd.DataFrame:
     """Score one model's test predictions against the expert re-read labels (the parse stage's
-    ``expert_labels.csv``)."""
+    ``expert_labels.csv``), and with the ``alternatives`` mappings (``alternative_rows``),
+    listed before the ``mean`` row, which is of the main mapping only."""
     expert = pd.read_csv(expert_csv)
-    table = expert_table(pd.read_csv(predictions_csv), expert, mapping, n_boot, seed)
+    predictions = pd.read_csv(predictions_csv)
+    table = expert_table(predictions, expert, mapping, n_boot, seed)
+    extra = alternative_rows(predictions, expert, alternatives or {}, n_boot, seed)
+    if extra:
+        table = pd.concat(
+            [table.iloc[:-1], pd.DataFrame(extra), table.iloc[-1:]], ignore_index=True
+        )
     table.to_csv(out_csv, index=False, float_format="%.6g")
     m = table.iloc[-1]
     log.info(

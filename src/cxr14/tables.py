@@ -41,6 +41,8 @@ def expert_columns(expert: pd.DataFrame | None) -> dict:
     against the data set's original labels, and the mean of each with its CI."""
     if expert is None:
         return {}
+    if "mapping_variant" in expert:  # the alternative mappings stay in expert_labels.csv
+        expert = expert[expert["mapping_variant"].isna()]
     e = expert.set_index("finding")
     scored = [f for f in e.index if f != "mean" and not pd.isna(e.loc[f, "auroc_expert"])]
     out = {"expert_images": e.loc["mean", "n_images"]}

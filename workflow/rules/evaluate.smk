@@ -138,6 +138,7 @@ rule evaluate_expert_labels:
     threads: 1
     params:
         mapping=config["eval"]["expert_mapping"],
+        alternatives=config["eval"]["expert_mapping_alternatives"],
         # Said in the table's caption.
         expert_source=LAYOUT.wording.expert_source,
         labels_phrase=LAYOUT.wording.labels,

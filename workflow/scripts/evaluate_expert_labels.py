@@ -11,4 +11,5 @@ with log_to(snakemake.log[0]):
         out_csv=snakemake.output.table,
         n_boot=snakemake.params.bootstrap,
         seed=snakemake.params.seed,
+        alternatives=snakemake.params.alternatives,
     )
