@@ -8,20 +8,15 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from cxr14.compare import (
-    collect_comparisons,
-    compare_models,
-    compare_runs,
-    hierarchical_interval,
-    paired_bootstrap,
-    stack_auroc,
-)
+from cxr14.compare import collect_comparisons, compare_models, compare_runs, paired_bootstrap
 from cxr14.metrics import (
     DELONG_UNDEFINED,
     bootstrap_auroc,
     bootstrap_p_value,
     delong_test,
+    hierarchical_interval,
     holm,
+    stack_auroc,
 )
 
 LABELS = ["A", "B", "C"]

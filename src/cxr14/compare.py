@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,51 +28,25 @@ import pandas as pd
 from cxr14.logs import CONSOLE
 from cxr14.metrics import (
     DELONG_UNDEFINED,
+    as_stack,
     bootstrap_p_value,
     delong_test,
     holm,
-    nanmean,
     patient_resamples,
-    per_class_auroc,
     percentile_ci,
+    stack_auroc,
     stratified_resamples,
 )
+from cxr14.predictions import aligned_runs, pool_seeds
 
 log = logging.getLogger(__name__)
-
-
-def _stack(p) -> np.ndarray:
-    """Predictions as a stack of replicates (S, n, C); a 2-D array is one replicate."""
-    p = np.asarray(p, dtype=float)
-    if p.ndim == 2:
-        return p[None]
-    if p.ndim != 3:
-        raise ValueError(f"predictions must be (n, C) or (S, n, C), not of shape {p.shape}")
-    return p
-
-
-def stack_auroc(y: np.ndarray, stack: np.ndarray, folds=None) -> tuple[np.ndarray, float]:
-    """AUROC of a stack of replicates: per class the mean over replicates, and the mean over
-    replicates of the mean over classes (NaN classes, without positives, left out). With
-    ``folds`` (each image's cross-validation fold) every AUROC is the mean of the folds' own
-    AUROCs (each fold's model on its own test patients; a class undefined in a fold is averaged
-    over the others), never one AUROC of the pooled predictions of different models (Forman and
-    Scholz 2010: pooling biases it)."""
-    parts = [np.arange(len(y))] if folds is None else [folds == f for f in np.unique(folds)]
-    # (replicates, folds, classes)
-    per = np.array([[per_class_auroc(y[m], p[m]) for m in parts] for p in stack])
-    with warnings.catch_warnings():  # a class undefined in every fold stays NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        per_class = np.nanmean(per, axis=1).mean(axis=0)
-    mean = float(np.mean([nanmean([nanmean(f) for f in rep]) for rep in per]))
-    return per_class, mean
 
 
 def paired_bootstrap(y, p_a, p_b, groups, n_boot=1000, seed=0, folds=None) -> np.ndarray:
     """Replicates (n_boot, classes + 1) of AUROC(b) - AUROC(a), per class and of the mean,
     each on the same resampled patients for both models and all their replicates; with
     ``folds``, patients are resampled within each fold (``metrics.stratified_resamples``)."""
-    p_a, p_b = _stack(p_a), _stack(p_b)
+    p_a, p_b = as_stack(p_a), as_stack(p_b)
     diffs = np.full((n_boot, y.shape[1] + 1), np.nan)
     resamples = (
         patient_resamples(groups, n_boot, seed)
@@ -102,7 +75,7 @@ def compare_models(
     test is for two fixed score vectors, so ``p_delong`` is NaN unless both models are a single
     replicate of a single split.
     """
-    p_a, p_b = _stack(p_a), _stack(p_b)
+    p_a, p_b = as_stack(p_a), as_stack(p_b)
     if folds is not None and len(np.unique(folds)) < 2:
         folds = None
     (auc_a, mean_a), (auc_b, mean_b) = stack_auroc(y, p_a, folds), stack_auroc(y, p_b, folds)
@@ -137,77 +110,6 @@ def compare_models(
         }
     )
     return table
-
-
-def _pool_seeds(run: str, predictions: Sequence, seeds: Sequence[int]) -> dict[int, pd.DataFrame]:
-    """Per seed, its folds' predictions concatenated; an image twice within a seed stops."""
-    pooled = {}
-    for s in dict.fromkeys(int(s) for s in seeds):
-        files = [f for f, t in zip(predictions, seeds, strict=True) if int(t) == s]
-        # The i-th file of a seed is its i-th split (fold): each scored by its own model.
-        frames = [pd.read_csv(f).assign(_file=str(f), _fold=i) for i, f in enumerate(files)]
-        df = pd.concat(frames, ignore_index=True)
-        twice = df[df["image"].duplicated(keep=False)]
-        if len(twice):
-            image = twice["image"].iloc[0]
-            where = sorted(set(twice.loc[twice["image"] == image, "_file"]))
-            raise ValueError(
-                f"run {run!r}, seed {s}: image {image!r} appears twice, in "
-                f"{' and '.join(where)} (repeated images: {twice['image'].nunique()})"
-            )
-        pooled[s] = df.drop(columns="_file").set_index("image")
-    return pooled
-
-
-def _check_same_images(run_a, run_b, pooled_a, pooled_b) -> pd.Index:
-    """The test images of the first seed of ``run_a``, after checking every seed of both runs
-    was scored on exactly those: otherwise the two AUROCs are not comparable."""
-    ref = next(iter(pooled_a.values())).index
-    for run, pooled in ((run_a, pooled_a), (run_b, pooled_b)):
-        for s, df in pooled.items():
-            if set(df.index) == set(ref):
-                continue
-            only = sorted(set(df.index) ^ set(ref))
-            raise ValueError(
-                f"runs {run_a!r} and {run_b!r} were not scored on the same test images: "
-                f"{run!r} seed {s} has {len(df)} images, {run_a!r} seed "
-                f"{next(iter(pooled_a))} has {len(ref)}; images in only one of them: {len(only)}, "
-                f"e.g. {only[0]!r}"
-            )
-    return ref
-
-
-def _prob_labels(df: pd.DataFrame) -> list[str]:
-    return [c.removeprefix("prob_") for c in df.columns if c.startswith("prob_")]
-
-
-def _aligned_arrays(run_a, run_b, pooled_a, pooled_b):
-    """y, the two stacks (S, n, C), the patients and the labels, aligned by image."""
-    images = _check_same_images(run_a, run_b, pooled_a, pooled_b)
-    first = next(iter(pooled_a.values())).loc[images]
-    labels = _prob_labels(first)
-    label_cols = [f"label_{c}" for c in labels]
-    y = first[label_cols].to_numpy()
-    stacks = []
-    for run, pooled in ((run_a, pooled_a), (run_b, pooled_b)):
-        stack = []
-        for s, df in pooled.items():
-            if set(_prob_labels(df)) != set(labels):
-                raise ValueError(
-                    f"{run!r} seed {s} predicts {_prob_labels(df)}, {run_a!r} {labels}"
-                )
-            df = df.loc[images]
-            same = np.array_equal(df[label_cols].to_numpy(float), y.astype(float), equal_nan=True)
-            if not same or not np.array_equal(
-                df[["patient", "_fold"]].to_numpy(), first[["patient", "_fold"]].to_numpy()
-            ):
-                raise ValueError(
-                    f"runs {run_a!r} and {run_b!r} disagree on the labels, patients or folds "
-                    f"of the test images ({run!r} seed {s})"
-                )
-            stack.append(df[[f"prob_{c}" for c in labels]].to_numpy(dtype=float))
-        stacks.append(np.stack(stack))
-    return y, stacks[0], stacks[1], first["patient"].to_numpy(), labels, first["_fold"].to_numpy()
 
 
 def _predicted_pos(metrics: Sequence, seeds: Sequence[int], labels: list[str]) -> np.ndarray:
@@ -253,9 +155,9 @@ def compare_runs(
                 f"run {run!r}: needs as many predictions, metrics and seeds (at least one), "
                 f"got {[len(f) for f in files]}"
             )
-    pooled_a = _pool_seeds(run_a, predictions_a, seeds_a)
-    pooled_b = _pool_seeds(run_b, predictions_b, seeds_b)
-    y, p_a, p_b, groups, labels, folds = _aligned_arrays(run_a, run_b, pooled_a, pooled_b)
+    pooled_a = pool_seeds(run_a, predictions_a, seeds_a)
+    pooled_b = pool_seeds(run_b, predictions_b, seeds_b)
+    y, p_a, p_b, groups, labels, folds = aligned_runs(run_a, run_b, pooled_a, pooled_b)
     table = compare_models(y, p_a, p_b, groups, labels, n_boot, seed, alpha, folds)
     table.insert(0, "run_a", run_a)
     table.insert(1, "run_b", run_b)
@@ -277,43 +179,6 @@ def compare_runs(
         extra=CONSOLE,
     )
     return table
-
-
-def hierarchical_interval(
-    y, stack, groups, folds=None, n_boot=1000, seed=0, alpha=0.05
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile CIs of a run's AUROC per class and of its mean (length classes + 1) that
-    combine the spread between its training seeds and the sampling of test patients: each
-    replicate draws the seeds (the stack's rows) with replacement, then the patients (within
-    folds, under k-fold), and averages the drawn seeds' AUROCs on the drawn patients (a
-    two-stage bootstrap, Davison and Hinkley 1997, section 3.8). With one seed it is the
-    patient bootstrap."""
-    stack = _stack(stack)
-    rng = np.random.default_rng([seed, 7])
-    if folds is not None and len(np.unique(folds)) < 2:
-        folds = None
-    resamples = (
-        patient_resamples(groups, n_boot, seed)
-        if folds is None
-        else stratified_resamples(groups, folds, n_boot, seed)
-    )
-    stats = np.full((n_boot, y.shape[1] + 1), np.nan)
-    for b, idx in enumerate(resamples):
-        pick = rng.integers(0, len(stack), len(stack))
-        per_class, mean = stack_auroc(
-            y[idx], stack[pick][:, idx], None if folds is None else folds[idx]
-        )
-        stats[b] = np.r_[per_class, mean]
-    return percentile_ci(stats, alpha)
-
-
-def run_interval(run, predictions, seeds, n_boot=1000, seed=0, alpha=0.05):
-    """``hierarchical_interval`` of one run from its prediction files (one per replicate):
-    (labels, low, high)."""
-    pooled = _pool_seeds(run, predictions, seeds)
-    y, stack, _, groups, labels, folds = _aligned_arrays(run, run, pooled, pooled)
-    low, high = hierarchical_interval(y, stack, groups, folds, n_boot, seed, alpha)
-    return labels, low, high
 
 
 def collect_comparisons(csvs, out_csv, out_png) -> pd.DataFrame:

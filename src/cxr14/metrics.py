@@ -480,3 +480,61 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
 
     ci = binomtest(int(k), int(n)).proportion_ci(confidence, method="wilson")
     return (float(ci.low), float(ci.high))
+
+
+# ------------------------------------------------------- runs: stacks of seeds and folds
+
+
+def as_stack(p) -> np.ndarray:
+    """Predictions as a stack of replicates (S, n, C); a 2-D array is one replicate."""
+    p = np.asarray(p, dtype=float)
+    if p.ndim == 2:
+        return p[None]
+    if p.ndim != 3:
+        raise ValueError(f"predictions must be (n, C) or (S, n, C), not of shape {p.shape}")
+    return p
+
+
+def stack_auroc(y: np.ndarray, stack: np.ndarray, folds=None) -> tuple[np.ndarray, float]:
+    """AUROC of a stack of replicates: per class the mean over replicates, and the mean over
+    replicates of the mean over classes (NaN classes, without positives, left out). With
+    ``folds`` (each image's cross-validation fold) every AUROC is the mean of the folds' own
+    AUROCs (each fold's model on its own test patients; a class undefined in a fold is averaged
+    over the others), never one AUROC of the pooled predictions of different models (Forman and
+    Scholz 2010: pooling biases it)."""
+    parts = [np.arange(len(y))] if folds is None else [folds == f for f in np.unique(folds)]
+    # (replicates, folds, classes)
+    per = np.array([[per_class_auroc(y[m], p[m]) for m in parts] for p in stack])
+    with warnings.catch_warnings():  # a class undefined in every fold stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_class = np.nanmean(per, axis=1).mean(axis=0)
+    mean = float(np.mean([nanmean([nanmean(f) for f in rep]) for rep in per]))
+    return per_class, mean
+
+
+def hierarchical_interval(
+    y, stack, groups, folds=None, n_boot=1000, seed=0, alpha=0.05
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile CIs of a run's AUROC per class and of its mean (length classes + 1) that
+    combine the spread between its training seeds and the sampling of test patients: each
+    replicate draws the seeds (the stack's rows) with replacement, then the patients (within
+    folds, under k-fold), and averages the drawn seeds' AUROCs on the drawn patients (a
+    two-stage bootstrap, Davison and Hinkley 1997, section 3.8). With one seed it is the
+    patient bootstrap."""
+    stack = as_stack(stack)
+    rng = np.random.default_rng([seed, 7])
+    if folds is not None and len(np.unique(folds)) < 2:
+        folds = None
+    resamples = (
+        patient_resamples(groups, n_boot, seed)
+        if folds is None
+        else stratified_resamples(groups, folds, n_boot, seed)
+    )
+    stats = np.full((n_boot, y.shape[1] + 1), np.nan)
+    for b, idx in enumerate(resamples):
+        pick = rng.integers(0, len(stack), len(stack))
+        per_class, mean = stack_auroc(
+            y[idx], stack[pick][:, idx], None if folds is None else folds[idx]
+        )
+        stats[b] = np.r_[per_class, mean]
+    return percentile_ci(stats, alpha)

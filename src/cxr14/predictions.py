@@ -2,10 +2,14 @@
 the jobs that read them, subgroups, expert labels, comparisons and bundles, start without it).
 
 A prediction table has per image ``image``, ``patient``, ``prob_<class>`` and
-``label_<class>``; ``metrics.csv`` has per class ``threshold_at_val`` among its columns.
+``label_<class>``; ``metrics.csv`` has per class ``threshold_at_val`` among its columns. A run's
+prediction files (one per split and seed) are read together by ``pool_seeds`` and aligned with
+another run's by ``aligned_runs``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,3 +47,76 @@ def read_thresholds(metrics_csv, labels) -> np.ndarray:
     if bad:
         raise ValueError(f"{metrics_csv} has no validation threshold (threshold_at_val) for {bad}")
     return column[labels].to_numpy(float)
+
+
+def pool_seeds(run: str, predictions: Sequence, seeds: Sequence[int]) -> dict[int, pd.DataFrame]:
+    """Per seed, its folds' predictions concatenated; an image twice within a seed stops."""
+    pooled = {}
+    for s in dict.fromkeys(int(s) for s in seeds):
+        files = [f for f, t in zip(predictions, seeds, strict=True) if int(t) == s]
+        # The i-th file of a seed is its i-th split (fold): each scored by its own model.
+        frames = [pd.read_csv(f).assign(_file=str(f), _fold=i) for i, f in enumerate(files)]
+        df = pd.concat(frames, ignore_index=True)
+        twice = df[df["image"].duplicated(keep=False)]
+        if len(twice):
+            image = twice["image"].iloc[0]
+            where = sorted(set(twice.loc[twice["image"] == image, "_file"]))
+            raise ValueError(
+                f"run {run!r}, seed {s}: image {image!r} appears twice, in "
+                f"{' and '.join(where)} (repeated images: {twice['image'].nunique()})"
+            )
+        pooled[s] = df.drop(columns="_file").set_index("image")
+    return pooled
+
+
+def _check_same_images(run_a, run_b, pooled_a, pooled_b) -> pd.Index:
+    """The test images of the first seed of ``run_a``, after checking every seed of both runs
+    was scored on exactly those: otherwise the two AUROCs are not comparable."""
+    ref = next(iter(pooled_a.values())).index
+    for run, pooled in ((run_a, pooled_a), (run_b, pooled_b)):
+        for s, df in pooled.items():
+            if set(df.index) == set(ref):
+                continue
+            only = sorted(set(df.index) ^ set(ref))
+            raise ValueError(
+                f"runs {run_a!r} and {run_b!r} were not scored on the same test images: "
+                f"{run!r} seed {s} has {len(df)} images, {run_a!r} seed "
+                f"{next(iter(pooled_a))} has {len(ref)}; images in only one of them: {len(only)}, "
+                f"e.g. {only[0]!r}"
+            )
+    return ref
+
+
+def _prob_labels(df: pd.DataFrame) -> list[str]:
+    return [c.removeprefix("prob_") for c in df.columns if c.startswith("prob_")]
+
+
+def aligned_runs(run_a, run_b, pooled_a, pooled_b):
+    """y, the two stacks (S, n, C), the patients, the labels and each image's fold (the
+    position of its file among its seed's), aligned by image; runs scored on other images,
+    labels, patients or folds are refused by name."""
+    images = _check_same_images(run_a, run_b, pooled_a, pooled_b)
+    first = next(iter(pooled_a.values())).loc[images]
+    labels = _prob_labels(first)
+    label_cols = [f"label_{c}" for c in labels]
+    y = first[label_cols].to_numpy()
+    stacks = []
+    for run, pooled in ((run_a, pooled_a), (run_b, pooled_b)):
+        stack = []
+        for s, df in pooled.items():
+            if set(_prob_labels(df)) != set(labels):
+                raise ValueError(
+                    f"{run!r} seed {s} predicts {_prob_labels(df)}, {run_a!r} {labels}"
+                )
+            df = df.loc[images]
+            same = np.array_equal(df[label_cols].to_numpy(float), y.astype(float), equal_nan=True)
+            if not same or not np.array_equal(
+                df[["patient", "_fold"]].to_numpy(), first[["patient", "_fold"]].to_numpy()
+            ):
+                raise ValueError(
+                    f"runs {run_a!r} and {run_b!r} disagree on the labels, patients or folds "
+                    f"of the test images ({run!r} seed {s})"
+                )
+            stack.append(df[[f"prob_{c}" for c in labels]].to_numpy(dtype=float))
+        stacks.append(np.stack(stack))
+    return y, stacks[0], stacks[1], first["patient"].to_numpy(), labels, first["_fold"].to_numpy()

@@ -13,6 +13,8 @@ from cxr14 import figures, tables
 from cxr14.layouts import get_layout
 from cxr14.logs import CONSOLE
 from cxr14.metadata import read_labels
+from cxr14.metrics import hierarchical_interval
+from cxr14.predictions import aligned_runs, pool_seeds
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,6 @@ def aggregate_run(
     labels = [c for c in next(iter(metrics.values()))["label"] if c != "mean"]
     table = tables.replicate_table(metrics, labels)
     if predictions_csvs:
-        # Imported here: the interval needs SciPy's ranks, the rest of this module does not.
-        from cxr14.compare import run_interval
-
         order, low, high = run_interval(run, predictions_csvs, seeds, n_boot, seed)
         ci = pd.DataFrame({"ci_low": low, "ci_high": high}, index=[*order, "mean"])
         table = table.join(ci)
@@ -99,6 +98,16 @@ def data_provenance(store_h5) -> dict[str, str]:
     keys = ("metadata_file", "metadata_sha256", "metadata_release", "views")
     with h5py.File(store_h5, "r") as h5:
         return {k: str(h5.attrs[k]) for k in keys if k in h5.attrs}
+
+
+def run_interval(run, predictions, seeds, n_boot=1000, seed=0, alpha=0.05):
+    """``metrics.hierarchical_interval`` of one run from its prediction files (one per
+    replicate): (labels, low, high). The AUROCs load SciPy's ranks when called: the table
+    jobs that do not call it start without SciPy."""
+    pooled = pool_seeds(run, predictions, seeds)
+    y, stack, _, groups, labels, folds = aligned_runs(run, run, pooled, pooled)
+    low, high = hierarchical_interval(y, stack, groups, folds, n_boot, seed, alpha)
+    return labels, low, high
 
 
 def _run_intervals(run_tables) -> dict[str, tuple[float, float]]:
