@@ -20,7 +20,13 @@ from cxr14.bundle import (
     load_bundle,
     model_card,
 )
-from cxr14.calibration import apply_recalibration, apply_temperatures, fit_recalibration
+from cxr14.calibration import (
+    apply_recalibration,
+    apply_temperatures,
+    calibrate,
+    fit_calibration,
+    fit_recalibration,
+)
 from cxr14.checkpoint import atomic_save
 from cxr14.data import Normalizer
 from cxr14.imageio import BadImage, load_gray
@@ -232,6 +238,18 @@ def test_a_bundle_carries_the_validation_recalibration_and_predict_applies_it(tm
     assert "Platt scaling per class" in card
     assert "`calibrated_<class>` (test mean ECE 0.200 -> 0.050)" in card
     assert f"| {slopes[0]:.3f}, {intercepts[0]:+.3f} | 0.200 -> 0.050 |" in card
+
+
+def test_an_isotonic_bundle_applies_its_knots(tmp_path):
+    _, path, y_val, p_val = _bundle(tmp_path)
+    bundle = load_bundle(path)
+    cal = fit_calibration(y_val, p_val, "isotonic")
+    atomic_save(bundle | {"calibration": cal}, tmp_path / "iso.pt")
+    table, _ = predict(tmp_path / "iso.pt", [_pngs(tmp_path / "in")], tmp_path / "p.csv", "cpu")
+    prob = table[[f"prob_{c}" for c in LABELS]].to_numpy()
+    calibrated = table[[f"calibrated_{c}" for c in LABELS]].to_numpy()
+    np.testing.assert_allclose(calibrated, calibrate(prob, cal))
+    assert "isotonic, " in model_card(load_bundle(tmp_path / "iso.pt"))
 
 
 def test_a_format_2_bundle_still_applies_its_temperatures(tmp_path):

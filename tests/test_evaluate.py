@@ -14,9 +14,12 @@ from sklearn.metrics import roc_auc_score
 from cxr14.calibration import (
     apply_recalibration,
     apply_temperatures,
+    calibrate,
     calibration_slope_intercept,
+    fit_calibration,
     fit_recalibration,
     fit_temperatures,
+    isotonic_knots,
 )
 from cxr14.evaluate import metrics_table
 from cxr14.gradcam import grad_cam
@@ -401,3 +404,28 @@ def test_operating_points_on_test_with_cis_by_hand():
     assert table.loc["mean", "specificity_at_sens_0.9"] == pytest.approx(
         np.mean(rate_at_fixed(yy, pp, 0.9, "sensitivity"))
     )
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_isotonic_recalibration_is_scikit_learns_and_removes_a_base_rate_shift(ties):
+    from sklearn.isotonic import IsotonicRegression
+
+    rng = np.random.default_rng(2)
+    p = rng.random(400)
+    p = np.round(p, 1) if ties else p
+    y = (rng.random(400) < p**2).astype(float)
+    knots = isotonic_knots(y, p)
+    reference = IsotonicRegression(out_of_bounds="clip").fit(p, y)
+    grid = np.linspace(0, 1, 101)
+    np.testing.assert_allclose(np.interp(grid, *knots), reference.predict(grid), atol=1e-12)
+    z = rng.normal(-2, 1.5, (6000, 2))
+    labels = (rng.random(z.shape) < expit(z)).astype(float)
+    shifted = expit(z + 2.0)
+    cal = fit_calibration(labels[:3000], shifted[:3000], "isotonic")
+    assert cal["method"] == "isotonic" and len(cal["knots"]) == 2
+    after = per_class_ece(labels[3000:], calibrate(shifted[3000:], cal))
+    assert (after < 0.03).all() and (per_class_ece(labels[3000:], shifted[3000:]) > 0.2).all()
+    table = metrics_table(
+        labels[3000:], shifted[3000:], np.arange(3000), np.full(2, 0.5), ["A", "B"], 10, 0, cal
+    )
+    assert table["recal_slope"].isna().all() and (table["ece_scaled"].iloc[:2] < 0.03).all()

@@ -12,9 +12,10 @@ A bundle is a dict of plain tensors and Python values (it loads with ``weights_o
 - ``thresholds``: per class, chosen on the validation split (Youden's J, and the highest
   threshold reaching ``sensitivity`` there), on the network's own probabilities;
 - ``calibration``: the recalibration fitted on the validation split (``cxr14.calibration``):
-  ``method`` (``platt`` or ``temperature``), per class ``slopes`` and ``intercepts`` of the
-  logit that turn the network's probabilities into calibrated ones; a format-2 bundle holds
-  ``temperatures`` instead, a format-1 bundle None;
+  ``method`` (``platt``, ``temperature`` or ``isotonic``), per class ``slopes`` and
+  ``intercepts`` of the logit, or isotonic ``knots`` ([scores, values]), that turn the
+  network's probabilities into calibrated ones (``calibration.calibrate``); a format-2 bundle
+  holds ``temperatures`` instead, a format-1 bundle None;
 - ``provenance``: run, split, seed, data set, training settings, package version;
 - ``test``: per class and mean, test AUROC with its patient-bootstrap 95% CI, and the
   expected calibration error before and after recalibration.
@@ -30,7 +31,7 @@ import pandas as pd
 import torch
 
 import cxr14
-from cxr14.calibration import fit_recalibration, method_name
+from cxr14.calibration import fit_calibration, method_name
 from cxr14.checkpoint import atomic_save
 from cxr14.data import Normalizer
 from cxr14.device import resolve_device
@@ -65,7 +66,6 @@ def build_bundle(
     recalibration (method ``calibration``) chosen on the validation labels ``y_val`` and
     probabilities ``p_val``, as the evaluation chose them."""
     config = scorer.checkpoint["config"]
-    slopes, intercepts = fit_recalibration(y_val, p_val, calibration)
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -88,10 +88,8 @@ def build_bundle(
             "at_sensitivity": sensitivity_thresholds(y_val, p_val, sensitivity).tolist(),
         },
         "calibration": {
-            "method": calibration,
+            **fit_calibration(y_val, p_val, calibration),
             "fitted_on": "validation",
-            "slopes": slopes.tolist(),
-            "intercepts": intercepts.tolist(),
         },
         "provenance": {
             **provenance,
@@ -198,6 +196,12 @@ def _auroc_ci(m: dict) -> str:
     return f"{m['auroc']:.3f} ({ci})"
 
 
+def _recalibration_cell(cal: dict, k: int) -> str:
+    if "slopes" in cal:
+        return f"{cal['slopes'][k]:.3f}, {cal['intercepts'][k]:+.3f}"
+    return f"isotonic, {len(cal['knots'][k][0])} knots"
+
+
 def _card_rows(bundle: dict) -> list[str]:
     t, cal = bundle["thresholds"], bundle["calibration"]
     rows = []
@@ -206,7 +210,7 @@ def _card_rows(bundle: dict) -> list[str]:
         rows.append(
             f"| {label} | {_auroc_ci(m)} "
             f"| {int(m['n_pos'])} | {t['youden'][k]:.4f} | {t['at_sensitivity'][k]:.4f} "
-            f"| {cal['slopes'][k]:.3f}, {cal['intercepts'][k]:+.3f} "
+            f"| {_recalibration_cell(cal, k)} "
             f"| {m['ece']:.3f} -> {m['ece_scaled']:.3f} |"
         )
     return rows

@@ -9,6 +9,11 @@ Every method is a logistic recalibration of each class's logit z: p' = sigmoid(a
 - ``temperature`` (Guo et al. 2017): a = 1/T, b = 0 with T minimising the validation
   log-loss. It cannot move the base rate: after W-CEL it leaves probabilities too high.
 
+``isotonic`` (Zadrozny and Elkan 2002) is the non-parametric option: per class the monotone
+step function of the validation labels on the probabilities (pool-adjacent-violators), applied
+by linear interpolation between its knots. It can tie scores that differed, so AUROC may move
+slightly; with few validation positives it overfits.
+
 With a > 0 the order of the scores is kept, so AUROC, AP and the ranking are unchanged; only
 the probabilities (Brier score, calibration error, the meaning of thresholds) move. The
 *calibration slope and intercept* of a set of predictions (Cox 1958) are the logistic fit of the
@@ -72,7 +77,7 @@ def apply_temperatures(p: np.ndarray, temps: np.ndarray) -> np.ndarray:
 
 
 # Recalibration methods, the config's ``eval.calibration``.
-METHODS = ("platt", "temperature")
+METHODS = ("platt", "temperature", "isotonic")
 _NEWTON_STEPS = 50
 
 
@@ -100,8 +105,8 @@ def fit_recalibration(y_val: np.ndarray, p_val: np.ndarray, method: str = "platt
     """Per class, slope and intercept of the logistic recalibration (``METHODS``) fitted on
     the validation labels (NaN: unknown, left out); (1, 0) where validation has no positives
     or no negatives (no change). Returns (slopes, intercepts)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown calibration method {method!r} (one of {', '.join(METHODS)})")
+    if method not in METHODS[:2]:
+        raise ValueError(f"unknown logistic recalibration {method!r} (platt or temperature)")
     k = y_val.shape[1]
     if method == "temperature":
         return 1 / fit_temperatures(y_val, p_val), np.zeros(k)
@@ -130,13 +135,58 @@ def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarra
     return np.array([f[0] for f in fits]), np.array([f[1] for f in fits])
 
 
+def isotonic_knots(y: np.ndarray, p: np.ndarray) -> tuple[list[float], list[float]]:
+    """The isotonic (non-decreasing) least-squares fit of labels ``y`` on scores ``p`` by
+    pool-adjacent-violators, tied scores pooled first, as knots: each pooled block's lowest
+    and highest score with its fitted value, so that linear interpolation between the knots
+    is scikit-learn's ``IsotonicRegression`` prediction (tested). ([0, 1], [0, 1]) (no change)
+    without both label values."""
+    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    if not 0 < y.sum() < len(y):
+        return [0.0, 1.0], [0.0, 1.0]
+    xs, inverse = np.unique(p, return_inverse=True)
+    sums, counts = np.bincount(inverse, weights=y), np.bincount(inverse).astype(np.float64)
+    blocks: list[list[float]] = []  # [sum of y, count, lowest score, highest score]
+    for x, total, n in zip(xs, sums, counts, strict=True):
+        blocks.append([total, n, x, x])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
+            last = blocks.pop()
+            blocks[-1] = [blocks[-1][0] + last[0], blocks[-1][1] + last[1], blocks[-1][2], last[3]]
+    knots_x, knots_y = [], []
+    for total, n, low, high in blocks:
+        knots_x += [low] if low == high else [low, high]
+        knots_y += [total / n] * (1 if low == high else 2)
+    # Plain floats: a bundle loads with weights_only=True, which refuses NumPy scalars.
+    return [float(x) for x in knots_x], [float(v) for v in knots_y]
+
+
+def fit_calibration(y_val: np.ndarray, p_val: np.ndarray, method: str = "platt") -> dict:
+    """The recalibration fitted on validation, as a bundle holds it: ``method`` and per class
+    ``slopes`` and ``intercepts`` (platt, temperature) or ``knots`` ([scores, values];
+    isotonic). Unknown labels (NaN) are left out."""
+    if method not in METHODS:
+        raise ValueError(f"unknown calibration method {method!r} (one of {', '.join(METHODS)})")
+    if method != "isotonic":
+        slopes, intercepts = fit_recalibration(y_val, p_val, method)
+        return {"method": method, "slopes": slopes.tolist(), "intercepts": intercepts.tolist()}
+    knots = []
+    for c in range(y_val.shape[1]):
+        known = ~np.isnan(np.asarray(y_val[:, c], dtype=np.float64))
+        knots.append(list(isotonic_knots(y_val[known, c], p_val[known, c])))
+    return {"method": method, "knots": knots}
+
+
 def calibrate(p: np.ndarray, calibration: dict | None) -> np.ndarray | None:
-    """A bundle's calibrated probabilities: its slopes and intercepts, or the temperatures of a
-    format-2 bundle; None for a format-1 bundle (no calibration)."""
+    """Calibrated probabilities under a ``fit_calibration`` dict (a bundle's): its slopes and
+    intercepts, its isotonic knots, or the temperatures of a format-2 bundle; None for a
+    format-1 bundle (no calibration)."""
     if not calibration:
         return None
     if "slopes" in calibration:
         return apply_recalibration(p, calibration["slopes"], calibration["intercepts"])
+    if "knots" in calibration:
+        columns = [np.interp(p[:, c], *calibration["knots"][c]) for c in range(p.shape[1])]
+        return np.column_stack(columns)
     return apply_temperatures(p, calibration["temperatures"])
 
 
@@ -145,4 +195,5 @@ def method_name(method: str) -> str:
     return {
         "platt": "Platt scaling per class (slope and intercept; Platt 1999)",
         "temperature": "temperature scaling per class (Guo et al. 2017)",
+        "isotonic": "isotonic regression per class (Zadrozny and Elkan 2002)",
     }[method]

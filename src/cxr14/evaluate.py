@@ -8,16 +8,14 @@ recall 0, precision NaN and a note, never as a high accuracy.
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cxr14.calibration import (
-    apply_recalibration,
-    calibration_slope_intercept,
-    fit_recalibration,
-)
+from cxr14.calibration import calibrate, calibration_slope_intercept, fit_calibration
 from cxr14.checkpoint import write_model_facts
 from cxr14.data import read_rows
 from cxr14.inference import Scorer
@@ -98,10 +96,15 @@ def _mean_row(table: pd.DataFrame, values: dict) -> dict:
 
 def scaled_calibration(y, p, recalibration) -> pd.DataFrame:
     """Per class and ``mean``: the recalibration fitted on validation (``recal_slope``,
-    ``recal_intercept``) and the test Brier score, calibration error and calibration slope and
-    intercept after it (``*_scaled``; AUROC and AP do not change)."""
-    slopes, intercepts = recalibration
-    scaled = apply_recalibration(p, slopes, intercepts)
+    ``recal_intercept``: NaN for isotonic) and the test Brier score, calibration error and
+    calibration slope and intercept after it (``*_scaled``). ``recalibration``: a
+    ``calibration.fit_calibration`` dict, or (slopes, intercepts)."""
+    if not isinstance(recalibration, dict):
+        recalibration = dict(zip(("slopes", "intercepts"), recalibration, strict=True))
+    scaled = calibrate(p, recalibration)
+    none = [np.nan] * p.shape[1]
+    slopes = recalibration.get("slopes", none)
+    intercepts = recalibration.get("intercepts", none)
     brier, ece = per_class_brier(y, scaled), per_class_ece(y, scaled)
     cal_slope, cal_intercept = calibration_slope_intercept(y, scaled)
     columns = {"recal_slope": slopes, "recal_intercept": intercepts, "brier_scaled": brier}
@@ -122,7 +125,8 @@ def metrics_table(
     Youden's, ``sens`` for a fixed sensitivity; an array alone is ``val``), their sensitivity,
     specificity, PPV and NPV on test with CIs; sensitivity at fixed specificity and specificity
     at fixed sensitivity on the test set's own curve, for each of ``fixed_rates``, with CIs;
-    and, given the validation ``recalibration`` (slopes, intercepts), calibration after it."""
+    and, given the validation ``recalibration`` (``scaled_calibration``), calibration after
+    it."""
     thresholds = thresholds if isinstance(thresholds, dict) else {"val": thresholds}
     functions = {**METRICS, **operating_functions(thresholds, fixed_rates)}
     values = {m: fn(y, p) for m, fn in functions.items()}
@@ -175,6 +179,7 @@ def evaluate_model(
     out_val_predictions,
     out_model,
     out_filters,
+    out_calibration=None,
     n_boot=1000,
     seed=0,
     device="auto",
@@ -197,6 +202,8 @@ def evaluate_model(
     p_val = scorer.predict(read_rows(store_h5, val), batch_size)
     p_test = scorer.predict(read_rows(store_h5, test), batch_size)
     thresholds, recalibration = validation_choices(y[val], p_val, sensitivity, calibration)
+    if out_calibration:  # what the calibration figure applies (isotonic knots included)
+        Path(out_calibration).write_text(json.dumps(recalibration))
     prediction_table(table, val, labels, p_val).to_csv(out_val_predictions, index=False)
     pred = prediction_table(table, test, labels, p_test)
     pred.to_csv(out_predictions, index=False)
@@ -211,12 +218,12 @@ def evaluate_model(
 
 def validation_choices(y_val, p_val, sensitivity: float, calibration: str):
     """What is chosen on the validation split: the thresholds (``val``: Youden's J; ``sens``:
-    the highest reaching ``sensitivity``) and the recalibration (slopes, intercepts)."""
+    the highest reaching ``sensitivity``) and the recalibration (``fit_calibration``)."""
     thresholds = {
         "val": youden_thresholds(y_val, p_val),
         "sens": sensitivity_thresholds(y_val, p_val, sensitivity),
     }
-    return thresholds, fit_recalibration(y_val, p_val, calibration)
+    return thresholds, fit_calibration(y_val, p_val, calibration)
 
 
 def _log_result(scorer: Scorer, n_test: int, m: pd.Series, calibration: str) -> None:

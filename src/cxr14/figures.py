@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -13,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from cxr14.calibration import apply_recalibration
+from cxr14.calibration import calibrate
 from cxr14.metadata import NO_FINDING
 from cxr14.metrics import calibration_bins, roc_points
 
@@ -316,10 +317,13 @@ def _reliability(ax, y: np.ndarray, p: np.ndarray, label: str, style: str) -> No
     ax.plot(mean_p[filled], frac[filled], style, label=label, ms=4)
 
 
-def plot_calibration(predictions_csv, metrics_csv, out_png, name: str, model_json=None) -> None:
+def plot_calibration(
+    predictions_csv, metrics_csv, out_png, name: str, model_json=None, calibration_json=None
+) -> None:
     """Reliability diagram over all classes (pooled, 10 bins), before and after the
-    validation-fitted recalibration, with how many predictions fall in each bin; and each
-    class's expected calibration error (95% CI) before and after it."""
+    validation-fitted recalibration (``calibration_json``: the evaluation's), with how many
+    predictions fall in each bin; and each class's expected calibration error (95% CI) before
+    and after it."""
     pred, metrics = pd.read_csv(predictions_csv), pd.read_csv(metrics_csv)
     caveat = _caveat(model_json, "\n")
     labels = [c.removeprefix("prob_") for c in pred.columns if c.startswith("prob_")]
@@ -329,11 +333,10 @@ def plot_calibration(predictions_csv, metrics_csv, out_png, name: str, model_jso
     fig, (ax, hist, bars) = _subplots(1, 3, figsize=(15, 5.2))
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfectly calibrated")
     _reliability(ax, y, p, f"as predicted (mean ECE {metrics['ece'].iloc[-1]:.3f})", "o-")
-    if "recal_slope" in per_class:
-        slopes, intercepts = per_class["recal_slope"], per_class["recal_intercept"]
-        scaled = apply_recalibration(p, slopes.to_numpy(), intercepts.to_numpy())
-        after = f"recalibrated on validation (mean ECE {metrics['ece_scaled'].iloc[-1]:.3f})"
-        _reliability(ax, y, scaled, after, "s-")
+    if calibration_json:
+        cal = json.loads(Path(calibration_json).read_text())
+        after = f"{cal['method']} on validation (mean ECE {metrics['ece_scaled'].iloc[-1]:.3f})"
+        _reliability(ax, y, calibrate(p, cal), after, "s-")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability (bin)")
     ax.set(ylabel="observed fraction positive", title="reliability, all classes pooled")
     ax.legend(fontsize=8, loc="upper left")

@@ -48,6 +48,8 @@ def _metadata(bundle: dict) -> dict[str, str]:
         "thresholds_youden": json.dumps(bundle["thresholds"]["youden"]),
         "calibration_slopes": json.dumps(cal.get("slopes")),
         "calibration_intercepts": json.dumps(cal.get("intercepts")),
+        # Isotonic: per class [scores, values], interpolated linearly.
+        "calibration_knots": json.dumps(cal.get("knots")),
         "input": f"uint8 (batch, {pre['store_size']}, {pre['store_size']}) grayscale, "
         f"resized with PIL {pre['resample']} (antialiased)",
         "run": str(bundle["provenance"]["run"]),

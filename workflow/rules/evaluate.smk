@@ -17,6 +17,7 @@ rule evaluate_model:
         ),
         model=f"{EVAL}/model.json",
         filters=f"{EVAL}/filters.npz",
+        calibration=f"{EVAL}/calibration.json",
     log:
         "logs/evaluate_model/{run}/{split}/seed{seed}.log",
     benchmark:
@@ -92,6 +93,7 @@ rule plot_calibration:
         predictions=f"{EVAL}/predictions.csv",
         metrics=f"{EVAL}/metrics.csv",
         model=f"{EVAL}/model.json",
+        calibration=f"{EVAL}/calibration.json",
     output:
         figure=report(
             f"{EVAL}/calibration.png",

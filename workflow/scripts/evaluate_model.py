@@ -11,6 +11,7 @@ with log_to(snakemake.log[0]):
         out_val_predictions=snakemake.output.val_predictions,
         out_model=snakemake.output.model,
         out_filters=snakemake.output.filters,
+        out_calibration=snakemake.output.calibration,
         n_boot=snakemake.params.bootstrap,
         seed=snakemake.params.seed,
         device=snakemake.params.device,

@@ -11,4 +11,5 @@ with log_to(snakemake.log[0]):
         snakemake.output.figure,
         f"{w.run} ({w.split}, seed {w.seed})",
         snakemake.input.model,
+        snakemake.input.calibration,
     )
