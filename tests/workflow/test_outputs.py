@@ -133,6 +133,9 @@ def test_evaluation_artifacts(done):
             "Airspace opacity",
             "Nodule or mass",
             "Fracture",
+            "Airspace opacity [with Atelectasis]",  # eval.expert_mapping_alternatives
+            "Airspace opacity [without Infiltration]",
+            "Airspace opacity [Consolidation and Pneumonia]",
             "mean",
         ]
         # Every image of the expert file in this test split is scored, none other.
