@@ -1,6 +1,7 @@
 """The ``cxr14`` command: use a trained model outside the workflow.
 
 cxr14 predict --model results/models/<run>/bundle.pt IMAGE_OR_FOLDER... [--out CSV]
+cxr14 evaluate --model results/models/<run>/bundle.pt --manifest labels.csv [--out DIR]
 """
 
 from __future__ import annotations
@@ -34,6 +35,27 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="also write a Grad-CAM overlay PNG per image of its 3 most probable findings",
     )
+    v = sub.add_parser(
+        "evaluate",
+        help="validate a model bundle on labelled images of your own (a CSV manifest)",
+        description="Score the images of a manifest CSV (path, patient, and label columns "
+        "named as the model's classes; docs/data.md) with a model bundle, and write the "
+        "evaluation's metrics over the shared classes (AUROC and AP with patient-bootstrap "
+        "95%% CIs, calibration, operating points at the bundle's validation thresholds), the "
+        "predictions, the images that failed and a short report into --out. Exit status 2 "
+        "when the manifest or the model cannot be read.",
+    )
+    v.add_argument("--model", required=True, help="a model bundle (bundle.pt)")
+    v.add_argument("--manifest", required=True, help="the CSV manifest of labelled images")
+    v.add_argument("--out", default="external_validation", help="output folder (%(default)s)")
+    v.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
+    v.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    v.add_argument(
+        "--blank",
+        default="negative",
+        choices=["negative", "unknown"],
+        help="what a blank label is (an uncertain one, -1, is never scored)",
+    )
     e = sub.add_parser(
         "export-onnx",
         help="write a model bundle as an ONNX graph (checked with onnxruntime)",
@@ -61,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
             from cxr14.onnx_export import export_onnx
 
             export_onnx(args.model, args.out)
+            return 0
+        if args.command == "evaluate":
+            from cxr14.external import evaluate_external
+
+            evaluate_external(
+                args.model, args.manifest, args.out, args.bootstrap, 0, args.device, args.blank
+            )
             return 0
         from cxr14.predict import predict
 

@@ -74,6 +74,38 @@ def test_predict_gives_the_pipelines_probabilities_from_the_original_pngs(done, 
         assert pd.read_csv(out.parent / "predictions_failures.csv").empty
 
 
+def test_external_validation_on_a_manifest_gives_the_workflows_aurocs(done, tmp_path):
+    """`cxr14 evaluate` with a run's bundle on a manifest of that run's test images (the
+    original PNGs, labels as columns) gives the workflow's own per-class AUROCs; a manifest
+    sharing no class with the model is refused (exit 2)."""
+    pred = pd.read_csv(done / f"{evals('vgg_like')}/predictions.csv")
+    folder = tmp_path / "mine"  # the user's folder; its images/ are the demo's PNGs
+    folder.mkdir()
+    (folder / "images").symlink_to(done / "results/synthetic/images")
+    manifest = pd.DataFrame({"path": "images/" + pred["image"], "patient": pred["patient"]})
+    for c in LABELS:
+        manifest[c] = pred[f"label_{c}"].astype(int)
+    manifest.to_csv(folder / "external_manifest.csv", index=False)
+    exe = str(Path(sys.executable).with_name("cxr14"))
+    bundle = str(done / "results/models/vgg_like/bundle.pt")
+    out = tmp_path / "ext"
+    cmd = [exe, "evaluate", "--model", bundle, "--manifest", str(folder / "external_manifest.csv")]
+    proc = hangguard.run(
+        [*cmd, "--out", str(out), "--device", "cpu", "--bootstrap", "20"], guard=hangguard.COMMAND
+    )
+    assert proc.returncode == 0, proc.stderr
+    mine = pd.read_csv(out / "metrics.csv").set_index("label")["auroc"]
+    theirs = pd.read_csv(done / f"{evals('vgg_like')}/metrics.csv").set_index("label")["auroc"]
+    np.testing.assert_allclose(mine.loc[list(LABELS)], theirs.loc[list(LABELS)], atol=1e-4)
+    report = (out / "report.md").read_text()
+    assert "External validation of vgg_like" in report and "not a real-data model" in report
+    other = manifest[["path", "patient"]].assign(Finding=1)
+    other.to_csv(folder / "external_other.csv", index=False)
+    cmd[-1] = str(folder / "external_other.csv")
+    proc = hangguard.run([*cmd, "--out", str(tmp_path / "x")], guard=hangguard.COMMAND, check=False)
+    assert proc.returncode == 2 and "no column is a class of the model" in proc.stderr
+
+
 def test_predict_names_bad_inputs_and_scores_the_rest(done, tmp_path):
     folder = tmp_path / "in" / "nested"
     folder.mkdir(parents=True)
