@@ -97,6 +97,22 @@ def check_image_name(name: str, where: str) -> None:
         )
 
 
+def csv_line(index) -> int:
+    """1-based file line of a data row of a CSV read with pandas (the header is line 1)."""
+    return int(index) + 2
+
+
+def read_text_csv(path, **kwargs) -> pd.DataFrame:
+    """A CSV (gzipped too) with every cell a string and blanks kept as ''; an unreadable or
+    empty file is a DataError naming it."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, **kwargs)
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{path}: file is empty") from exc
+
+
 def parse_label_cells(raw: pd.DataFrame, labels, path, line_of) -> np.ndarray:
     """Label columns of a CSV read as strings into floats: ``1``/``1.0``, ``0``/``0.0``,
     ``-1``/``-1.0`` (uncertain) or blank (NaN); any other value is a DataError naming

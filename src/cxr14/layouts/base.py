@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,12 @@ class Layout:
         """``train_val_list`` and ``test_list`` image names from the parse inputs ``files``,
         for layouts whose official split is in their metadata (``official_lists_in_metadata``)."""
         raise NotImplementedError
+
+    def locate_images(self, data_dir, table: pd.DataFrame) -> pd.Series:
+        """Each image's ``path`` (from ``read_metadata``) where that file exists under
+        ``data_dir``, NaN otherwise; a layout that must search for its images overrides it."""
+        exists = [os.path.isfile(os.path.join(data_dir, p)) for p in table["path"]]
+        return table["path"].where(exists)
 
     def read_table(self, files: dict[str, str], **options) -> pd.DataFrame:
         """The image table from the parse inputs ``files`` (``parse_inputs``' keys) and the

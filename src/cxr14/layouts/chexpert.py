@@ -22,7 +22,7 @@ import pandas as pd
 from cxr14.errors import DataError
 from cxr14.layouts.base import Layout, Wording, views_phrase
 from cxr14.layouts.synthetic import Generated
-from cxr14.metadata import META_COLUMNS, parse_label_cells, sha256_of
+from cxr14.metadata import META_COLUMNS, csv_line, parse_label_cells, read_text_csv, sha256_of
 
 # The 14 observations in the order of CheXpert's CSV header.
 LABELS: tuple[str, ...] = (
@@ -55,17 +55,8 @@ KNOWN_METADATA = {
 }
 
 
-def _line(index) -> int:
-    return int(index) + 2
-
-
 def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV file ({exc})") from exc
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{path}: file is empty") from exc
+    raw = read_text_csv(path)
     missing = [c for c in (*META, *LABELS) if c not in raw.columns]
     if missing:
         raise DataError(
@@ -83,7 +74,7 @@ def _meta(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
     if bad.any():
         idx = bad.idxmax()
         raise DataError(
-            f"{path}, line {_line(idx)}, column 'Path': {raw['Path'][idx]!r} is not "
+            f"{path}, line {csv_line(idx)}, column 'Path': {raw['Path'][idx]!r} is not "
             "<release>/<train|valid>/patientN/studyN/viewN_<frontal|lateral>.jpg"
         )
     frontal = raw["Frontal/Lateral"].str.strip()
@@ -94,7 +85,7 @@ def _meta(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
         if bad.any():
             idx = bad.idxmax()
             raise DataError(
-                f"{path}, line {_line(idx)}, column {column!r}: unreadable value "
+                f"{path}, line {csv_line(idx)}, column {column!r}: unreadable value "
                 f"{raw[column][idx]!r}"
             )
     view = raw["AP/PA"].str.strip().where(frontal.eq("Frontal"), "Lateral")
@@ -118,11 +109,11 @@ def read_chexpert_csv(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     raw = _read_csv(path)
     table = _meta(raw, path)
-    table[list(LABELS)] = parse_label_cells(raw, LABELS, path, _line)
+    table[list(LABELS)] = parse_label_cells(raw, LABELS, path, csv_line)
     duplicated = table["image"].duplicated()
     if duplicated.any():
         idx = duplicated.idxmax()
-        raise DataError(f"{path}, line {_line(idx)}: image {raw['Path'][idx]!r} listed twice")
+        raise DataError(f"{path}, line {csv_line(idx)}: image {raw['Path'][idx]!r} listed twice")
     return table[[*META_COLUMNS, "path", *LABELS]]
 
 
@@ -149,12 +140,6 @@ def official_lists(files: dict[str, str]) -> dict[str, list[str]]:
         "train_val_list": read_chexpert_csv(path)["image"].tolist(),
         "test_list": read_chexpert_csv(path.with_name(VALID_FILE))["image"].tolist(),
     }
-
-
-def locate_files(data_dir, table: pd.DataFrame) -> pd.Series:
-    """Each image's ``path`` where that file exists under ``data_dir`` (NaN otherwise)."""
-    exists = [os.path.isfile(os.path.join(data_dir, p)) for p in table["path"]]
-    return table["path"].where(exists)
 
 
 class CheXpert(Layout):
@@ -221,9 +206,6 @@ class CheXpert(Layout):
         files += [f for f in [files[0].with_name(VALID_FILE)] if f.is_file()]
         paths = pd.concat([pd.read_csv(f, usecols=["Path"])["Path"] for f in files])
         return int(paths.str.extract(r"/patient(\d+)/")[0].nunique())
-
-    def locate_images(self, data_dir, table: pd.DataFrame) -> pd.Series:
-        return locate_files(data_dir, table)
 
     read_metadata = staticmethod(read_metadata)
     official_lists = staticmethod(official_lists)

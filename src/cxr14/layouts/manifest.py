@@ -14,7 +14,6 @@ column.
 
 from __future__ import annotations
 
-import os
 import posixpath
 from pathlib import Path
 
@@ -24,15 +23,11 @@ import pandas as pd
 from cxr14.errors import DataError
 from cxr14.layouts.base import Layout, Wording, views_phrase
 from cxr14.layouts.synthetic import Generated
-from cxr14.metadata import parse_label_cells
+from cxr14.metadata import csv_line, parse_label_cells, read_text_csv
 
 REQUIRED = ("path", "patient")
 SPLIT_VALUES = ("train", "val", "test")
 SEX = {"M": "M", "F": "F", "MALE": "M", "FEMALE": "F", "": ""}
-
-
-def _line(index) -> int:
-    return int(index) + 2
 
 
 def image_id(path: str) -> str:
@@ -41,7 +36,7 @@ def image_id(path: str) -> str:
 
 
 def _fail(path, idx, column: str, why: str):
-    raise DataError(f"{path}, line {_line(idx)}, column {column!r}: {why}")
+    raise DataError(f"{path}, line {csv_line(idx)}, column {column!r}: {why}")
 
 
 def _paths(raw: pd.DataFrame, csv) -> pd.Series:
@@ -55,7 +50,7 @@ def _paths(raw: pd.DataFrame, csv) -> pd.Series:
     twice = out.duplicated()
     if twice.any():
         idx = twice.idxmax()
-        first = _line(out[out == out[idx]].index[0])
+        first = csv_line(out[out == out[idx]].index[0])
         _fail(csv, idx, "path", f"image {out[idx]!r} listed twice (also line {first})")
     return out
 
@@ -96,12 +91,7 @@ def _optional(raw: pd.DataFrame, csv) -> dict[str, pd.Series]:
 def read_manifest(csv, labels) -> pd.DataFrame:
     """The manifest as the project's image table (``META_COLUMNS``, ``path`` relative to the
     CSV's folder, ``split`` as given, then ``labels``' raw values), sorted by image name."""
-    try:
-        raw = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{csv}: not a readable CSV file ({exc})") from exc
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{csv}: file is empty") from exc
+    raw = read_text_csv(csv)
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in REQUIRED if c not in raw]
     absent = [c for c in labels if c not in raw]
@@ -118,7 +108,7 @@ def read_manifest(csv, labels) -> pd.DataFrame:
     table["view"], table["age_years"], table["sex"] = extra["view"], extra["age"], extra["sex"]
     table["path"] = paths
     table["split"] = raw["split"].str.strip() if "split" in raw else ""
-    table[list(labels)] = parse_label_cells(raw, labels, csv, _line)
+    table[list(labels)] = parse_label_cells(raw, labels, csv, csv_line)
     _check_fixed_splits(table["split"], raw["patient"].str.strip(), csv)
     return table.sort_values("image", kind="stable").reset_index(drop=True)
 
@@ -200,10 +190,6 @@ class Manifest(Layout):
 
     def read_table(self, files: dict[str, str], labels=()) -> pd.DataFrame:
         return read_manifest(files["metadata"], labels).drop(columns="split")
-
-    def locate_images(self, data_dir, table: pd.DataFrame) -> pd.Series:
-        exists = [os.path.isfile(os.path.join(data_dir, p)) for p in table["path"]]
-        return table["path"].where(exists)
 
     def official_lists(self, files: dict[str, str]) -> dict[str, list[str]]:
         table = read_manifest(files["metadata"], ())

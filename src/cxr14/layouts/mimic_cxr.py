@@ -25,7 +25,7 @@ from cxr14.errors import DataError
 from cxr14.layouts.base import Layout, Wording, views_phrase
 from cxr14.layouts.chexpert import LABELS
 from cxr14.layouts.synthetic import Generated
-from cxr14.metadata import META_COLUMNS, parse_label_cells
+from cxr14.metadata import META_COLUMNS, csv_line, parse_label_cells, read_text_csv
 
 METADATA = "mimic-cxr-2.0.0-metadata.csv.gz"
 LABEL_FILES = {
@@ -42,24 +42,15 @@ SPLITS = {"train": "train_val_list", "validate": "train_val_list", "test": "test
 AGE_CAP = 91
 
 
-def _line(index) -> int:
-    return int(index) + 2
-
-
 def _read(path, columns) -> pd.DataFrame:
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable (gzipped) CSV file ({exc})") from exc
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{path}: file is empty") from exc
+    raw = read_text_csv(path)
     missing = [c for c in columns if c not in raw.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(map(repr, missing))}")
     for c in IDS:
         if c in columns and not raw[c].str.fullmatch(r"\d+").all():
             idx = (~raw[c].str.fullmatch(r"\d+")).idxmax()
-            raise DataError(f"{path}, line {_line(idx)}, column {c!r}: {raw[c][idx]!r}")
+            raise DataError(f"{path}, line {csv_line(idx)}, column {c!r}: {raw[c][idx]!r}")
     return raw
 
 
@@ -69,9 +60,9 @@ def read_study_labels(path) -> pd.DataFrame:
     raw = _read(path, (*IDS, *LABELS))
     twice = raw.duplicated(list(IDS))
     if twice.any():
-        raise DataError(f"{path}, line {_line(twice.idxmax())}: study listed twice")
+        raise DataError(f"{path}, line {csv_line(twice.idxmax())}: study listed twice")
     out = raw[list(IDS)].astype(np.int64)
-    out[list(LABELS)] = parse_label_cells(raw, LABELS, path, _line)
+    out[list(LABELS)] = parse_label_cells(raw, LABELS, path, csv_line)
     return out
 
 
@@ -102,7 +93,9 @@ def read_mimic(files: dict[str, str]) -> pd.DataFrame:
     twice = meta["dicom_id"].duplicated()
     if twice.any():
         idx = twice.idxmax()
-        raise DataError(f"{path}, line {_line(idx)}: image {meta['dicom_id'][idx]!r} listed twice")
+        raise DataError(
+            f"{path}, line {csv_line(idx)}: image {meta['dicom_id'][idx]!r} listed twice"
+        )
     ids = meta[list(IDS)].astype(np.int64)
     labels = ids.merge(read_study_labels(files["labels"]), on=list(IDS), how="left")
     sex, age = _ages(meta, files.get("patients"))
@@ -135,8 +128,8 @@ def official_lists(files: dict[str, str]) -> dict[str, list[str]]:
     if unknown.any():
         idx = unknown.idxmax()
         raise DataError(
-            f"{files['split']}, line {_line(idx)}, column 'split': {raw['split'][idx]!r} is none "
-            f"of {', '.join(SPLITS)}"
+            f"{files['split']}, line {csv_line(idx)}, column 'split': {raw['split'][idx]!r} is "
+            f"none of {', '.join(SPLITS)}"
         )
     kind = raw["split"].map(SPLITS)
     return {k: sorted(raw.loc[kind == k, "dicom_id"]) for k in ("train_val_list", "test_list")}
@@ -207,10 +200,6 @@ class MimicCXR(Layout):
 
     def read_table(self, files: dict[str, str], **options) -> pd.DataFrame:
         return read_mimic(files)
-
-    def locate_images(self, data_dir, table: pd.DataFrame) -> pd.Series:
-        exists = [os.path.isfile(os.path.join(data_dir, p)) for p in table["path"]]
-        return table["path"].where(exists)
 
     official_lists = staticmethod(official_lists)
 

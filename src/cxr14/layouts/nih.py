@@ -18,7 +18,14 @@ import pandas as pd
 
 from cxr14.errors import DataError
 from cxr14.layouts.base import Layout, Wording, views_phrase
-from cxr14.metadata import META_COLUMNS, NO_FINDING, check_image_name, sha256_of
+from cxr14.metadata import (
+    META_COLUMNS,
+    NO_FINDING,
+    check_image_name,
+    csv_line,
+    read_text_csv,
+    sha256_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +88,6 @@ def canonical_label(name: str) -> str | None:
     return ALIASES.get(name)
 
 
-def _line(index: int) -> int:
-    """1-based file line of a data row (the header is line 1)."""
-    return int(index) + 2
-
-
 def parse_age(value: str) -> float:
     """Age in years from NIH's encodings ('058Y', '011M', '001D', '58'); NaN if empty."""
     value = value.strip()
@@ -107,14 +109,14 @@ def encode_findings(findings: pd.Series, path: str | os.PathLike) -> np.ndarray:
         pos = int(np.argmax(unknown.to_numpy()))  # exploded rows share their row's index
         idx, token = unknown.index[pos], exploded.iloc[pos]
         raise DataError(
-            f"{path}, line {_line(idx)}: unknown finding label {token!r} "
+            f"{path}, line {csv_line(idx)}: unknown finding label {token!r} "
             f"(known: {', '.join(LABELS)}, or '{NO_FINDING}')"
         )
     mixed = canon.eq(NO_FINDING).groupby(level=0).any() & tokens.str.len().gt(1)
     if mixed.any():
         idx = mixed.idxmax()
         raise DataError(
-            f"{path}, line {_line(idx)}: '{NO_FINDING}' combined with other findings "
+            f"{path}, line {csv_line(idx)}: '{NO_FINDING}' combined with other findings "
             f"({findings[idx]!r})"
         )
     onehot = np.zeros((len(findings), len(LABELS)), dtype=np.uint8)
@@ -126,14 +128,9 @@ def encode_findings(findings: pd.Series, path: str | os.PathLike) -> np.ndarray:
 
 def _read_raw(path: Path) -> pd.DataFrame:
     """The required columns of a metadata file as stripped strings, renamed to ours."""
-    try:
-        # index_col=False: the 2017 header has one field more than each row (trailing comma);
-        # without it pandas would silently use the first column as the index.
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV file ({exc})") from exc
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{path}: file is empty") from exc
+    # index_col=False: the 2017 header has one field more than each row (trailing comma);
+    # without it pandas would silently use the first column as the index.
+    raw = read_text_csv(path, index_col=False)
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
@@ -151,11 +148,11 @@ def _read_raw(path: Path) -> pd.DataFrame:
 
 def _check_names(names: pd.Series, path: Path) -> None:
     for idx, name in names.items():
-        check_image_name(name, f"{path}, line {_line(idx)}")
+        check_image_name(name, f"{path}, line {csv_line(idx)}")
     dup = names.duplicated(keep=False)
     if dup.any():
         first = names[dup].iloc[0]
-        lines = [str(_line(i)) for i in names.index[names == first]]
+        lines = [str(csv_line(i)) for i in names.index[names == first]]
         raise DataError(
             f"{path}: duplicate image name {first!r} on lines {', '.join(lines)} "
             f"({int(dup.sum())} rows involved in duplicates)"
@@ -168,7 +165,7 @@ def _ages(values: pd.Series, path: Path) -> np.ndarray:
         try:
             ages[i] = parse_age(value)
         except ValueError as exc:
-            raise DataError(f"{path}, line {_line(idx)}: {exc}") from None
+            raise DataError(f"{path}, line {csv_line(idx)}: {exc}") from None
     implausible = ages > MAX_PLAUSIBLE_AGE
     if implausible.any():
         log.warning(
@@ -195,7 +192,7 @@ def read_data_entry(path: str | os.PathLike) -> pd.DataFrame:
         num = pd.to_numeric(df[col], errors="coerce")
         if num.isna().any():
             idx = num.isna().idxmax()
-            raise DataError(f"{path}, line {_line(idx)}: {col} {df[col][idx]!r} is not a number")
+            raise DataError(f"{path}, line {csv_line(idx)}: {col} {df[col][idx]!r} is not a number")
         out[col] = num.astype(np.int64)
     out["view"] = df["view"]
     out["age_years"] = _ages(df["age"], path)
@@ -222,13 +219,17 @@ def read_bbox_list(path: str | os.PathLike) -> pd.DataFrame:
     labels = raw["label"].str.strip().map(canonical_label)
     if labels.isna().any():
         idx = labels.isna().idxmax()
-        raise DataError(f"{path}, line {_line(idx)}: unknown finding label {raw['label'][idx]!r}")
+        raise DataError(
+            f"{path}, line {csv_line(idx)}: unknown finding label {raw['label'][idx]!r}"
+        )
     out = pd.DataFrame({"image": raw["image"].str.strip(), "label": labels})
     for c in ("x", "y", "w", "h"):
         num = pd.to_numeric(raw[c], errors="coerce")
         if num.isna().any():
             idx = num.isna().idxmax()
-            raise DataError(f"{path}, line {_line(idx)}: box {c} {raw[c][idx]!r} is not a number")
+            raise DataError(
+                f"{path}, line {csv_line(idx)}: box {c} {raw[c][idx]!r} is not a number"
+            )
         out[c] = num.astype(float)
     return out
 
@@ -252,12 +253,12 @@ def read_expert_labels(path: str | os.PathLike) -> pd.DataFrame:
         values = raw[c].str.strip().str.upper().map(_EXPERT_VALUES)
         if values.isna().any():
             idx = values.isna().idxmax()
-            raise DataError(f"{path}, line {_line(idx)}: {c} is {raw[c][idx]!r}, not YES or NO")
+            raise DataError(f"{path}, line {csv_line(idx)}: {c} is {raw[c][idx]!r}, not YES or NO")
         out[c] = values.astype(int)
     duplicated = out["image"].duplicated()
     if duplicated.any():
         idx = duplicated.idxmax()
-        raise DataError(f"{path}, line {_line(idx)}: image {out['image'][idx]} listed twice")
+        raise DataError(f"{path}, line {csv_line(idx)}: image {out['image'][idx]} listed twice")
     return out
 
 
