@@ -17,7 +17,7 @@ from cxr14.entries import build_entries, write_official_lists
 from cxr14.layouts.chexpert import LABELS, read_chexpert_csv, read_metadata
 from cxr14.metadata import label_targets, read_image_list
 from cxr14.splits import make_splits
-from cxr14.synthetic_chexpert import generate
+from cxr14.synthetic import generate
 from cxr14.testing.workflow import REPO
 
 CHEXPERT_DIR = Path(os.environ.get("CXR14_CHEXPERT_SAMPLE", REPO.parent / "shared/data/chexpert"))
@@ -122,7 +122,7 @@ def test_missing_column_duplicate_image_and_shared_patients_are_refused(tmp_path
 @pytest.fixture(scope="module")
 def synthetic_release(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("chexpert") / "CheXpert-v1.0-small"
-    generate(out, n_images=120, image_size=64, seed=2)
+    generate(out, n_images=120, image_size=64, seed=2, writer="cxr14.synthetic_chexpert")
     return out
 
 

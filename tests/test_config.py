@@ -240,9 +240,9 @@ def test_every_default_is_written_once_in_config_yaml():
 
 def _data_set(kind: str, folder: Path) -> dict:
     """A synthetic copy of a layout's files in ``folder`` and the ``data`` keys naming it."""
-    import importlib
+    from cxr14.synthetic import generate
 
-    importlib.import_module(f"cxr14.synthetic_{kind}").generate(folder, n_images=40, image_size=32)
+    generate(folder, n_images=40, image_size=32, writer=f"cxr14.synthetic_{kind}")
     if kind == "chexpert":
         return {"chexpert_dir": str(folder)}
     if kind == "mimic_cxr":

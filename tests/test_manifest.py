@@ -17,7 +17,7 @@ from cxr14.layouts.manifest import SyntheticManifest, read_manifest
 from cxr14.metadata import read_image_list
 from cxr14.splits import make_splits
 from cxr14.store import downsample_shard
-from cxr14.synthetic_manifest import generate
+from cxr14.synthetic import generate
 
 LABELS = list(SyntheticManifest.labels)
 HEADER = "path,patient,study,view,sex,age,split,a,b"
@@ -26,7 +26,7 @@ HEADER = "path,patient,study,view,sex,age,split,a,b"
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("manifest")
-    generate(out, n_images=40, image_size=48, seed=6)
+    generate(out, n_images=40, image_size=48, seed=6, writer="cxr14.synthetic_manifest")
     return out
 
 

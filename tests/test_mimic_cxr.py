@@ -17,13 +17,13 @@ from cxr14.layouts import get_layout
 from cxr14.layouts.chexpert import LABELS
 from cxr14.layouts.mimic_cxr import LABEL_FILES, METADATA, SPLIT, official_lists, read_mimic
 from cxr14.metadata import read_image_list
-from cxr14.synthetic_mimic_cxr import generate
+from cxr14.synthetic import generate
 
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("mimic")
-    generate(out, n_images=100, image_size=48, seed=4)
+    generate(out, n_images=100, image_size=48, seed=4, writer="cxr14.synthetic_mimic_cxr")
     return out
 
 

@@ -25,6 +25,7 @@ the result does not depend on the number of worker processes.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -407,21 +408,13 @@ def _write_expert_labels(out_dir: Path, meta: pd.DataFrame, seed: int) -> None:
     (out_dir / EXPERT_FILE).write_bytes("\r\n".join(lines).encode())
 
 
-def generate(
-    out_dir: str | os.PathLike,
-    n_images: int = 2000,
-    image_size: int = 1024,
-    seed: int = 0,
-    min_prevalence: float = 0.04,
-    max_images_per_patient: int = MAX_IMAGES_PER_PATIENT,
-    test_fraction: float = 0.2,
-    workers: int = 1,
+def write(
+    out_dir: str | os.PathLike, meta: pd.DataFrame, image_size: int, seed: int, workers: int = 1
 ) -> pd.DataFrame:
-    """Write the synthetic data set in NIH's layout to ``out_dir``; returns the metadata
-    table."""
+    """Write the drawn metadata ``meta`` (``sample_metadata``) and its images in NIH's layout
+    to ``out_dir``; returns the metadata table."""
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    meta = sample_metadata(n_images, min_prevalence, max_images_per_patient, test_fraction, seed)
     jobs = [
         (
             f"images/{r['Image Index']}",
@@ -450,3 +443,21 @@ def generate(
         out_dir,
     )
     return meta
+
+
+def generate(
+    out_dir: str | os.PathLike,
+    n_images: int = 2000,
+    image_size: int = 1024,
+    seed: int = 0,
+    min_prevalence: float = 0.04,
+    max_images_per_patient: int = MAX_IMAGES_PER_PATIENT,
+    test_fraction: float = 0.2,
+    workers: int = 1,
+    writer: str = "cxr14.synthetic",
+) -> pd.DataFrame:
+    """Draw the synthetic patients and findings (``sample_metadata``, a function of ``seed``)
+    and write them with the ``write`` of module ``writer``, a layout's writer (NIH's layout by
+    default; ``Layout.writer``); returns what it returns."""
+    meta = sample_metadata(n_images, min_prevalence, max_images_per_patient, test_fraction, seed)
+    return importlib.import_module(writer).write(out_dir, meta, image_size, seed, workers)

@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr14.layouts.chexpert import LABELS, VALID_FILE
-from cxr14.layouts.synthetic import MAX_IMAGES_PER_PATIENT, sample_metadata
+from cxr14.layouts.chexpert import LABELS, VALID_FILE, SyntheticCheXpert
 from cxr14.metadata import NO_FINDING
 from cxr14.synthetic import render_all
 
 log = logging.getLogger(__name__)
 
-RELEASE = "CheXpert-v1.0-small"
+RELEASE = Path(SyntheticCheXpert.DIR).name  # the release folder's name
 HEADER = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *LABELS]
 # Planted findings (the renderer's NIH names) that make each observation positive. Fracture and
 # Support Devices have no pattern of their own: they borrow two the other labels do not use.
@@ -119,33 +118,26 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def generate(
-    out_dir: str | os.PathLike,
-    n_images: int = 2000,
-    image_size: int = 1024,
-    seed: int = 0,
-    min_prevalence: float = 0.04,
-    max_images_per_patient: int = MAX_IMAGES_PER_PATIENT,
-    test_fraction: float = 0.2,
-    workers: int = 1,
+def write(
+    out_dir: str | os.PathLike, meta: pd.DataFrame, image_size: int, seed: int, workers: int = 1
 ) -> pd.DataFrame:
     """Write the synthetic data set as a CheXpert release folder ``out_dir``; returns the
     rows written (path, findings, patient, study, whether in ``valid/``)."""
     out_dir = Path(out_dir)
     for part in ("train", "valid"):
         (out_dir / part).mkdir(parents=True, exist_ok=True)
-    meta = sample_metadata(n_images, min_prevalence, max_images_per_patient, test_fraction, seed)
     rows = _rows(meta, seed)
     shape = (round(0.8 * image_size), image_size)
     jobs = [
         (r["rel"], r["found"], r["patient"], r["study"], shape, str(out_dir), seed) for r in rows
     ]
-    render_all(jobs, workers, f"synthetic CheXpert-layout JPEGs of {shape[0]}x{shape[1]}")
+    render_all(jobs, workers, f"{SyntheticCheXpert.name} JPEGs of {shape[0]}x{shape[1]}")
     _write_csv(out_dir / "train.csv", [r for r in rows if not r["valid"]])
     _write_csv(out_dir / VALID_FILE, [r for r in rows if r["valid"]])
     table = pd.DataFrame(rows).drop(columns="cells")
     log.info(
-        "synthetic CheXpert-layout set: %d images (%d in valid/), %d patients in %s",
+        "%s: %d images (%d in valid/), %d patients in %s",
+        SyntheticCheXpert.name,
         len(table),
         table["valid"].sum(),
         table["patient"].nunique(),

@@ -25,7 +25,6 @@ import pandas as pd
 from PIL import Image
 
 from cxr14.layouts.manifest import SyntheticManifest
-from cxr14.layouts.synthetic import MAX_IMAGES_PER_PATIENT, sample_metadata
 from cxr14.metadata import NO_FINDING
 from cxr14.synthetic import render_all
 
@@ -130,20 +129,12 @@ def _boxes(rows: list[dict], written: list[dict], shape) -> list[str]:
     return lines
 
 
-def generate(
-    out_dir: str | os.PathLike,
-    n_images: int = 2000,
-    image_size: int = 1024,
-    seed: int = 0,
-    min_prevalence: float = 0.04,
-    max_images_per_patient: int = MAX_IMAGES_PER_PATIENT,
-    test_fraction: float = 0.2,
-    workers: int = 1,
+def write(
+    out_dir: str | os.PathLike, meta: pd.DataFrame, image_size: int, seed: int, workers: int = 1
 ) -> pd.DataFrame:
     """Write the synthetic data set as a manifest folder ``out_dir``; returns the manifest."""
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    meta = sample_metadata(n_images, min_prevalence, max_images_per_patient, test_fraction, seed)
     rows = _rows(meta, seed)
     shape = (image_size, image_size)
     rendered = [r["path"].replace(".dcm", ".png") for r in rows]

@@ -32,8 +32,7 @@ import numpy as np
 import pandas as pd
 
 from cxr14.layouts.chexpert import LABELS
-from cxr14.layouts.mimic_cxr import LABEL_FILES, METADATA, SPLIT
-from cxr14.layouts.synthetic import MAX_IMAGES_PER_PATIENT, sample_metadata
+from cxr14.layouts.mimic_cxr import LABEL_FILES, METADATA, SPLIT, SyntheticMimicCXR
 from cxr14.metadata import NO_FINDING
 from cxr14.synthetic import render_all
 from cxr14.synthetic_chexpert import observation_cells
@@ -123,21 +122,13 @@ def _write_tables(out: Path, studies: pd.DataFrame, seed: int, shape) -> None:
     _write_gz(out / "patients.csv.gz", patients)
 
 
-def generate(
-    out_dir: str | os.PathLike,
-    n_images: int = 2000,
-    image_size: int = 1024,
-    seed: int = 0,
-    min_prevalence: float = 0.04,
-    max_images_per_patient: int = MAX_IMAGES_PER_PATIENT,
-    test_fraction: float = 0.2,
-    workers: int = 1,
+def write(
+    out_dir: str | os.PathLike, meta: pd.DataFrame, image_size: int, seed: int, workers: int = 1
 ) -> pd.DataFrame:
     """Write the synthetic data set as a MIMIC-CXR-JPG release folder ``out_dir``; returns one
     row per study."""
     out = Path(out_dir)
     (out / "files").mkdir(parents=True, exist_ok=True)
-    meta = sample_metadata(n_images, min_prevalence, max_images_per_patient, test_fraction, seed)
     studies = _studies(meta, seed)
     shape = (round(0.83 * image_size), image_size)
     jobs = []
@@ -148,10 +139,11 @@ def generate(
             jobs.append(
                 (rel, sorted(s["found"]), s["subject_id"], s["study_id"], shape, str(out), seed)
             )
-    render_all(jobs, workers, f"synthetic MIMIC-CXR-layout JPEGs of {shape[0]}x{shape[1]}")
+    render_all(jobs, workers, f"{SyntheticMimicCXR.name} JPEGs of {shape[0]}x{shape[1]}")
     _write_tables(out, studies, seed, shape)
     log.info(
-        "synthetic MIMIC-CXR-layout set: %d images of %d studies of %d patients in %s",
+        "%s: %d images of %d studies of %d patients in %s",
+        SyntheticMimicCXR.name,
         len(jobs),
         len(studies),
         studies["subject_id"].nunique(),

@@ -1,16 +1,15 @@
-"""Rule generate_synthetic_data: the ``generate`` of the layout's writer (cxr14.synthetic for
-the NIH layout, cxr14.synthetic_chexpert, ...), into the folder of its metadata output."""
+"""Rule generate_synthetic_data: see cxr14.synthetic.generate, with the layout's writer
+(cxr14.synthetic for the NIH layout, cxr14.synthetic_chexpert, ...), into the folder of its
+metadata output."""
 
-import importlib
 from pathlib import Path
 
 from cxr14.layouts import get_layout
 from cxr14.logs import log_to
+from cxr14.synthetic import generate
 
 with log_to(snakemake.log[0]):
-    # The layout is fixed by the outputs' paths; it is not a parameter of the job.
-    writer = importlib.import_module(get_layout(snakemake.config["data"]["source"]).writer)
-    writer.generate(
+    generate(
         out_dir=Path(snakemake.output.metadata).parent,
         n_images=snakemake.params.n_images,
         image_size=snakemake.params.image_size,
@@ -18,4 +17,6 @@ with log_to(snakemake.log[0]):
         min_prevalence=snakemake.params.min_prevalence,
         test_fraction=snakemake.params.test_fraction,
         workers=snakemake.threads,
+        # The layout is fixed by the outputs' paths; it is not a parameter of the job.
+        writer=get_layout(snakemake.config["data"]["source"]).writer,
     )
