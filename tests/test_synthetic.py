@@ -101,3 +101,27 @@ def test_prevalence_is_nih_like_with_rare_classes_boosted(tmp_path):
     assert prev.min() > 0.02  # Hernia is 0.2% in NIH; boosted towards 4%
     assert 0.3 < (y.sum(axis=1) == 0).mean() < 0.6
     assert isinstance(meta, pd.DataFrame)
+
+
+def test_relabel_changes_what_the_labeller_reports_not_the_images(tmp_path):
+    """synthetic.relabel: a finding reported where other planted findings are; images, boxes
+    and expert re-reads stay those of the planted findings."""
+    plain, shifted = tmp_path / "plain", tmp_path / "shifted"
+    generate(plain, n_images=60, image_size=32, seed=4)
+    generate(shifted, n_images=60, image_size=32, seed=4, relabel={"Consolidation": ["Pneumonia"]})
+    a = pd.read_csv(plain / "Data_Entry_2017.csv", index_col=False)["Finding Labels"]
+    b = pd.read_csv(shifted / "Data_Entry_2017.csv", index_col=False)["Finding Labels"]
+    for before, after in zip(a, b, strict=True):
+        planted = set(before.split("|")) - {"No Finding"}
+        # Consolidation is reported where pneumonia is planted, and only there.
+        expected = planted - {"Consolidation"} | (
+            {"Consolidation"} if "Pneumonia" in planted else set()
+        )
+        assert set(after.split("|")) - {"No Finding"} == expected, (before, after)
+    assert (a != b).any()
+    for name in ("BBox_List_2017.csv", "google2019_labels.csv"):
+        assert (plain / name).read_bytes() == (shifted / name).read_bytes()
+    first = sorted((plain / "images").iterdir())[0].name
+    assert (plain / "images" / first).read_bytes() == (shifted / "images" / first).read_bytes()
+    with pytest.raises(ValueError, match="synthetic.relabel: unknown finding 'Pneumonitis'"):
+        generate(tmp_path / "bad", n_images=10, image_size=32, relabel={"Edema": ["Pneumonitis"]})

@@ -262,6 +262,8 @@ PATTERNS = {
     "Pneumothorax": _pneumothorax,
 }
 ANATOMICAL = ("Cardiomegaly", "Emphysema")
+# Every finding the renderer plants (its names: NIH's labels).
+FINDINGS = (*PATTERNS, *ANATOMICAL)
 
 
 def _draw_anatomy(c: Canvas, rng, a: Anatomy, present: set[str], shift) -> tuple:
@@ -408,11 +410,33 @@ def _write_expert_labels(out_dir: Path, meta: pd.DataFrame, seed: int) -> None:
     (out_dir / EXPERT_FILE).write_bytes("\r\n".join(lines).encode())
 
 
+def labelled(found: set[str], meta: pd.DataFrame) -> set[str]:
+    """The findings a copy's labeller reports for an image whose planted findings are
+    ``found``: under ``meta.attrs["relabel"]`` (``generate``'s) a finding is reported where any
+    of the planted findings it lists is, else where it is planted itself."""
+    definitions = meta.attrs.get("relabel") or {}
+    return {n for n in FINDINGS if found.intersection(definitions.get(n, (n,)))}
+
+
+def _relabelled(meta: pd.DataFrame) -> pd.DataFrame:
+    """``meta`` with each image's ``Finding Labels`` as its labeller reports them."""
+    if not meta.attrs.get("relabel"):
+        return meta
+    out = meta.copy()
+    planted = [set() if f == NO_FINDING else set(f.split("|")) for f in meta["Finding Labels"]]
+    out["Finding Labels"] = [
+        "|".join(sorted(labelled(f, meta))) or NO_FINDING
+        for f in planted  # NIH's order
+    ]
+    return out
+
+
 def write(
     out_dir: str | os.PathLike, meta: pd.DataFrame, image_size: int, seed: int, workers: int = 1
 ) -> pd.DataFrame:
     """Write the drawn metadata ``meta`` (``sample_metadata``) and its images in NIH's layout
-    to ``out_dir``; returns the metadata table."""
+    to ``out_dir`` (the labels as its labeller reports them: ``labelled``; boxes and expert
+    re-reads of the planted findings); returns the metadata table."""
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     jobs = [
@@ -433,7 +457,7 @@ def write(
         for job, found in zip(jobs, written, strict=True)
         for b in _nih_boxes(Path(job[0]).name, job[1], found)
     ]
-    _write_tables(out_dir, meta, boxes)
+    _write_tables(out_dir, _relabelled(meta), boxes)
     _write_expert_labels(out_dir, meta, seed)
     log.info(
         "synthetic data set: %d images, %d patients, %d boxes in %s",
@@ -455,9 +479,17 @@ def generate(
     test_fraction: float = 0.2,
     workers: int = 1,
     writer: str = "cxr14.synthetic",
+    relabel: dict | None = None,
 ) -> pd.DataFrame:
     """Draw the synthetic patients and findings (``sample_metadata``, a function of ``seed``)
     and write them with the ``write`` of module ``writer``, a layout's writer (NIH's layout by
-    default; ``Layout.writer``); returns what it returns."""
+    default; ``Layout.writer``); returns what it returns. ``relabel``: finding -> the planted
+    findings its labeller reports it for (``labelled``; a deliberately different label
+    definition, as data sets' labellers have), the images unchanged."""
+    unknown = [n for k, v in (relabel or {}).items() for n in [k, *v] if n not in FINDINGS]
+    if unknown:
+        known = ", ".join(sorted(FINDINGS))
+        raise ValueError(f"synthetic.relabel: unknown finding {unknown[0]!r}; known: {known}")
     meta = sample_metadata(n_images, min_prevalence, max_images_per_patient, test_fraction, seed)
+    meta.attrs["relabel"] = dict(relabel or {})
     return importlib.import_module(writer).write(out_dir, meta, image_size, seed, workers)

@@ -28,7 +28,7 @@ import pandas as pd
 
 from cxr14.layouts.chexpert import LABELS, VALID_FILE, SyntheticCheXpert
 from cxr14.metadata import NO_FINDING
-from cxr14.synthetic import render_all
+from cxr14.synthetic import labelled, render_all
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def _rows(meta: pd.DataFrame, seed: int) -> list[dict]:
             cells = [f"{RELEASE}/{rel}", sex, age, "Frontal" if frontal else "Lateral"]
             cells += [
                 r["View Position"] if frontal else "",
-                *observation_cells(found, rng, not valid),
+                *observation_cells(labelled(found, meta), rng, not valid),
             ]
             rows.append(
                 {

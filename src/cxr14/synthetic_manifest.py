@@ -26,7 +26,7 @@ from PIL import Image
 
 from cxr14.layouts.manifest import SyntheticManifest
 from cxr14.metadata import NO_FINDING
-from cxr14.synthetic import render_all
+from cxr14.synthetic import labelled, render_all
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _rows(meta: pd.DataFrame, seed: int) -> list[dict]:
                 "found": sorted(found),
                 "patient": int(r["Patient ID"]),
                 "study": int(r["Follow-up #"]),
-                "cells": [*cells, split, *_cells(found, rng)],
+                "cells": [*cells, split, *_cells(labelled(found, meta), rng)],
             }
         )
     return rows

@@ -34,7 +34,7 @@ import pandas as pd
 from cxr14.layouts.chexpert import LABELS
 from cxr14.layouts.mimic_cxr import LABEL_FILES, METADATA, SPLIT, SyntheticMimicCXR
 from cxr14.metadata import NO_FINDING
-from cxr14.synthetic import render_all
+from cxr14.synthetic import labelled, render_all
 from cxr14.synthetic_chexpert import observation_cells
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,10 @@ def _dicom_id(rng: np.random.Generator) -> str:
     return "-".join(f"{v:08x}" for v in rng.integers(0, 2**32, 5))
 
 
+def _planted(r: dict) -> set[str]:
+    return set() if r["Finding Labels"] == NO_FINDING else set(r["Finding Labels"].split("|"))
+
+
 def _studies(meta: pd.DataFrame, seed: int) -> pd.DataFrame:
     """One row per study: ids, date, findings, split, images (dicom id, view)."""
     rng = np.random.default_rng([seed, 2019, 7])
@@ -76,9 +80,8 @@ def _studies(meta: pd.DataFrame, seed: int) -> pd.DataFrame:
                 "subject_id": 10_000_000 + pid,
                 "study_id": int(study_ids[k]),
                 "date": f"{year + fu // 2}{1 + fu % 12:02d}{1 + (pid + fu) % 28:02d}",
-                "found": set()
-                if r["Finding Labels"] == NO_FINDING
-                else set(r["Finding Labels"].split("|")),
+                "found": (found := _planted(r)),
+                "labelled": labelled(found, meta),
                 "split": split,
                 "images": images,
                 "sex": r["Patient Gender"],
@@ -106,7 +109,7 @@ def _write_tables(out: Path, studies: pd.DataFrame, seed: int, shape) -> None:
         rng = np.random.default_rng([seed, 2019, salt])
         lines = [",".join(["subject_id", "study_id", *LABEL_ORDER])]
         for s in studies.to_dict("records"):
-            cells = dict(zip(LABELS, observation_cells(s["found"], rng, True), strict=True))
+            cells = dict(zip(LABELS, observation_cells(s["labelled"], rng, True), strict=True))
             lines.append(
                 ",".join(
                     [str(s["subject_id"]), str(s["study_id"])] + [cells[c] for c in LABEL_ORDER]
