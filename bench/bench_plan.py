@@ -76,8 +76,8 @@ def main() -> None:
 
     dt, out = timed(wd, "-n", "--quiet", "rules")
     print(f"snakemake -n, nothing built ({dt:.2f} s), plans:\n{job_table(out)}")
-    folds = [f"results/splits/fold{f}/oversample_index.npy" for f in range(1, args.folds + 1)]
-    stats = [f"results/stats/fold{f}/pixel_stats.json" for f in range(1, args.folds + 1)]
+    folds = [f"results/splits/nih/fold{f}/oversample_index.npy" for f in range(1, args.folds + 1)]
+    stats = [f"results/stats/nih/fold{f}/pixel_stats.json" for f in range(1, args.folds + 1)]
     dt, _ = timed(wd, *folds, *stats)
     print(f"data stages for real:             {dt:.1f} s")
     n_outputs = write_placeholders(wd)

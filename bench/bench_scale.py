@@ -95,8 +95,8 @@ def chexpert_scale(wd: Path, shards: int) -> None:
     print(f"snakemake -n, 5 patient folds:        {dt:.2f} s (counts 64,540 patients first)")
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     targets = (
-        "results/splits/holdout/oversample_index.npy",
-        "results/stats/holdout/pixel_stats.json",
+        "results/splits/chexpert/holdout/oversample_index.npy",
+        "results/stats/chexpert/holdout/pixel_stats.json",
     )
     dt, _ = timed(wd, *targets)
     print(f"data stages on the placeholders:      {dt:.1f} s")

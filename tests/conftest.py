@@ -51,10 +51,10 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     snakemake(wd, *DATA_TARGETS, guard=hangguard.PARTIAL_RUN)
     r = wd / "results"
     return {
-        "store_h5": r / "hdf5/images_64.h5",
-        "labels_csv": r / "metadata/labels.csv",
-        "splits_csv": r / "splits/holdout/splits.csv",
-        "index_npy": r / "splits/holdout/oversample_index.npy",
-        "average_npy": r / "stats/holdout/average_image.npy",
-        "stats_json": r / "stats/holdout/pixel_stats.json",
+        "store_h5": r / "hdf5/synthetic/images_64.h5",
+        "labels_csv": r / "metadata/synthetic/labels.csv",
+        "splits_csv": r / "splits/synthetic/holdout/splits.csv",
+        "index_npy": r / "splits/synthetic/holdout/oversample_index.npy",
+        "average_npy": r / "stats/synthetic/holdout/average_image.npy",
+        "stats_json": r / "stats/synthetic/holdout/pixel_stats.json",
     }

@@ -17,7 +17,7 @@ from snakemake.utils import validate
 from cxr14.layouts import LAYOUTS
 from cxr14.layouts.nih import LABELS
 from cxr14.models import ARCHITECTURES, build_model, cam_layer
-from cxr14.settings import JOB_KEYS, TRAIN_KEYS, default_config
+from cxr14.settings import JOB_KEYS, POOL_KEYS, TRAIN_KEYS, default_config
 from cxr14.tables import published_rows, split_kind
 from cxr14.testing import hangguard
 from cxr14.testing.workflow import REPO
@@ -39,7 +39,8 @@ def test_schema_lists_exactly_the_registry():
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_each_models_section_is_the_training_settings_plus_the_registry_settings(arch):
     props = _schema()["properties"]["models"]["properties"][arch]["properties"]
-    assert set(props) - set(TRAIN_KEYS) == set(ARCHITECTURES[arch].settings)
+    # Besides them: how a run on several data sets pools them (only such runs carry it).
+    assert set(props) - set(TRAIN_KEYS) - set(POOL_KEYS) == set(ARCHITECTURES[arch].settings)
     assert set(TRAIN_KEYS) <= set(props)
     # The registry names the settings; their defaults are the default configuration's.
     section = default_config()["models"][arch]
@@ -50,10 +51,10 @@ def test_each_models_section_is_the_training_settings_plus_the_registry_settings
 def test_training_settings_are_declared_once():
     schema = _schema()
     train = schema["properties"]["train"]["properties"]
-    assert set(train) == set(TRAIN_KEYS) | set(JOB_KEYS)
-    assert set(schema["$defs"]) == {*TRAIN_KEYS, "seeds"}
+    assert set(train) == set(TRAIN_KEYS) | set(JOB_KEYS) | set(POOL_KEYS)
+    assert set(schema["$defs"]) == {*TRAIN_KEYS, *POOL_KEYS, "seeds"}
     # Every training setting has its default under the default configuration's train.
-    assert set(TRAIN_KEYS) | set(JOB_KEYS) <= set(default_config()["train"])
+    assert set(TRAIN_KEYS) | set(JOB_KEYS) | set(POOL_KEYS) <= set(default_config()["train"])
 
 
 def test_no_hand_written_list_of_architectures_in_the_workflow():

@@ -154,19 +154,20 @@ def _imagenet_cache(torch_home: Path) -> None:
 
 
 def test_results_of_another_data_set_are_never_overwritten(tmp_path):
-    """A folder holding the NIH run's store refuses the demo (and the other way round); the
-    same data set, or a fresh folder, plans as usual."""
+    """A data set's store folder holding a store of another data set (its name now given to
+    another source) refuses the run; the same data set, or a fresh folder, plans as usual."""
     import h5py
 
-    (tmp_path / "results" / "hdf5").mkdir(parents=True)
-    with h5py.File(tmp_path / "results" / "hdf5" / "images_256.h5", "w") as h5:
+    (tmp_path / "results" / "hdf5" / "synthetic").mkdir(parents=True)
+    store = tmp_path / "results" / "hdf5" / "synthetic" / "images_256.h5"
+    with h5py.File(store, "w") as h5:
         h5.attrs["source"], h5.attrs["data_dir"] = "nih", "/data/ChestX-ray14"
     proc = _dry_run(tmp_path, {})
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Job stats" not in out
-    assert "results/hdf5/images_256.h5 holds the data set 'nih' at /data/ChestX-ray14" in out
+    assert "synthetic/images_256.h5 holds the data set 'nih' at /data/ChestX-ray14" in out
     assert "run each data set in its own folder (snakemake --directory <folder>" in out
-    with h5py.File(tmp_path / "results" / "hdf5" / "images_256.h5", "w") as h5:
+    with h5py.File(store, "w") as h5:
         h5.attrs["source"], h5.attrs["data_dir"] = "synthetic", "results/synthetic"
     assert _dry_run(tmp_path, {}).returncode == 0
 
@@ -232,7 +233,7 @@ def test_every_default_is_written_once_in_config_yaml():
     assert _schema_defaults(schema) == []
     cfg = _load("config.yaml")
     sections = schema["properties"]
-    for section in set(sections) - {"runs", "compare", "models"}:
+    for section in set(sections) - {"runs", "compare", "models", "datasets"}:
         keys = set(sections[section]["properties"]) - ({"folds"} if section == "split" else set())
         assert keys <= set(cfg[section]), (section, keys - set(cfg[section]))
     assert set(sections) == set(cfg)
@@ -264,3 +265,25 @@ def test_each_data_set_preset_plans_the_whole_study(tmp_path, kind, monkeypatch)
     assert jobs["train_model"] >= 1 and jobs["summarize_models"] == 1
     assert jobs["parse_official_split"] == 1
     assert "localize_findings" not in jobs and "evaluate_expert_labels" not in jobs
+
+
+def test_the_cross_dataset_preset_plans_every_run_on_every_test_set(tmp_path, monkeypatch):
+    """config/cross_dataset.yaml with its three folders changed: each data set's store is
+    built once, four trainings, each tested on the three test splits, the transfer matrix."""
+    from cxr14.synthetic import generate
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _imagenet_cache(tmp_path / "torch")
+    generate(tmp_path / "nih", n_images=40, image_size=32)
+    datasets = {
+        "nih": {"nih_dir": str(tmp_path / "nih")},
+        "chexpert": _data_set("chexpert", tmp_path / "chexpert"),
+        "mimic": _data_set("mimic_cxr", tmp_path / "mimic"),
+    }
+    jobs = planned_jobs_of(tmp_path, {"datasets": datasets}, "cross_dataset.yaml")
+    assert jobs["merge_shards"] == 3 and jobs["make_splits"] == 3
+    assert jobs["train_model"] == 4 and jobs["validate_model"] == 4
+    assert jobs["evaluate_model"] == 12 and jobs["collect_transfer"] == 1
+    assert jobs["compare_runs"] == 9  # three pairs on three test sets
+    assert jobs["parse_official_split"] == 1  # MIMIC's; CheXpert's is a random split here
+    assert jobs["localize_findings"] == 1  # NIH's boxes, for the run trained on NIH alone

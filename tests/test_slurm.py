@@ -96,16 +96,18 @@ def test_failing_job_is_reported_as_failed(slurm, tmp_path):
     image = sorted((tmp_path / "results/synthetic/images").iterdir())[3]
     image.write_bytes(b"")
     before = {j["id"] for j in _jobs(slurm)}
-    proc = _run(tmp_path, slurm, "results/hdf5/images_32.h5", "--retries", "0")
+    proc = _run(tmp_path, slurm, "results/hdf5/synthetic/images_32.h5", "--retries", "0")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "Error in rule downsample_images" in out and "FAILED" in out
     failed = [j for j in _jobs(slurm) if j["id"] not in before and j["state"] == "FAILED"]
     assert failed and all("downsample_images" in j["comment"] for j in failed)
-    log = next((tmp_path / "logs/downsample_images").glob("*.log")).read_text()
+    log = next((tmp_path / "logs/downsample_images/synthetic").glob("*.log")).read_text()
     assert (
         f"{image.name}: zero-byte file"
-        in "".join(p.read_text() for p in (tmp_path / "logs/downsample_images").glob("*.log"))
+        in "".join(
+            p.read_text() for p in (tmp_path / "logs/downsample_images/synthetic").glob("*.log")
+        )
         or log
     )
 

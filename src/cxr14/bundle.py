@@ -104,8 +104,6 @@ def build_bundle(
 
 def export_model(
     checkpoint,
-    average_npy,
-    stats_json,
     val_predictions,
     metrics_csv,
     out_bundle,
@@ -123,7 +121,7 @@ def export_model(
     (``label_note``, the layout's words for the card); ``cam_layer`` the layer
     the pipeline's Grad-CAM reads (``eval.cam_layers``; '': the architecture's own);
     ``calibration`` the recalibration method (``eval.calibration``)."""
-    scorer = Scorer.load(checkpoint, average_npy, stats_json, "cpu", cam_layer)
+    scorer = Scorer.load(checkpoint, device="cpu", cam_layer=cam_layer)
     y_val, p_val = read_predictions(val_predictions, scorer.labels)
     test = _test_metrics(metrics_csv)
     bundle = build_bundle(
@@ -206,7 +204,10 @@ def _card_rows(bundle: dict) -> list[str]:
     t, cal = bundle["thresholds"], bundle["calibration"]
     rows = []
     for k, label in enumerate(bundle["labels"]):
-        m = bundle["test"][label]
+        m = bundle["test"].get(label)
+        if m is None:  # a pooled model's finding its home test set does not label
+            rows.append(f"| {label} | not labelled in the test set | | | | | |")
+            continue
         rows.append(
             f"| {label} | {_auroc_ci(m)} "
             f"| {int(m['n_pos'])} | {t['youden'][k]:.4f} | {t['at_sensitivity'][k]:.4f} "

@@ -190,6 +190,15 @@ def calibrate(p: np.ndarray, calibration: dict | None) -> np.ndarray | None:
     return apply_temperatures(p, calibration["temperatures"])
 
 
+def subset_calibration(calibration: dict | None, columns: list[int]) -> dict | None:
+    """A recalibration (``fit_calibration``'s dict) of the classes at ``columns`` only: those
+    a model shares with a data set it is scored on."""
+    if not calibration:
+        return None
+    keys = [k for k in ("slopes", "intercepts", "knots", "temperatures") if k in calibration]
+    return {**calibration, **{k: [calibration[k][c] for c in columns] for k in keys}}
+
+
 def method_name(method: str) -> str:
     """How tables and model cards name a recalibration method."""
     return {

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from cxr14.findings import read_findings, to_findings
 from cxr14.logs import CONSOLE
 from cxr14.metrics import (
     DELONG_UNDEFINED,
@@ -37,7 +38,7 @@ from cxr14.metrics import (
     stack_auroc,
     stratified_resamples,
 )
-from cxr14.predictions import aligned_runs, pool_seeds
+from cxr14.predictions import aligned_runs, on_shared_findings, pool_seeds, prob_labels
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +120,25 @@ def _predicted_pos(metrics: Sequence, seeds: Sequence[int], labels: list[str]) -
     for f, s in zip(metrics, seeds, strict=True):
         table = pd.read_csv(f)
         table = table[table["label"] != "mean"].set_index("label")
-        if set(table.index) != set(labels):
+        if not set(labels) <= set(table.index):
             raise ValueError(f"{f} has the labels {list(table.index)}, the predictions {labels}")
         counts = table.loc[labels, "predicted_pos_at_val"].to_numpy(dtype=float)
         per_seed[int(s)] = per_seed.get(int(s), 0) + counts
     mean = np.mean(list(per_seed.values()), axis=0)
     return np.append(mean, mean.sum())
+
+
+def _harmonised(pooled_a, pooled_b, vocabularies, findings_csv):
+    """``on_shared_findings`` of two runs whose classes are of ``vocabularies`` where they
+    differ in vocabulary or classes; else the runs as they are (and no class names)."""
+    classes = [prob_labels(next(iter(p.values()))) for p in (pooled_a, pooled_b)]
+    if not vocabularies or (vocabularies[0] == vocabularies[1] and classes[0] == classes[1]):
+        return pooled_a, pooled_b, None, None
+    findings = read_findings(findings_csv)
+    names = [
+        to_findings(c, vocab, findings) for c, vocab in zip(classes, vocabularies, strict=True)
+    ]
+    return on_shared_findings(pooled_a, pooled_b, *names)
 
 
 def compare_runs(
@@ -140,12 +154,16 @@ def compare_runs(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    vocabularies: Sequence[str] | None = None,
+    findings_csv=None,
 ) -> pd.DataFrame:
     """``compare_models`` of two runs from their files, one per replicate (seed) and fold; the
     folds of a seed together cover the whole data set, each fold scored by its own model
     (AUROCs per fold, averaged; the bootstrap within folds). Adds the predicted-
     positive counts at the validation thresholds: an AUROC can look fine while a run (e.g.
-    trained without class weights) predicts no positives at all."""
+    trained without class weights) predicts no positives at all. With the ``vocabularies``
+    of the runs' classes (runs trained on different data sets), the runs are compared on the
+    findings both predict (``cxr14.findings``; rows named by finding)."""
     for run, files in (
         (run_a, (predictions_a, metrics_a, seeds_a)),
         (run_b, (predictions_b, metrics_b, seeds_b)),
@@ -157,14 +175,17 @@ def compare_runs(
             )
     pooled_a = pool_seeds(run_a, predictions_a, seeds_a)
     pooled_b = pool_seeds(run_b, predictions_b, seeds_b)
+    pooled_a, pooled_b, names_a, names_b = _harmonised(
+        pooled_a, pooled_b, vocabularies, findings_csv
+    )
     y, p_a, p_b, groups, labels, folds = aligned_runs(run_a, run_b, pooled_a, pooled_b)
     table = compare_models(y, p_a, p_b, groups, labels, n_boot, seed, alpha, folds)
     table.insert(0, "run_a", run_a)
     table.insert(1, "run_b", run_b)
     table["replicates_a"], table["replicates_b"] = len(pooled_a), len(pooled_b)
     table["n_images"], table["n_patients"] = len(y), len(np.unique(groups))
-    table["predicted_pos_a"] = _predicted_pos(metrics_a, seeds_a, labels)
-    table["predicted_pos_b"] = _predicted_pos(metrics_b, seeds_b, labels)
+    table["predicted_pos_a"] = _predicted_pos(metrics_a, seeds_a, names_a or labels)
+    table["predicted_pos_b"] = _predicted_pos(metrics_b, seeds_b, names_b or labels)
     table["predicted_pos_difference"] = table["predicted_pos_b"] - table["predicted_pos_a"]
     table.to_csv(out_csv, index=False, float_format="%.6g")
     m = table.iloc[-1]
@@ -181,12 +202,17 @@ def compare_runs(
     return table
 
 
-def collect_comparisons(csvs, out_csv, out_png) -> pd.DataFrame:
-    """All pairwise tables of ``compare_runs`` in one CSV and one forest plot."""
+def collect_comparisons(csvs, out_csv, out_png, test_sets=None) -> pd.DataFrame:
+    """All pairwise tables of ``compare_runs`` in one CSV and one forest plot; with
+    ``test_sets`` (the data set of each table) a ``test_set`` column says where each pair
+    was compared."""
     # Imported here: the figures module pulls in torch, which the statistics do not need.
     from cxr14.figures import plot_comparisons
 
-    table = pd.concat([pd.read_csv(f) for f in csvs], ignore_index=True)
+    frames = [pd.read_csv(f) for f in csvs]
+    if test_sets:
+        frames = [t.assign(test_set=d) for t, d in zip(frames, test_sets, strict=True)]
+    table = pd.concat(frames, ignore_index=True)
     table.to_csv(out_csv, index=False, float_format="%.6g")
     plot_comparisons(table, out_png)
     return table

@@ -118,9 +118,11 @@ def write_expert_labels(layout: str, expert_csv, out_csv) -> pd.DataFrame:
 
 def write_official_lists(layout: str, files: dict, out_train_val, out_test, out_val=None) -> None:
     """The official split of a layout that keeps it in its metadata (read from its parse
-    inputs ``files``), as list files (one image name per line) that the split stage reads."""
+    inputs ``files``), as list files (one image name per line) that the split stage reads; an
+    empty ``out_val`` where the layout does not fix the validation images."""
     lists = get_layout(layout).official_lists(files)
     outs = {"train_val_list": out_train_val, "test_list": out_test, "val_list": out_val}
-    for key, names in lists.items():
-        Path(outs[key]).write_text("".join(f"{n}\n" for n in names))
+    for key, out in outs.items():
+        if out:
+            Path(out).write_text("".join(f"{n}\n" for n in lists.get(key, [])))
     log.info("official split: %s", ", ".join(f"{len(v)} in {k}" for k, v in lists.items()))

@@ -18,6 +18,7 @@ import pandas as pd
 from cxr14.calibration import calibrate, calibration_slope_intercept, fit_calibration
 from cxr14.checkpoint import write_model_facts
 from cxr14.data import read_rows
+from cxr14.findings import read_findings, shared_labels
 from cxr14.inference import Scorer
 from cxr14.logs import CONSOLE
 from cxr14.metadata import label_targets, read_labels
@@ -33,7 +34,8 @@ from cxr14.metrics import (
     sensitivity_thresholds,
     youden_thresholds,
 )
-from cxr14.predictions import prediction_table
+from cxr14.pooling import as_list
+from cxr14.predictions import prediction_table, read_predictions
 
 log = logging.getLogger(__name__)
 
@@ -149,37 +151,95 @@ def metrics_table(
     return table
 
 
-def read_split_labels(scorer: Scorer, checkpoint, labels_csv, splits_csv, blank=None):
-    """The label table (labels as scored: 1, 0 or NaN), its label order, the labels as an array
-    and each image's split, refusing a model whose outputs are in another label order.
+def scored_labels(
+    scorer: Scorer, labels_csv, splits_csv, blank=None, vocabulary=None, findings_csv=None
+):
+    """The label table (with the labels as scored: 1, 0 or NaN, on the model's classes), the
+    classes it can be scored on, those targets as an array and each image's split.
 
-    An uncertain label is never scored, whatever the training policy: a model is not judged
-    against a label its report hedges. A blank one is negative or unknown by ``blank``
-    (``data.blank``; None for a data set whose labels are all known)."""
+    A model is scored on the classes its data set and ``labels_csv``'s share: all of them
+    when the labels are the model's own; on another data set, the findings both label
+    (``cxr14.findings``; ``vocabulary``: the data set's column of the findings table). A
+    model without a vocabulary (trained before models recorded one) is scored on its own
+    labels only. An uncertain label is never scored, whatever the training policy: a model is
+    not judged against a label its report hedges. A blank one is negative or unknown by
+    ``blank`` (``data.blank``; None for a data set whose labels are all known)."""
     table, labels = read_labels(labels_csv)
-    if labels != scorer.labels:
-        raise ValueError(f"{checkpoint} predicts {scorer.labels}, but {labels_csv} has {labels}")
     split = pd.read_csv(splits_csv)["split"].to_numpy()
     policy = ("ignore", blank) if blank else ()
-    y = label_targets(table[labels], *policy).astype(np.float64)
-    table = table.copy()
-    table[labels] = y
-    return table, labels, y, split
+    y = pd.DataFrame(label_targets(table[labels], *policy).astype(np.float64), columns=labels)
+    if labels == scorer.labels:
+        classes = labels
+    elif vocabulary and scorer.checkpoint.get("vocabulary"):
+        findings = read_findings(findings_csv)
+        pairs = shared_labels(
+            scorer.labels, scorer.checkpoint["vocabulary"], labels, vocabulary, findings
+        )
+        classes = [c for c, _ in pairs]
+        y = pd.DataFrame({c: y[label] for c, label in pairs}, index=y.index)
+    else:
+        raise ValueError(f"{scorer.name} predicts {scorer.labels}, but {labels_csv} has {labels}")
+    if not classes:
+        raise ValueError(f"{scorer.name} shares no finding with {labels_csv} ({labels})")
+    table = table[["image", "patient"]].copy()
+    table[classes] = y[classes].to_numpy()
+    return table, classes, table[classes].to_numpy(dtype=np.float64), split
 
 
-def evaluate_model(
+def validate_model(
     checkpoint,
     store_h5,
     labels_csv,
     splits_csv,
-    average_npy,
-    stats_json,
-    out_predictions,
-    out_metrics,
     out_val_predictions,
     out_model,
     out_filters,
-    out_calibration=None,
+    out_calibration,
+    vocabularies=(None,),
+    blanks=(None,),
+    findings_csv=None,
+    device="auto",
+    batch_size=128,
+    calibration="platt",
+) -> pd.DataFrame:
+    """Predict the validation split of each data set the model was trained on (one path each,
+    or lists of one per set), write the predictions, the recalibration fitted on them
+    (``calibration``: ``cxr14.calibration.METHODS``) and what the figures and tables say of
+    the model (``checkpoint.write_model_facts``). Image and patient names of several sets are
+    prefixed with their set's position (``1:``), as they may repeat across sets."""
+    scorer = Scorer.load(checkpoint, device=device)
+    write_model_facts(scorer.model, scorer.checkpoint, out_model, out_filters)
+    files = list(zip(*(as_list(p) for p in (store_h5, labels_csv, splits_csv)), strict=True))
+    frames = []
+    for k, (store, labels, splits) in enumerate(files):
+        vocabulary, blank = vocabularies[k], blanks[k]
+        table, classes, _, split = scored_labels(
+            scorer, labels, splits, blank, vocabulary, findings_csv
+        )
+        val = np.flatnonzero(split == "val")
+        p = scorer.predict(read_rows(store, val), batch_size)
+        table[[c for c in scorer.labels if c not in classes]] = np.nan  # not labelled here
+        pred = prediction_table(table, val, scorer.labels, p)
+        if len(files) > 1:
+            pred[["image", "patient"]] = f"{k + 1}:" + pred[["image", "patient"]].astype(str)
+        frames.append(pred)
+    pred = pd.concat(frames, ignore_index=True)
+    pred.to_csv(out_val_predictions, index=False)
+    y_val, p_val = read_predictions(out_val_predictions, scorer.labels)
+    Path(out_calibration).write_text(json.dumps(fit_calibration(y_val, p_val, calibration)))
+    return pred
+
+
+def evaluate_model(
+    checkpoint,
+    val_predictions,
+    store_h5,
+    labels_csv,
+    splits_csv,
+    out_predictions,
+    out_metrics,
+    findings_csv=None,
+    vocabulary=None,
     n_boot=1000,
     seed=0,
     device="auto",
@@ -189,27 +249,26 @@ def evaluate_model(
     sensitivity=0.9,
     fixed_rates=(0.9, 0.95),
 ) -> pd.DataFrame:
-    """Predict the validation and test splits, choose per-class thresholds and the
-    recalibration (``calibration``: ``cxr14.calibration.METHODS``) on validation, write both
-    splits' predictions and the test metrics; and what the figures and tables say of the model
-    (``checkpoint.write_model_facts``). ``blank``: how a blank label is scored
-    (``read_split_labels``); ``sensitivity``: the validation sensitivity of the second set of
-    thresholds (``*_at_sens``); ``fixed_rates``: see ``metrics_table``."""
-    scorer = Scorer.load(checkpoint, average_npy, stats_json, device)
-    write_model_facts(scorer.model, scorer.checkpoint, out_model, out_filters)
-    table, labels, y, split = read_split_labels(scorer, checkpoint, labels_csv, splits_csv, blank)
-    val, test = np.flatnonzero(split == "val"), np.flatnonzero(split == "test")
-    p_val = scorer.predict(read_rows(store_h5, val), batch_size)
-    p_test = scorer.predict(read_rows(store_h5, test), batch_size)
-    thresholds, recalibration = validation_choices(y[val], p_val, sensitivity, calibration)
-    if out_calibration:  # what the calibration figure applies (isotonic knots included)
-        Path(out_calibration).write_text(json.dumps(recalibration))
-    prediction_table(table, val, labels, p_val).to_csv(out_val_predictions, index=False)
-    pred = prediction_table(table, test, labels, p_test)
+    """Predict a data set's test split, write the predictions and the metrics over the
+    classes the model and the data set share (``scored_labels``), with the thresholds and
+    the recalibration chosen on the model's own validation predictions (``val_predictions``,
+    ``validate_model``): a model tested on another data set keeps what it chose on its own.
+    ``blank``: how a blank label is scored; ``sensitivity``: the validation sensitivity of the
+    second set of thresholds (``*_at_sens``); ``fixed_rates``: see ``metrics_table``."""
+    scorer = Scorer.load(checkpoint, device=device)
+    table, classes, y, split = scored_labels(
+        scorer, labels_csv, splits_csv, blank, vocabulary, findings_csv
+    )
+    test = np.flatnonzero(split == "test")
+    p_all = scorer.predict(read_rows(store_h5, test), batch_size)
+    p_test = p_all[:, [scorer.labels.index(c) for c in classes]]
+    y_val, p_val = read_predictions(val_predictions, classes)
+    thresholds, recalibration = validation_choices(y_val, p_val, sensitivity, calibration)
+    pred = prediction_table(table, test, classes, p_test)
     pred.to_csv(out_predictions, index=False)
     groups = pred["patient"].to_numpy()
     metrics = metrics_table(
-        y[test], p_test, groups, thresholds, labels, n_boot, seed, recalibration, fixed_rates
+        y[test], p_test, groups, thresholds, classes, n_boot, seed, recalibration, fixed_rates
     )
     metrics.to_csv(out_metrics, index=False, float_format="%.6g")
     _log_result(scorer, len(test), metrics.iloc[-1], calibration)

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from cxr14.bundle import bundle_scorer, load_bundle
+from cxr14.calibration import subset_calibration
 from cxr14.dicom import load_image
 from cxr14.errors import DataError
 from cxr14.evaluate import metrics_table
@@ -44,14 +45,6 @@ def _decode(table: pd.DataFrame, folder: Path, pre: dict):
     if not images:
         raise DataError(f"no image of {folder} could be decoded ({len(failures)} failed)")
     return np.array(rows), np.stack(images), pd.DataFrame(failures, columns=["path", "reason"])
-
-
-def _subset_calibration(calibration: dict | None, columns: list[int]) -> dict | None:
-    """The bundle's recalibration of the shared classes only."""
-    if not calibration:
-        return None
-    keys = [k for k in ("slopes", "intercepts", "knots", "temperatures") if k in calibration]
-    return {**calibration, **{k: [calibration[k][c] for c in columns] for k in keys}}
 
 
 def evaluate_external(
@@ -79,7 +72,7 @@ def evaluate_external(
         "sens": np.array(t["at_sensitivity"])[columns],
     }
     patients = table.loc[rows, "patient"].to_numpy()
-    cal = _subset_calibration(bundle["calibration"], columns)
+    cal = subset_calibration(bundle["calibration"], columns)
     metrics = metrics_table(y, p, patients, thresholds, shared, n_boot, seed, cal)
     _write(out_dir, bundle, manifest_csv, table.loc[rows], shared, y, p, metrics, failures)
     return metrics

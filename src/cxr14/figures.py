@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from cxr14.calibration import calibrate
+from cxr14.calibration import calibrate, subset_calibration
 from cxr14.metadata import NO_FINDING
 from cxr14.metrics import calibration_bins, roc_points
 
@@ -287,14 +287,17 @@ def _forest_panel(ax, rows: pd.DataFrame) -> None:
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.grid(axis="x", alpha=0.3)
     a, b = rows.iloc[0][["run_a", "run_b"]]
-    ax.set_title(f"AUROC of {b} minus {a}\n< 0: {a} better    |    > 0: {b} better", fontsize=10)
+    where = f" on {rows.iloc[0]['test_set']}" if "test_set" in rows else ""
+    title = f"AUROC of {b} minus {a}{where}\n< 0: {a} better    |    > 0: {b} better"
+    ax.set_title(title, fontsize=10)
 
 
 def plot_comparisons(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
     """Forest plot of ``compare.compare_runs`` tables: per pair of runs, the AUROC difference
     per class and of the mean with its paired-bootstrap CI, so a gain shows beside its
     uncertainty (one panel per pair, shared x)."""
-    pairs = list(dict.fromkeys(zip(table["run_a"], table["run_b"], strict=True)))
+    keys = ["run_a", "run_b", *(["test_set"] if "test_set" in table else [])]
+    pairs = list(dict.fromkeys(table[keys].itertuples(index=False, name=None)))
     n_rows = max(len(table) // max(len(pairs), 1), 1)
     fig, axes = _subplots(
         len(pairs), 1, figsize=(7, 0.3 * n_rows * len(pairs) + 1.2), squeeze=False
@@ -302,8 +305,8 @@ def plot_comparisons(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
     fig.get_layout_engine().set(h_pad=0.1)
     for ax in axes[1:, 0]:
         ax.sharex(axes[0, 0])  # before drawing, so that the limits cover every panel
-    for ax, (a, b) in zip(axes[:, 0], pairs, strict=True):
-        _forest_panel(ax, table[(table["run_a"] == a) & (table["run_b"] == b)])
+    for ax, pair in zip(axes[:, 0], pairs, strict=True):
+        _forest_panel(ax, table[(table[keys] == pair).all(axis=1)])
     axes[-1, 0].set_xlabel("AUROC difference (as titled), paired patient-bootstrap 95% CI")
     _save(fig, out_png)
 
@@ -335,6 +338,9 @@ def plot_calibration(
     _reliability(ax, y, p, f"as predicted (mean ECE {metrics['ece'].iloc[-1]:.3f})", "o-")
     if calibration_json:
         cal = json.loads(Path(calibration_json).read_text())
+        if model_json:  # scored on another data set: the classes both have
+            own = read_model_facts(model_json)["labels"]
+            cal = subset_calibration(cal, [own.index(c) for c in labels])
         after = f"{cal['method']} on validation (mean ECE {metrics['ece_scaled'].iloc[-1]:.3f})"
         _reliability(ax, y, calibrate(p, cal), after, "s-")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability (bin)")
@@ -395,4 +401,37 @@ def plot_subgroups(subgroups_csv, out_png, name: str, model_json=None) -> None:
     axes[0].set_yticks(y, ticks)
     axes[1].set_yticks(y, [""] * len(y))
     fig.suptitle(f"{name}: by subgroup on the test split{caveat}", fontsize=10)
+    _save(fig, out_png)
+
+
+def plot_transfer(table: pd.DataFrame, out_png) -> None:
+    """The transfer matrix as a heat map: a row per run (its training sets), a column per test
+    set, each cell's mean AUROC over the findings every cell shares with its 95% CI written
+    in (over the cell's own shared findings where no finding is common to all), in-domain
+    cells outlined."""
+    common = bool(table["n_common"].iloc[0])
+    key = "auroc_common" if common else "auroc"
+    runs = list(dict.fromkeys(table["run"]))
+    sets = list(dict.fromkeys(table["test_set"]))
+    grid = np.full((len(runs), len(sets)), np.nan)
+    fig, ax = _subplots(figsize=(1.9 * len(sets) + 2.6, 0.9 * len(runs) + 1.6))
+    for _, r in table.iterrows():
+        i, j = runs.index(r["run"]), sets.index(r["test_set"])
+        grid[i, j] = r[key]
+        text = f"{r[key]:.3f}\n[{r[f'{key}_ci_low']:.3f}, {r[f'{key}_ci_high']:.3f}]"
+        ax.text(j, i, text, ha="center", va="center", fontsize=8)
+        if r["in_domain"]:
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2.5, ec="black"))
+    image = ax.imshow(grid, cmap="RdYlGn", vmin=0.5, vmax=1.0, aspect="auto")
+    fig.colorbar(image, ax=ax, label="mean AUROC")
+    train = dict(zip(table["run"], table["train_on"], strict=False))
+    ax.set_yticks(range(len(runs)), [f"{r}\n(trained on {train[r]})" for r in runs], fontsize=8)
+    ax.set_xticks(range(len(sets)), sets)
+    ax.set_xlabel("test set")
+    over = (
+        f"the {table['n_common'].iloc[0]} findings all cells share"
+        if common
+        else ("each cell's shared findings")
+    )
+    ax.set_title(f"Mean AUROC [95% CI] over {over}; in-domain outlined", fontsize=9)
     _save(fig, out_png)

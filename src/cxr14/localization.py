@@ -186,8 +186,6 @@ def localize(
     store_h5,
     labels_csv,
     splits_csv,
-    average_npy,
-    stats_json,
     boxes_csv,
     out_table,
     out_cams,
@@ -203,7 +201,7 @@ def localize(
     the parse stage's ``boxes.csv`` (stored-image pixels). Returns (table, per-box results).
     ``cam_layer``: a module path to read instead of the architecture's layer. Also writes the
     Grad-CAM figure's data for ``cam_images`` examples (``write_cam_examples``)."""
-    scorer = Scorer.load(checkpoint, average_npy, stats_json, device, cam_layer)
+    scorer = Scorer.load(checkpoint, device=device, cam_layer=cam_layer)
     all_boxes = pd.read_csv(boxes_csv)
     boxes = boxes_on_test_split(all_boxes, labels_csv, splits_csv)
     in_file = all_boxes["label"]

@@ -87,7 +87,24 @@ def _check_same_images(run_a, run_b, pooled_a, pooled_b) -> pd.Index:
     return ref
 
 
-def _prob_labels(df: pd.DataFrame) -> list[str]:
+def on_shared_findings(pooled_a: dict, pooled_b: dict, names_a: dict, names_b: dict):
+    """Two runs' pooled predictions (``pool_seeds``) with their classes renamed to findings
+    (``names_*``: class -> finding, ``cxr14.findings.to_findings``) and kept where both runs
+    have the finding (in run a's order); and each run's class names of those findings. Runs
+    trained on different data sets name and cover findings differently."""
+    shared = [f for f in names_a.values() if f in set(names_b.values())]
+    out, kept = [], []
+    for pooled, names in ((pooled_a, names_a), (pooled_b, names_b)):
+        back = {f: c for c, f in names.items()}
+        rename = {f"{k}_{back[f]}": f"{k}_{f}" for f in shared for k in ("prob", "label")}
+        keep = ["patient", "_fold", *rename.values()]
+        out.append({s: df.rename(columns=rename)[keep] for s, df in pooled.items()})
+        kept.append([back[f] for f in shared])
+    return out[0], out[1], kept[0], kept[1]
+
+
+def prob_labels(df: pd.DataFrame) -> list[str]:
+    """The classes of a prediction table (its ``prob_<class>`` columns)."""
     return [c.removeprefix("prob_") for c in df.columns if c.startswith("prob_")]
 
 
@@ -97,17 +114,15 @@ def aligned_runs(run_a, run_b, pooled_a, pooled_b):
     labels, patients or folds are refused by name."""
     images = _check_same_images(run_a, run_b, pooled_a, pooled_b)
     first = next(iter(pooled_a.values())).loc[images]
-    labels = _prob_labels(first)
+    labels = prob_labels(first)
     label_cols = [f"label_{c}" for c in labels]
     y = first[label_cols].to_numpy()
     stacks = []
     for run, pooled in ((run_a, pooled_a), (run_b, pooled_b)):
         stack = []
         for s, df in pooled.items():
-            if set(_prob_labels(df)) != set(labels):
-                raise ValueError(
-                    f"{run!r} seed {s} predicts {_prob_labels(df)}, {run_a!r} {labels}"
-                )
+            if set(prob_labels(df)) != set(labels):
+                raise ValueError(f"{run!r} seed {s} predicts {prob_labels(df)}, {run_a!r} {labels}")
             df = df.loc[images]
             same = np.array_equal(df[label_cols].to_numpy(float), y.astype(float), equal_nan=True)
             if not same or not np.array_equal(

@@ -117,7 +117,7 @@ def _run_intervals(run_tables) -> dict[str, tuple[float, float]]:
     for path in run_tables or []:
         table = pd.read_csv(path).set_index("label")
         if "ci_low" in table:
-            out[Path(path).parent.name] = (
+            out[Path(path).parent.parent.name] = (  # results/eval/<run>/<data set>/
                 table.loc["mean", "ci_low"],
                 table.loc["mean", "ci_high"],
             )

@@ -24,7 +24,11 @@ import yaml
 # Keys of the `train` section that configure the jobs, not the training itself.
 JOB_KEYS = ("gpus", "threads", "seeds")
 # Keys of a run entry that are not training settings.
-RUN_KEYS = ("name", "arch", "seeds")
+RUN_KEYS = ("name", "arch", "seeds", "train_on", "test_on")
+# Sections a `datasets` entry may override besides its `data` keys.
+DATASET_SECTIONS = ("split", "synthetic")
+# How a run trained on several data sets samples them (`train.pooling`; only their jobs carry it).
+POOL_KEYS = ("pooling",)
 # Settings every training needs besides its architecture and seed (the job's): config/config.yaml
 # gives each a default under `train`, and each `models.<arch>` section and run may override it.
 TRAIN_KEYS = (
@@ -56,6 +60,42 @@ def runs(config: dict) -> dict[str, dict]:
     return {r["name"]: r for r in config["runs"]}
 
 
+def datasets(config: dict) -> dict[str, dict]:
+    """Each data set's own configuration, by name: the workflow's with the data set's
+    ``datasets`` entry merged over ``data`` (and over ``split``, ``synthetic`` where it has
+    them), its name under ``dataset``. Without ``datasets``, ``data`` is the one data set,
+    named by its ``source``."""
+    from snakemake.utils import update_config
+
+    entries = config.get("datasets") or {config["data"]["source"]: {}}
+    out = {}
+    for name, entry in entries.items():
+        own = {k: copy.deepcopy(config[k]) for k in ("data", *DATASET_SECTIONS)}
+        for section in DATASET_SECTIONS:
+            update_config(own[section], copy.deepcopy(entry.get(section, {})))
+        own["data"].update(copy.deepcopy({k: v for k, v in entry.items() if k not in own}))
+        out[name] = {**config, **own, "dataset": name}
+    return out
+
+
+def dataset_keys(name: str, problems: list[str], config: dict) -> list[str]:
+    """A data set's problems (which name its keys ``data.<key>``) with the keys it has in
+    ``datasets.<name>`` when the configuration names several data sets."""
+    if not config.get("datasets"):
+        return problems
+    return [re.sub(r"^data\.", f"datasets.{name}.", p) for p in problems]
+
+
+def train_on(config: dict, run: str) -> list[str]:
+    """The data sets ``run`` is trained on: its ``train_on``, else the first data set."""
+    return list(runs(config)[run].get("train_on", list(datasets(config))[:1]))
+
+
+def test_on(config: dict, run: str) -> list[str]:
+    """The data sets whose test splits ``run`` is scored on: its ``test_on``, else all."""
+    return list(runs(config)[run].get("test_on", list(datasets(config))))
+
+
 def run_seeds(config: dict, run: str) -> list[int]:
     """The seeds ``run`` is trained with: its own ``seeds``, else ``train.seeds``."""
     return list(runs(config)[run].get("seeds", config["train"]["seeds"]))
@@ -80,22 +120,33 @@ def replicates(config: dict, run: str | None = None) -> list[tuple[str, str, int
     return [(r, s, seed) for r in names for s in split_ids(config) for seed in run_seeds(config, r)]
 
 
-def train_settings(config: dict, run: str, seed: int, label_policy: bool = False) -> dict:
+def train_settings(
+    config: dict, run: str, seed: int, policies: dict[str, dict] | None = None
+) -> dict:
     """The settings of one training job: ``train`` + ``models.<arch>`` + the run's overrides,
-    the job's seed, and with ``label_policy`` (a data set whose labels can be uncertain or
-    blank) ``data.uncertain`` and ``data.blank``.
+    the job's seed, and ``policies``: for each data set it trains on whose labels can be
+    uncertain or blank, its ``uncertain`` and ``blank`` (``data.*``). A run on one data set
+    carries them as ``uncertain`` and ``blank``; a run on several carries ``train_on``,
+    ``pooling`` and ``label_policies`` (data set -> policy).
 
-    Only these go into the job's params, so changing one run's setting reruns only that run's
-    trainings (and what depends on them), and adding a seed only adds jobs; keys are sorted.
+    Only these go into the job's params, so changing one run's setting (or the policy of one
+    of its data sets) reruns only that run's trainings (and what depends on them), and adding
+    a seed only adds jobs; keys are sorted.
     """
     entry = runs(config)[run]
     arch = entry["arch"]
+    sets = train_on(config, run) if config.get("datasets") else []
     shared = {k: v for k, v in config["train"].items() if k not in JOB_KEYS}
     overrides = {k: v for k, v in entry.items() if k not in RUN_KEYS}
     model = config["models"].get(arch, {})
     settings = {"run": run, "arch": arch, **shared, **model, **overrides, "seed": int(seed)}
-    if label_policy:
-        settings |= {k: config["data"][k] for k in ("uncertain", "blank")}
+    policies = policies or {}
+    if len(sets) > 1:
+        settings |= {"train_on": sets, "label_policies": dict(sorted(policies.items()))}
+    else:  # one data set: nothing to pool
+        settings = {k: v for k, v in settings.items() if k not in POOL_KEYS}
+    if len(sets) <= 1 and policies:
+        settings |= next(iter(policies.values()))
     # In key order: Snakemake compares params as written, so the order in which configuration
     # files happen to list keys must not look like a change (a spurious retraining).
     return dict(sorted(settings.items()))
@@ -166,7 +217,40 @@ def config_problems(
         *_compare_problems(config.get("compare", []), [r.get("name") for r in config["runs"]]),
         *_predict_problems(config.get("predict", {})),
         *_cam_layer_problems(config["eval"].get("cam_layers", {}), schema),
+        *dataset_problems(config),
     ]
+
+
+def dataset_problems(config: dict) -> list[str]:
+    """Data set names usable as folder and wildcard names, one split plan for all (a run on
+    several trains on split k of each), and runs naming known data sets only."""
+    sets = datasets(config)
+    problems = []
+    for name, own in sets.items():
+        key = f"datasets.{name}"
+        if not RUN_NAME.fullmatch(name) or re.fullmatch(r"holdout|fold\d+", name):
+            problems.append(
+                f"{key}: a data set name must be letters, digits, '_' and '-' (it names folders) "
+                "and not a split's name (holdout, fold1, ...)"
+            )
+        if _split_problems(own["split"]) or _split_problems(config["split"]):
+            if "split" in (config.get("datasets") or {}).get(name, {}):
+                problems += [f"{key}.split: {p}" for p in _split_problems(own["split"])]
+        elif split_ids(own) != split_ids(config):
+            problems.append(
+                f"{key}: its splits ({', '.join(split_ids(own))}) differ from the workflow's "
+                f"({', '.join(split_ids(config))}): every data set needs the same split plan "
+                "(a hold-out split each, or the same number of folds)"
+            )
+    for i, entry in enumerate(config["runs"]):
+        for k in ("train_on", "test_on"):
+            unknown = [d for d in entry.get(k, []) if d not in sets]
+            if unknown:
+                problems.append(
+                    f"runs[{i}] ({entry.get('name')!r}).{k}: unknown data set {unknown[0]!r}; "
+                    f"data sets: {', '.join(sets)}"
+                )
+    return problems
 
 
 def schema_problems(

@@ -25,7 +25,7 @@ from cxr14.metrics import (
     per_class_auroc,
     percentile_ci,
 )
-from cxr14.predictions import prediction_arrays, read_thresholds
+from cxr14.predictions import prediction_arrays, prob_labels, read_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +171,9 @@ def evaluate_subgroups(
 ) -> pd.DataFrame:
     """Score one model's test predictions by subgroup (``subgroup_table``), reading the
     groups from the label table and the validation thresholds from ``metrics.csv``."""
-    meta, labels = read_labels(labels_csv)
+    meta, _ = read_labels(labels_csv)
     pred = pd.read_csv(predictions_csv)
+    labels = prob_labels(pred)  # the classes the model was scored on in this data set
     y, p = prediction_arrays(pred, labels, predictions_csv)
     meta = meta.set_index("image").reindex(pred["image"])
     missing = meta.index[meta["patient"].isna()]

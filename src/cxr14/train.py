@@ -44,11 +44,18 @@ from cxr14.checkpoint import (
 from cxr14.data import DeviceData, Normalizer, augment, read_rows
 from cxr14.device import autocast, resolve_device
 from cxr14.files import replacing
+from cxr14.findings import read_findings
 from cxr14.logs import CONSOLE, console_progress
 from cxr14.losses import build_loss
-from cxr14.metadata import label_targets, read_labels
 from cxr14.metrics import nanmean, per_class_auroc
 from cxr14.models import build_model, model_settings
+from cxr14.pooling import (
+    as_list,
+    model_classes,
+    pooled_index,
+    pooled_normalization,
+    read_dataset,
+)
 from cxr14.settings import check_complete, run_name
 
 log = logging.getLogger(__name__)
@@ -77,6 +84,8 @@ class Data:
     train: DeviceData
     val: DeviceData
     normalize: Normalizer
+    # The findings table column the class names are in (cxr14.findings; None: unknown).
+    vocabulary: str | None = None
 
 
 @dataclass
@@ -132,39 +141,95 @@ def setup(settings: dict, threads: int | None) -> Process:
 
 
 def load_data(
-    settings, store_h5, labels_csv, splits_csv, index_npy, average_npy, stats_json, device
+    settings,
+    store_h5,
+    labels_csv,
+    splits_csv,
+    index_npy,
+    average_npy,
+    stats_json,
+    device,
+    vocabularies=None,
+    findings_csv=None,
 ) -> Data:
-    """The rows of the training index and of the validation split, read once into memory."""
-    table, labels = read_labels(labels_csv)
-    split = pd.read_csv(splits_csv)["split"].to_numpy()
-    if len(split) != len(table):
-        raise ValueError(f"{splits_csv} and {labels_csv} have different row counts")
-    if settings["sampling"] == "oversample":
-        index_rows = np.load(index_npy)
-    else:
-        index_rows = np.flatnonzero(split == "train")
+    """The rows of the training index and of the validation split, read once into memory.
+    Each path argument is one file or a list of one per data set (``settings['train_on']``
+    order): several are pooled (``cxr14.pooling``)."""
+    stores, labels_csvs = as_list(store_h5), as_list(labels_csv)
+    classes, vocabulary = model_classes(labels_csvs, vocabularies, findings_csv)
+    paths = (labels_csvs, as_list(splits_csv), as_list(index_npy))
+    parts = _data_sets(settings, *paths, classes, vocabulary, vocabularies, findings_csv)
+    # Set k's row r is offsets[k] + r; its epoch samples follow the pooling.
+    offsets = np.cumsum([0] + [len(p.split) for p in parts])[:-1]
+    indexes = pooled_index(parts, settings.get("pooling", "proportional"), int(settings["seed"]))
+    index_rows = np.concatenate([o + i for o, i in zip(offsets, indexes, strict=True)])
     train_rows = np.unique(index_rows)
-    val_rows = np.flatnonzero(split == "val")
-    # Unknown labels (NaN under the policy) are masked out of the loss and the validation AUROC.
-    policy = [settings[k] for k in ("uncertain", "blank") if k in settings]
-    y = torch.as_tensor(label_targets(table[labels], *policy))
+    val_rows = np.concatenate(
+        [o + np.flatnonzero(p.split == "val") for o, p in zip(offsets, parts, strict=True)]
+    )
+    y = torch.as_tensor(np.concatenate([p.targets for p in parts]))
     t0 = time.perf_counter()
-    train = DeviceData(read_rows(store_h5, train_rows), y[train_rows], device)
-    val = DeviceData(read_rows(store_h5, val_rows), y[val_rows], device)
+    train = DeviceData(_read_pooled(stores, offsets, train_rows), y[train_rows], device)
+    val = DeviceData(_read_pooled(stores, offsets, val_rows), y[val_rows], device)
     where = "on the device" if train.on_device else "in host memory"
     log.info(
-        "%s: %d training images (%d samples per epoch), %d validation images, loaded in "
-        "%.1f s (%s)",
+        "%s: %d training images (%d samples per epoch), %d validation images, from %d data "
+        "set(s), loaded in %.1f s (%s)",
         run_name(settings),
         len(train_rows),
         len(index_rows),
         len(val_rows),
+        len(stores),
         time.perf_counter() - t0,
         where,
     )
-    stats = json.loads(Path(stats_json).read_text())
-    normalize = Normalizer(np.load(average_npy), stats["std"], settings["input_size"])
-    return Data(labels, index_rows, train_rows, train, val, normalize.to(device))
+    shares = [len(i) for i in indexes]
+    average, std = pooled_normalization(as_list(average_npy), as_list(stats_json), shares)
+    normalize = Normalizer(average, std, settings["input_size"])
+    data = Data(classes, index_rows, train_rows, train, val, normalize.to(device), vocabulary)
+    return data
+
+
+def _data_sets(
+    settings, labels_csvs, splits_csvs, index_npys, classes, vocabulary, vocabularies, findings_csv
+):
+    """Each data set's targets on the model's ``classes``, split and training index."""
+    findings = read_findings(findings_csv) if len(labels_csvs) > 1 else None
+    oversampled = settings["sampling"] == "oversample"
+    return [
+        read_dataset(
+            labels_csvs[k],
+            splits_csvs[k],
+            index_npys[k] if oversampled else None,
+            _label_policy(settings, k),
+            classes,
+            vocabulary,
+            (vocabularies or [None])[k],
+            findings,
+        )
+        for k in range(len(labels_csvs))
+    ]
+
+
+def _label_policy(settings: dict, k: int) -> list[str]:
+    """The (uncertain, blank) policy of the k-th data set trained on ([]: labels all known)."""
+    if "train_on" in settings:
+        policy = settings.get("label_policies", {}).get(settings["train_on"][k], {})
+        return [policy[key] for key in ("uncertain", "blank") if key in policy]
+    return [settings[key] for key in ("uncertain", "blank") if key in settings]
+
+
+def _read_pooled(stores, offsets, rows: np.ndarray) -> torch.Tensor:
+    """Images of pooled ``rows`` (sorted: set by set), each read from its set's store."""
+    bounds = [*offsets[1:], np.inf]
+    pieces = []
+    for store, lo, hi in zip(stores, offsets, bounds, strict=True):
+        mine = rows[(rows >= lo) & (rows < hi)]
+        if len(mine):
+            pieces.append(read_rows(store, mine - lo))
+    if not pieces:  # no such rows (an empty validation split)
+        return read_rows(stores[0], rows)
+    return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
 
 def build_model_and_optimizer(settings: dict, y_train: torch.Tensor, proc: Process) -> Parts:
@@ -367,6 +432,7 @@ def save_checkpoint(
         "best_epoch": state.best_epoch,
         "weights_used": parts.model.weights_used,
         "labels": data.labels,
+        "vocabulary": data.vocabulary,
         "normalization": {
             "average": data.normalize.average[0, 0].cpu().clone(),
             "std": data.normalize.std,
@@ -478,8 +544,12 @@ def train(
     stats_json,
     out_dir,
     threads: int | None = None,
+    vocabularies=None,
+    findings_csv=None,
 ) -> pd.DataFrame:
-    """Train ``settings['arch']``; write best.pt, last.pt and history.csv into ``out_dir``."""
+    """Train ``settings['arch']``; write best.pt, last.pt and history.csv into ``out_dir``.
+    The data paths are one file each, or lists of one per data set trained on (pooled, with
+    their label ``vocabularies`` and the findings table ``findings_csv``: ``load_data``)."""
     check_complete(settings)
     settings = {**settings, **model_settings(settings["arch"], settings)}
     proc = setup(settings, threads)
@@ -488,7 +558,16 @@ def train(
     if proc.main:
         resume_dir.mkdir(parents=True, exist_ok=True)
     data = load_data(
-        settings, store_h5, labels_csv, splits_csv, index_npy, average_npy, stats_json, proc.device
+        settings,
+        store_h5,
+        labels_csv,
+        splits_csv,
+        index_npy,
+        average_npy,
+        stats_json,
+        proc.device,
+        vocabularies,
+        findings_csv,
     )
     parts = build_model_and_optimizer(settings, data.train.labels.cpu(), proc)
     caveat = model_caveat({"config": settings, "weights_used": parts.model.weights_used}, "")
@@ -565,7 +644,7 @@ def run(settings: dict, gpus: int = 1, threads: int | None = None, **paths) -> N
     job = Path(paths["out_dir"]) / RESUME_DIR / "job.json"
     job.parent.mkdir(parents=True, exist_ok=True)
     per_proc = max(1, (threads or 1) // gpus)
-    paths = {k: str(v) for k, v in paths.items()}
+    paths = {k: _json_path(v) for k, v in paths.items()}
     job.write_text(json.dumps({"settings": settings, "threads": per_proc, **paths}))
     cmd = [
         sys.executable,
@@ -586,6 +665,13 @@ def run(settings: dict, gpus: int = 1, threads: int | None = None, **paths) -> N
     proc = subprocess.run(cmd, stdout=out, stderr=err, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"torchrun exited with status {proc.returncode} (see the log above)")
+
+
+def _json_path(value):
+    """A path, list of paths or None as JSON values."""
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return None if value is None else str(value)
 
 
 def main(argv: list[str] | None = None) -> None:

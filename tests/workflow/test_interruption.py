@@ -32,9 +32,9 @@ def test_interrupted_shard_is_redone_and_the_store_is_identical(tmp_path):
     targets = DATA_OUTPUTS  # training is not what this test is about
     snakemake(ref, *targets, guard=hangguard.PARTIAL_RUN)
     # Same input data in both folders, so only the interruption differs.
-    snakemake(wd, "results/metadata/entries.csv", guard=hangguard.PARTIAL_RUN)
+    snakemake(wd, "results/metadata/synthetic/entries.csv", guard=hangguard.PARTIAL_RUN)
 
-    shards = wd / "results/hdf5/shards"
+    shards = wd / "results/hdf5/synthetic/shards"
     cmd = snakemake_command(wd, "--cores", "1", *targets)
     proc = subprocess.Popen(
         cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -59,15 +59,18 @@ def test_interrupted_shard_is_redone_and_the_store_is_identical(tmp_path):
         assert (shards / name).stat().st_mtime_ns == mtime, f"{name} was redone"
     assert not list(shards.glob("*.partial"))
     with (
-        h5py.File(ref / "results/hdf5/images_32.h5") as a,
-        h5py.File(wd / "results/hdf5/images_32.h5") as b,
+        h5py.File(ref / "results/hdf5/synthetic/images_32.h5") as a,
+        h5py.File(wd / "results/hdf5/synthetic/images_32.h5") as b,
     ):
         np.testing.assert_array_equal(a["images"][:], b["images"][:])
         assert a["image_index"].asstr()[:].tolist() == b["image_index"].asstr()[:].tolist()
-    for out in ("results/metadata/labels.csv", "results/splits/holdout/splits.csv"):
+    for out in (
+        "results/metadata/synthetic/labels.csv",
+        "results/splits/synthetic/holdout/splits.csv",
+    ):
         assert (ref / out).read_bytes() == (wd / out).read_bytes()
     np.testing.assert_array_equal(
-        np.load(ref / "results/stats/holdout/average_image.npy"),
-        np.load(wd / "results/stats/holdout/average_image.npy"),
+        np.load(ref / "results/stats/synthetic/holdout/average_image.npy"),
+        np.load(wd / "results/stats/synthetic/holdout/average_image.npy"),
     )
     shutil.rmtree(ref / "results/synthetic")  # 120 1024x1024 PNGs: free the space early

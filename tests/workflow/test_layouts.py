@@ -32,23 +32,29 @@ def chexpert_run(tmp_path_factory):
 def test_a_data_set_without_boxes_or_expert_labels_plans_no_such_jobs(tmp_path):
     write_config(tmp_path, CHEXPERT)
     jobs = planned_jobs(tmp_path)
-    assert jobs["generate_synthetic_data"] == 1 and jobs["parse_official_split"] == 1
+    assert jobs["generate_synthetic_data_synthetic_chexpert"] == 1
+    assert jobs["parse_official_split"] == 1
     for rule in ("parse_boxes", "localize_findings", "plot_cams", "evaluate_expert_labels"):
         assert rule not in jobs
 
 
 def test_chexpert_layout_runs_end_to_end_and_speaks_of_its_data_set(chexpert_run):
     r = chexpert_run / "results"
-    labels = pd.read_csv(r / "metadata/labels.csv")
+    labels = pd.read_csv(r / "metadata/synthetic_chexpert/labels.csv")
     # The store's table keeps CheXpert's raw values: -1 and blank.
     assert (labels["Atelectasis"] == -1).any() and labels["Atelectasis"].isna().any()
     assert set(labels["view"]) <= {"PA", "AP"}
-    splits = pd.read_csv(r / "splits/holdout/splits.csv")
+    splits = pd.read_csv(r / "splits/synthetic_chexpert/holdout/splits.csv")
     valid = pd.read_csv(r / "synthetic_chexpert/CheXpert-v1.0-small/valid.csv")
     assert (splits["split"] == "test").sum() == (valid["Frontal/Lateral"] == "Frontal").sum()
-    metrics = pd.read_csv(r / "eval/simple_cnn/holdout/seed0/metrics.csv").set_index("label")
+    metrics = pd.read_csv(
+        r / "eval/simple_cnn/holdout/seed0/synthetic_chexpert/metrics.csv"
+    ).set_index("label")
     assert metrics.loc["mean", "auroc"] > 0
-    assert "n_unknown" in metrics and not (r / "eval/simple_cnn/holdout/seed0/cam.png").exists()
+    assert (
+        "n_unknown" in metrics
+        and not (r / "eval/simple_cnn/holdout/seed0/synthetic_chexpert/cam.png").exists()
+    )
     summary = (r / "report/summary.md").read_text()
     assert "CheXpert's layout (not CheXpert)" in summary and "Irvin et al. 2019" in summary
     texts = {p: p.read_text() for p in [*r.glob("report/*.md"), *r.glob("report/*.csv")]}
@@ -87,12 +93,16 @@ def test_mimic_cxr_layout_runs_end_to_end_with_study_labels_and_mimic_iv_demogra
     r = tmp_path / "results"
     release = r / "synthetic_mimic_cxr"
     split = pd.read_csv(release / "mimic-cxr-2.0.0-split.csv.gz")
-    ours = pd.read_csv(r / "splits/holdout/splits.csv").set_index("image")["split"]
+    ours = pd.read_csv(r / "splits/synthetic_mimic_cxr/holdout/splits.csv").set_index("image")[
+        "split"
+    ]
     official = split.set_index("dicom_id")["split"].reindex(ours.index)
     assert ((ours == "test") == (official == "test")).all()  # the official test split
-    metrics = pd.read_csv(r / "eval/simple_cnn/holdout/seed0/metrics.csv").set_index("label")
+    metrics = pd.read_csv(
+        r / "eval/simple_cnn/holdout/seed0/synthetic_mimic_cxr/metrics.csv"
+    ).set_index("label")
     assert metrics["n_unknown"].drop("mean").gt(0).any()  # blank: unknown, not scored
-    subgroups = pd.read_csv(r / "eval/simple_cnn/holdout/seed0/subgroups.csv")
+    subgroups = pd.read_csv(r / "eval/simple_cnn/holdout/seed0/synthetic_mimic_cxr/subgroups.csv")
     assert {"F", "M"} <= set(subgroups.loc[subgroups.variable == "sex", "level"])
     texts = [*r.glob("report/*.md"), *r.glob("models/*/model_card.md")]
     assert not [str(p) for p in texts if DATA_SET_WORDS.search(p.read_text())]
@@ -113,10 +123,17 @@ def test_own_images_through_a_manifest_run_end_to_end_with_boxes(tmp_path):
     snakemake(tmp_path, guard=hangguard.WORKFLOW)
     r = tmp_path / "results"
     manifest = pd.read_csv(r / "synthetic_manifest/manifest.csv")
-    splits = pd.read_csv(r / "splits/holdout/splits.csv").set_index("image")["split"]
+    splits = pd.read_csv(r / "splits/synthetic_manifest/holdout/splits.csv").set_index("image")[
+        "split"
+    ]
     fixed = manifest.set_index(manifest["path"].str.replace("/", "__"))["split"]
     assert splits.equals(fixed.reindex(splits.index))  # the manifest's own split
-    loc = pd.read_csv(r / "eval/simple_cnn/holdout/seed0/localization.csv").set_index("label")
-    assert loc.loc["all", "n_boxes"] > 0 and (r / "eval/simple_cnn/holdout/seed0/cam.png").exists()
+    loc = pd.read_csv(
+        r / "eval/simple_cnn/holdout/seed0/synthetic_manifest/localization.csv"
+    ).set_index("label")
+    assert (
+        loc.loc["all", "n_boxes"] > 0
+        and (r / "eval/simple_cnn/holdout/seed0/synthetic_manifest/cam.png").exists()
+    )
     card = (r / "models/simple_cnn/model_card.md").read_text()
     assert "never results on real images" in card and not DATA_SET_WORDS.search(card)

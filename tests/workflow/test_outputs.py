@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tiny_workflow import FIGURES, NAMES, OUTPUTS, REPLICATES, RUNS, evals, model
+from tiny_workflow import NAMES, OUTPUTS, REPLICATES, RUNS, evals, evaluated, figures, model
 
 from cxr14.layouts.nih import LABELS
 
@@ -20,9 +20,9 @@ pytestmark = pytest.mark.slow
 def test_every_output_is_built_and_consistent(done):
     for out in OUTPUTS:
         assert (done / out).stat().st_size > 0, out
-    labels = pd.read_csv(done / "results/metadata/labels.csv")
-    splits = pd.read_csv(done / "results/splits/holdout/splits.csv")
-    with h5py.File(done / "results/hdf5/images_32.h5") as h5:
+    labels = pd.read_csv(done / "results/metadata/synthetic/labels.csv")
+    splits = pd.read_csv(done / "results/splits/synthetic/holdout/splits.csv")
+    with h5py.File(done / "results/hdf5/synthetic/images_32.h5") as h5:
         assert h5["images"].shape == (60, 32, 32)
         assert h5["image_index"].asstr()[:].tolist() == labels["image"].tolist()
         assert json.loads(h5.attrs["labels"]) == list(LABELS)
@@ -32,13 +32,17 @@ def test_every_output_is_built_and_consistent(done):
         assert h5.attrs["views"] == "PA, AP"
     assert splits["image"].tolist() == labels["image"].tolist()
     assert splits.groupby("patient")["split"].nunique().max() == 1
-    index = np.load(done / "results/splits/holdout/oversample_index.npy")
+    index = np.load(done / "results/splits/synthetic/holdout/oversample_index.npy")
     assert set(splits.loc[index, "split"]) == {"train"}
-    avg = np.load(done / "results/stats/holdout/average_image.npy")
+    avg = np.load(done / "results/stats/synthetic/holdout/average_image.npy")
     assert avg.shape == (32, 32) and avg.dtype == np.float32
-    for log in ("parse_metadata", "merge_shards", "make_splits/holdout"):
+    for log in (
+        "parse_metadata/synthetic",
+        "merge_shards/synthetic",
+        "make_splits/synthetic/holdout",
+    ):
         assert (done / "logs" / f"{log}.log").stat().st_size > 0
-    assert (done / "logs/compute_average_image/holdout.log").stat().st_size > 0
+    assert (done / "logs/compute_average_image/synthetic/holdout.log").stat().st_size > 0
 
 
 def test_console_shows_one_line_per_epoch_and_evaluation(done):
@@ -54,15 +58,17 @@ def test_jobs_use_the_threads_their_rules_declare(done):
     # --cores 2; train.threads 2 (TINY_CONFIG), eval.threads 1 (EVAL). Plots load no torch.
     logs = done / "logs"
     assert "CPU threads: 2" in (logs / "train_model/vgg_like/holdout/seed0.log").read_text()
-    assert "CPU threads: 1" in (logs / "evaluate_model/vgg_like/holdout/seed0.log").read_text()
-    assert "CPU threads: 1" in (logs / "localize_findings/vgg_like/holdout/seed0.log").read_text()
-    assert "CPU threads" not in (logs / "plot_roc/vgg_like/holdout/seed0.log").read_text()
+    tested = "vgg_like/holdout/seed0/synthetic.log"
+    assert "CPU threads: 1" in (logs / "validate_model/vgg_like/holdout/seed0.log").read_text()
+    assert "CPU threads: 1" in (logs / f"evaluate_model/{tested}").read_text()
+    assert "CPU threads: 1" in (logs / f"localize_findings/{tested}").read_text()
+    assert "CPU threads" not in (logs / f"plot_roc/{tested}").read_text()
 
 
 def test_the_console_names_each_jobs_lines_and_ends_with_where_to_look(done):
     console = (done / "console.txt").read_text()
-    assert "[evaluate_model simple_cnn/holdout/seed0] simple_cnn on " in console
-    assert "[aggregate_run vgg_like] mean AUROC over 1 replicate(s)" in console
+    assert "[evaluate_model simple_cnn/holdout/seed0/synthetic] simple_cnn on " in console
+    assert "[aggregate_run vgg_like/synthetic] mean AUROC over 1 replicate(s)" in console
     # After the last job (Snakemake's own lines are on stderr, as these are).
     done_at = console.rindex("steps (100%) done")
     assert console.index("results/report/summary.md", done_at) < console.index("make report")
@@ -103,7 +109,7 @@ def test_figures_data_is_what_the_checkpoint_holds(done):
         first = ckpt["model"][f"{z['names'][0]}.weight"]
         assert tuple(z["shape_0"]) == tuple(first.shape)
         assert np.array_equal(z["kernels_0"], first.float().mean(dim=1)[:64].numpy())
-    with np.load(done / f"{evals('vgg_like')}/cams.npz") as z:
+    with np.load(done / f"{evaluated('vgg_like')}/cams.npz") as z:
         assert 0 < len(z["image"]) == len(set(z["image"])) == len(z["cam"]) <= int(z["asked"])
         assert z["pixels"].dtype == np.uint8 and z["pixels"].shape == z["cam"].shape
         assert np.allclose(z["cam"].max(axis=(1, 2)), 1.0, atol=0.05)
@@ -112,22 +118,22 @@ def test_figures_data_is_what_the_checkpoint_holds(done):
 def test_evaluation_artifacts(done):
     from PIL import Image
 
-    for path in [f"{evals(run)}/{f}" for run in NAMES for f in FIGURES]:
+    for path in [path for run in NAMES for path in figures(run)]:
         with Image.open(done / path) as im:
             assert im.size[0] > 300 and im.size[1] > 200, path
             assert np.asarray(im.convert("L")).std() > 5, f"{path} is blank"
-    splits = pd.read_csv(done / "results/splits/holdout/splits.csv")
+    splits = pd.read_csv(done / "results/splits/synthetic/holdout/splits.csv")
     for replicate in REPLICATES:
-        metrics = pd.read_csv(done / f"{evals(*replicate)}/metrics.csv")
+        metrics = pd.read_csv(done / f"{evaluated(*replicate)}/metrics.csv")
         assert list(metrics["label"]) == [*LABELS, "mean"]
-        pred = pd.read_csv(done / f"{evals(*replicate)}/predictions.csv")
+        pred = pd.read_csv(done / f"{evaluated(*replicate)}/predictions.csv")
         assert set(pred["image"]) == set(splits.loc[splits["split"] == "test", "image"])
         assert {"brier", "ece_ci_high", "recal_slope", "ece_scaled"} <= set(metrics.columns)
         assert {"cal_slope", "cal_intercept_ci_low", "cal_intercept_scaled"} <= set(metrics)
-        loc = pd.read_csv(done / f"{evals(*replicate)}/localization.csv")
+        loc = pd.read_csv(done / f"{evaluated(*replicate)}/localization.csv")
         assert loc.iloc[-1]["label"] == "all" and loc.iloc[-1]["n_boxes"] > 0
         assert {"acc_iobb_0.5", "acc_iou_0.3_ci_low", "n_boxes_in_file"} <= set(loc.columns)
-        expert = pd.read_csv(done / f"{evals(*replicate)}/expert_labels.csv")
+        expert = pd.read_csv(done / f"{evaluated(*replicate)}/expert_labels.csv")
         assert expert["finding"].tolist() == [
             "Pneumothorax",
             "Airspace opacity",
@@ -141,7 +147,7 @@ def test_evaluation_artifacts(done):
         # Every image of the expert file in this test split is scored, none other.
         listed = pd.read_csv(done / "results/synthetic/google2019_labels.csv")["Image Index"]
         assert expert.iloc[-1]["n_images"] == len(set(listed) & set(pred["image"]))
-        groups = pd.read_csv(done / f"{evals(*replicate)}/subgroups.csv").set_index("variable")
+        groups = pd.read_csv(done / f"{evaluated(*replicate)}/subgroups.csv").set_index("variable")
         whole = groups.loc["all", [f"auroc_{c}" for c in LABELS]].to_numpy(float)
         np.testing.assert_allclose(whole, metrics["auroc"].iloc[:-1], rtol=1e-5)
         for variable in ("sex", "age", "view"):  # each variable's levels cover the split
@@ -177,7 +183,9 @@ def test_replicates_are_aggregated_per_run(done):
     assert np.isnan(row["auroc_ci_low"])  # a CI over test patients, not over seeds
     assert summary.loc["vgg_like", "replicates"] == 1
     assert summary.loc["vgg_like", "auroc_ci_low"] <= summary.loc["vgg_like", "mean_auroc"]
-    table = pd.read_csv(done / "results/eval/simple_cnn/replicates.csv").set_index("label")
+    table = pd.read_csv(done / "results/eval/simple_cnn/synthetic/replicates.csv").set_index(
+        "label"
+    )
     assert list(table.columns) == [
         "holdout/seed0",
         "holdout/seed1",
@@ -193,7 +201,7 @@ def test_replicates_are_aggregated_per_run(done):
     assert table.loc["mean", "ci_low"] <= table.loc["mean", "mean"] <= table.loc["mean", "ci_high"]
     assert row["auroc_run_ci_low"] == pytest.approx(table.loc["mean", "ci_low"], abs=1e-4)
     for seed in (0, 1):
-        metrics = pd.read_csv(done / f"{evals('simple_cnn', seed=seed)}/metrics.csv")
+        metrics = pd.read_csv(done / f"{evaluated('simple_cnn', seed=seed)}/metrics.csv")
         np.testing.assert_allclose(
             table[f"holdout/seed{seed}"], metrics.set_index("label")["auroc"], atol=1e-4
         )
@@ -210,8 +218,10 @@ def test_comparison_table_and_figure(done):
     assert set(table["run_a"]) == {"simple_cnn"} and set(table["run_b"]) == {"simple_cnn_bce"}
     assert (table["replicates_a"] == 2).all() and (table["replicates_b"] == 2).all()
     mean = table.set_index("label").loc["mean"]
-    a = pd.read_csv(done / "results/eval/simple_cnn/replicates.csv").set_index("label")
-    b = pd.read_csv(done / "results/eval/simple_cnn_bce/replicates.csv").set_index("label")
+    a = pd.read_csv(done / "results/eval/simple_cnn/synthetic/replicates.csv").set_index("label")
+    b = pd.read_csv(done / "results/eval/simple_cnn_bce/synthetic/replicates.csv").set_index(
+        "label"
+    )
     assert mean["auroc_a"] == pytest.approx(a.loc["mean", "mean"], abs=1e-4)
     assert mean["difference"] == pytest.approx(
         b.loc["mean", "mean"] - a.loc["mean", "mean"], abs=2e-4

@@ -22,7 +22,9 @@ def test_nih_source_and_official_split_dry_run(tmp_path, nih_dir):
         tmp_path, {"data": nih, "split": {"method": "official"}, "preprocess": {"shards": 32}}
     )
     jobs = planned_jobs(tmp_path)
-    assert jobs["downsample_images"] == 32 and "generate_synthetic_data" not in jobs
+    assert jobs["downsample_images"] == 32 and not any(
+        j.startswith("generate_synthetic_data") for j in jobs
+    )
     assert jobs["parse_metadata"] == 1 and jobs["make_splits"] == 1
 
 
@@ -49,28 +51,34 @@ def kfold(tmp_path_factory):
     write_config(
         wd, {"runs": runs, "compare": COMPARE, "split": split, "train": train, "eval": EVAL}
     )
-    targets = "results/report/comparisons.csv", "results/eval/simple_cnn/replicates.csv"
+    targets = "results/report/comparisons.csv", "results/eval/simple_cnn/synthetic/replicates.csv"
     snakemake(wd, *targets, guard=hangguard.WORKFLOW)
     return wd
 
 
 def test_kfold_folds_cover_every_patient_once_and_are_compared_per_fold(kfold):
-    labels = pd.read_csv(kfold / "results/metadata/labels.csv")
+    labels = pd.read_csv(kfold / "results/metadata/synthetic/labels.csv")
     tests = []
     for f in (1, 2, 3):
-        splits = pd.read_csv(kfold / f"results/splits/fold{f}/splits.csv")
+        splits = pd.read_csv(kfold / f"results/splits/synthetic/fold{f}/splits.csv")
         assert splits["image"].tolist() == labels["image"].tolist()
         assert (splits["split"] == "test").eq(splits["fold"] == f).all()
         assert splits.groupby("patient")["split"].nunique().max() == 1
         assert set(splits["split"]) == {"train", "val", "test"}
-        pred = pd.read_csv(kfold / f"results/eval/simple_cnn/fold{f}/seed0/predictions.csv")
+        pred = pd.read_csv(
+            kfold / f"results/eval/simple_cnn/fold{f}/seed0/synthetic/predictions.csv"
+        )
         assert set(pred["image"]) == set(splits.loc[splits["split"] == "test", "image"])
         tests.append(pred)
-        stats = json.loads((kfold / f"results/stats/fold{f}/pixel_stats.json").read_text())
+        stats = json.loads(
+            (kfold / f"results/stats/synthetic/fold{f}/pixel_stats.json").read_text()
+        )
         assert stats["n_images"] == (splits["split"] == "train").sum()
     pooled = pd.concat(tests)
     assert sorted(pooled["image"]) == sorted(labels["image"])  # every image tested once
-    table = pd.read_csv(kfold / "results/eval/simple_cnn/replicates.csv").set_index("label")
+    table = pd.read_csv(kfold / "results/eval/simple_cnn/synthetic/replicates.csv").set_index(
+        "label"
+    )
     assert list(table.columns[:3]) == ["fold1/seed0", "fold2/seed0", "fold3/seed0"]
     comparisons = pd.read_csv(kfold / "results/report/comparisons.csv")
     assert (comparisons["n_images"] == len(labels)).all()
@@ -84,7 +92,9 @@ def test_kfold_folds_cover_every_patient_once_and_are_compared_per_fold(kfold):
     # Each fold scored by its own model: a run's AUROC is the mean of its folds' own AUROCs.
     for side in ("a", "b"):
         run = comparisons[f"run_{side}"].iloc[0]
-        metrics = [kfold / f"results/eval/{run}/fold{f}/seed0/metrics.csv" for f in (1, 2, 3)]
+        metrics = [
+            kfold / f"results/eval/{run}/fold{f}/seed0/synthetic/metrics.csv" for f in (1, 2, 3)
+        ]
         folds = [pd.read_csv(m).set_index("label").loc["mean", "auroc"] for m in metrics]
         assert mean[f"auroc_{side}"] == pytest.approx(np.mean(folds), abs=1e-5)
     assert 0 <= mean["p_bootstrap"] <= 1 and np.isnan(mean["p_delong"])

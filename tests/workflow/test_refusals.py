@@ -77,17 +77,17 @@ def test_bad_image_stops_the_run_or_is_skipped_everywhere(tmp_path):
     # the one reported; the message names it with its reason.
     out = proc.stdout + proc.stderr
     assert any(f"{name}: {reason}" in out for name, reason in bad.items())
-    assert not (tmp_path / "results/hdf5/images_32.h5").exists()
+    assert not (tmp_path / "results/hdf5/synthetic/images_32.h5").exists()
 
     write_config(tmp_path, {"preprocess": {"on_bad_image": "skip"}})
     snakemake(tmp_path, *DATA_OUTPUTS, guard=hangguard.PARTIAL_RUN)
-    skipped = pd.read_csv(tmp_path / "results/tables/skipped_images.csv")
+    skipped = pd.read_csv(tmp_path / "results/tables/synthetic/skipped_images.csv")
     assert set(skipped["image"]) == set(bad)
     for name, reason in bad.items():
         assert skipped.set_index("image").loc[name, "reason"].startswith(reason)
-    labels = pd.read_csv(tmp_path / "results/metadata/labels.csv")
-    splits = pd.read_csv(tmp_path / "results/splits/holdout/splits.csv")
+    labels = pd.read_csv(tmp_path / "results/metadata/synthetic/labels.csv")
+    splits = pd.read_csv(tmp_path / "results/splits/synthetic/holdout/splits.csv")
     assert len(labels) == len(splits) == 58
     assert not set(bad) & set(labels["image"]) and not set(bad) & set(splits["image"])
-    with h5py.File(tmp_path / "results/hdf5/images_32.h5") as h5:
+    with h5py.File(tmp_path / "results/hdf5/synthetic/images_32.h5") as h5:
         assert h5["images"].shape[0] == 58

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from tiny_workflow import COMPARE, EVAL, EVALUATION, NAMES, PREPROCESSING, RUNS, evals, tiny_runs
+from tiny_workflow import (
+    COMPARE,
+    EVAL,
+    EVALUATION,
+    NAMES,
+    PREPROCESSING,
+    RUNS,
+    evaluated,
+    tiny_runs,
+)
 
 from cxr14.testing import hangguard
 from cxr14.testing.workflow import TINY_CONFIG, planned_jobs, snakemake
@@ -65,6 +74,7 @@ def test_changing_one_run_reruns_its_jobs_and_its_comparison_only(done):
         tiny_runs(done, {"runs": runs})
         assert planned_jobs(done) == {
             "train_model": 2,  # its two seeds
+            "validate_model": 2,
             "evaluate_model": 2,
             "localize_findings": 2,
             "evaluate_expert_labels": 2,
@@ -90,7 +100,8 @@ def test_changing_one_run_reruns_its_jobs_and_its_comparison_only(done):
 
 def test_adding_a_run_or_a_seed_adds_only_its_jobs(done):
     new = {"name": "vgg-narrow", "arch": "vgg_like", "widths": [4], "fc": 8}
-    per_replicate = {"train_model": 1, "evaluate_model": 1, "localize_findings": 1}
+    per_replicate = {"train_model": 1, "validate_model": 1, "evaluate_model": 1}
+    per_replicate |= {"localize_findings": 1}
     per_replicate |= {"evaluate_expert_labels": 1, "evaluate_subgroups": 1}
     try:
         tiny_runs(done, {"runs": [*RUNS, new]})
@@ -126,7 +137,7 @@ def test_changing_compare_reruns_only_the_comparisons(done):
 
 
 def test_deleted_figure_rebuilds_only_its_job(done):
-    (done / "results/figures/holdout/average_image.png").unlink()
+    (done / "results/figures/synthetic/holdout/average_image.png").unlink()
     assert planned_jobs(done) == {"plot_average_image": 1, "all": 1}
     snakemake(done, guard=hangguard.PARTIAL_RUN)
     assert planned_jobs(done) == {}
@@ -143,7 +154,7 @@ def test_evaluation_setting_reruns_only_evaluation(done):
         assert jobs == {"localize_findings": 7, "plot_cams": 5, "summarize_models": 1, "all": 1}
     finally:
         tiny_runs(done)
-    (done / f"{evals('vgg_like')}/roc.png").unlink()
+    (done / f"{evaluated('vgg_like')}/roc.png").unlink()
     assert planned_jobs(done) == {"plot_roc": 1, "all": 1}
     snakemake(done, guard=hangguard.PARTIAL_RUN)
     assert planned_jobs(done) == {}

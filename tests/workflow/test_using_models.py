@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tiny_workflow import NAMES, evals, model, tiny_runs
+from tiny_workflow import NAMES, evals, evaluated, model, tiny_runs
 
 from cxr14.layouts.nih import LABELS
 from cxr14.testing import hangguard
@@ -33,7 +33,7 @@ def test_bundle_and_model_card(done):
     )
     assert bundle["labels"] == list(LABELS)
     assert bundle["preprocess"]["store_size"] == 32 and bundle["preprocess"]["input_size"] == 32
-    metrics = pd.read_csv(done / f"{evals('vgg_like')}/metrics.csv").set_index("label")
+    metrics = pd.read_csv(done / f"{evaluated('vgg_like')}/metrics.csv").set_index("label")
     # The bundle's thresholds are the evaluation's validation-chosen ones.
     np.testing.assert_allclose(
         bundle["thresholds"]["youden"], metrics.loc[list(LABELS), "threshold_at_val"], atol=1e-5
@@ -46,7 +46,7 @@ def test_bundle_and_model_card(done):
             bundle["calibration"][key], metrics.loc[list(LABELS), column], rtol=1e-4, atol=1e-5
         )
     val = pd.read_csv(done / f"{evals('vgg_like')}/val_predictions.csv")
-    splits = pd.read_csv(done / "results/splits/holdout/splits.csv")
+    splits = pd.read_csv(done / "results/splits/synthetic/holdout/splits.csv")
     assert len(val) == (splits["split"] == "val").sum()
     card = (done / "results/models/vgg_like/model_card.md").read_text().splitlines()
     assert (
@@ -60,7 +60,7 @@ def test_predict_gives_the_pipelines_probabilities_from_the_original_pngs(done, 
     """`cxr14 predict` on the original 128x128 PNGs of the test split reproduces the
     evaluation's predictions.csv: same decoding, resize, normalisation and model."""
     for run in ("vgg_like", "densenet121"):
-        pred = pd.read_csv(done / f"{evals(run)}/predictions.csv")
+        pred = pd.read_csv(done / f"{evaluated(run)}/predictions.csv")
         images = [str(done / "results/synthetic/images" / n) for n in pred["image"]]
         out = tmp_path / run / "predictions.csv"
         proc = _predict(
@@ -78,7 +78,7 @@ def test_external_validation_on_a_manifest_gives_the_workflows_aurocs(done, tmp_
     """`cxr14 evaluate` with a run's bundle on a manifest of that run's test images (the
     original PNGs, labels as columns) gives the workflow's own per-class AUROCs; a manifest
     sharing no class with the model is refused (exit 2)."""
-    pred = pd.read_csv(done / f"{evals('vgg_like')}/predictions.csv")
+    pred = pd.read_csv(done / f"{evaluated('vgg_like')}/predictions.csv")
     folder = tmp_path / "mine"  # the user's folder; its images/ are the demo's PNGs
     folder.mkdir()
     (folder / "images").symlink_to(done / "results/synthetic/images")
@@ -95,7 +95,7 @@ def test_external_validation_on_a_manifest_gives_the_workflows_aurocs(done, tmp_
     )
     assert proc.returncode == 0, proc.stderr
     mine = pd.read_csv(out / "metrics.csv").set_index("label")["auroc"]
-    theirs = pd.read_csv(done / f"{evals('vgg_like')}/metrics.csv").set_index("label")["auroc"]
+    theirs = pd.read_csv(done / f"{evaluated('vgg_like')}/metrics.csv").set_index("label")["auroc"]
     np.testing.assert_allclose(mine.loc[list(LABELS)], theirs.loc[list(LABELS)], atol=1e-4)
     report = (out / "report.md").read_text()
     assert "External validation of vgg_like" in report and "not a real-data model" in report
@@ -156,7 +156,7 @@ def test_predict_reads_the_pipelines_grad_cam_layer(done):
     assert bundle["cam_layer"] == layer
     scorer = bundle_scorer(bundle, "cpu")
     assert scorer.cam_layer() is scorer.model.get_submodule(layer)
-    cams = np.load(done / f"{evals('densenet121')}/cams.npz")
+    cams = np.load(done / f"{evaluated('densenet121')}/cams.npz")
     assert str(cams["layer"]) == layer  # the figure's own
     assert load_bundle(done / "results/models/vgg_like/bundle.pt")["cam_layer"] == ""
 

@@ -12,13 +12,20 @@ RUNS = [{**r, "seeds": [0, 1]} if r["arch"] == "simple_cnn" else r for r in RUNS
 COMPARE = [["simple_cnn", "simple_cnn_bce"]]
 NAMES = [r["name"] for r in RUNS]
 REPLICATES = [(r["name"], "holdout", s) for r in RUNS for s in r.get("seeds", [0])]
+# The one data set of the tiny configuration (named by its source).
+DATASET = "synthetic"
+# A model's evaluation on the data set's test split, per replicate ...
 TABLES = ("predictions.csv", "metrics.csv", "localization.csv", "expert_labels.csv")
 TABLES += ("subgroups.csv",)
-FIGURES = ("history.png", "roc.png", "calibration.png", "filters.png", "cam.png")
-FIGURES += ("subgroups.png",)
-# What the figures draw from, so that none loads a checkpoint (evaluate_model, localize_findings).
-FIGURE_DATA = ("model.json", "filters.npz", "cams.npz")
-EVAL_FILES = TABLES + FIGURE_DATA + FIGURES
+TEST_FIGURES = ("roc.png", "calibration.png", "cam.png", "subgroups.png")
+# ... and what is the replicate's whatever it is tested on (validation, model facts).
+REPLICATE_FILES = ("val_predictions.csv", "calibration.json")
+REPLICATE_FIGURES = ("history.png", "filters.png")
+FIGURES = REPLICATE_FIGURES + TEST_FIGURES
+# What the figures draw from, so that none loads a checkpoint (validate_model,
+# localize_findings).
+REPLICATE_DATA = ("model.json", "filters.npz")
+TEST_DATA = ("cams.npz",)
 
 
 def model(run: str, split: str = "holdout", seed: int = 0) -> str:
@@ -26,7 +33,20 @@ def model(run: str, split: str = "holdout", seed: int = 0) -> str:
 
 
 def evals(run: str, split: str = "holdout", seed: int = 0) -> str:
+    """A replicate's folder of evaluation results (validation, model facts)."""
     return f"results/eval/{run}/{split}/seed{seed}"
+
+
+def evaluated(run: str, split: str = "holdout", seed: int = 0, dataset: str = DATASET) -> str:
+    """A replicate's evaluation on a data set's test split."""
+    return f"{evals(run, split, seed)}/{dataset}"
+
+
+def figures(run: str) -> list[str]:
+    """The figures of a run (drawn for its first replicate)."""
+    return [f"{evals(run)}/{f}" for f in REPLICATE_FIGURES] + [
+        f"{evaluated(run)}/{f}" for f in TEST_FIGURES
+    ]
 
 
 # One thread per evaluation job: their work is a few milliseconds after their imports, and
@@ -39,10 +59,16 @@ def tiny_runs(wd, overrides=None):
     return write_config(wd, {"runs": RUNS, "compare": COMPARE, "eval": EVAL, **(overrides or {})})
 
 
-PREPROCESSING = {"generate_synthetic_data", "parse_metadata", "downsample_images", "merge_shards"}
+PREPROCESSING = {
+    "generate_synthetic_data_synthetic",
+    "parse_metadata",
+    "downsample_images",
+    "merge_shards",
+}
 
 
 EVALUATION = {
+    "validate_model",
     "evaluate_model",
     "localize_findings",
     "plot_history",
@@ -62,25 +88,26 @@ EVALUATION = {
 
 
 OUTPUTS = [
-    "results/hdf5/images_32.h5",
-    "results/metadata/labels.csv",
-    "results/tables/skipped_images.csv",
-    "results/tables/class_counts.csv",
-    "results/figures/class_counts.png",
-    "results/stats/holdout/average_image.npy",
-    "results/stats/holdout/pixel_stats.json",
-    "results/figures/holdout/average_image.png",
-    "results/splits/holdout/splits.csv",
-    "results/tables/holdout/split_counts.csv",
-    "results/splits/holdout/oversample_index.npy",
-    "results/tables/holdout/oversample_counts.csv",
-    "results/figures/holdout/oversample_counts.png",
+    "results/hdf5/synthetic/images_32.h5",
+    "results/metadata/synthetic/labels.csv",
+    "results/tables/synthetic/skipped_images.csv",
+    "results/tables/synthetic/class_counts.csv",
+    "results/figures/synthetic/class_counts.png",
+    "results/stats/synthetic/holdout/average_image.npy",
+    "results/stats/synthetic/holdout/pixel_stats.json",
+    "results/figures/synthetic/holdout/average_image.png",
+    "results/splits/synthetic/holdout/splits.csv",
+    "results/tables/synthetic/holdout/split_counts.csv",
+    "results/splits/synthetic/holdout/oversample_index.npy",
+    "results/tables/synthetic/holdout/oversample_counts.csv",
+    "results/figures/synthetic/holdout/oversample_counts.png",
     *[f"{model(*r)}/{f}" for r in REPLICATES for f in ("best.pt", "last.pt", "history.csv")],
-    *[f"{evals(*r)}/{f}" for r in REPLICATES for f in TABLES + FIGURE_DATA],
-    *[f"{evals(run)}/{f}" for run in NAMES for f in FIGURES],
-    *[f"results/eval/{run}/replicates.csv" for run in NAMES],
+    *[f"{evals(*r)}/{f}" for r in REPLICATES for f in REPLICATE_FILES + REPLICATE_DATA],
+    *[f"{evaluated(*r)}/{f}" for r in REPLICATES for f in TABLES + TEST_DATA],
+    *[path for run in NAMES for path in figures(run)],
+    *[f"results/eval/{run}/synthetic/replicates.csv" for run in NAMES],
     *[f"results/models/{run}/{f}" for run in NAMES for f in ("bundle.pt", "model_card.md")],
-    "results/compare/simple_cnn/simple_cnn_bce.csv",
+    "results/compare/synthetic/simple_cnn/simple_cnn_bce.csv",
     "results/report/comparisons.csv",
     "results/report/comparisons.png",
     "results/report/summary.csv",

@@ -2,12 +2,12 @@ rule compute_average_image:
     input:
         unpack(get_average_image_inputs),
     output:
-        average="results/stats/{stats}/average_image.npy",
-        stats="results/stats/{stats}/pixel_stats.json",
+        average="results/stats/{dataset}/{stats}/average_image.npy",
+        stats="results/stats/{dataset}/{stats}/pixel_stats.json",
     log:
-        "logs/compute_average_image/{stats}.log",
+        "logs/compute_average_image/{dataset}/{stats}.log",
     benchmark:
-        "benchmarks/compute_average_image/{stats}.tsv"
+        "benchmarks/compute_average_image/{dataset}/{stats}.tsv"
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
@@ -19,17 +19,18 @@ rule compute_average_image:
 
 rule plot_average_image:
     input:
-        average="results/stats/{stats}/average_image.npy",
-        stats="results/stats/{stats}/pixel_stats.json",
+        average="results/stats/{dataset}/{stats}/average_image.npy",
+        stats="results/stats/{dataset}/{stats}/pixel_stats.json",
     output:
         figure=report(
-            "results/figures/{stats}/average_image.png",
+            f"{FIGURES}/{{stats}}/average_image.png",
             caption="../report/captions/average_image.rst",
             category="1. Data",
-            labels={"figure": "average image ({stats})"},
+            subcategory="{dataset}",
+            labels={"data set": "{dataset}", "figure": "average image ({stats})"},
         ),
     log:
-        "logs/plot_average_image/{stats}.log",
+        "logs/plot_average_image/{dataset}/{stats}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: 1

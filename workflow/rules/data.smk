@@ -1,107 +1,109 @@
-# The synthetic data sets: written by the workflow in their layout's exact format.
-if LAYOUT.generated:
+# The synthetic data sets: written by the workflow in their layout's exact format, each into
+# its layout's folder (one rule per generated data set: the files differ by layout).
+for _d in datasets_with(lambda lay, c: lay.generated):
 
-    rule generate_synthetic_data:
+    rule:
+        name:
+            f"generate_synthetic_data_{_d}"
         output:
             **{
                 key: directory(path) if key.endswith("images") else path
-                for key, path in LAYOUT.written_files(config).items()
+                for key, path in LAYOUTS[_d].written_files(DATASETS[_d]).items()
             },
         log:
-            "logs/generate_synthetic_data.log",
+            f"logs/generate_synthetic_data/{_d}.log",
         benchmark:
-            "benchmarks/generate_synthetic_data.tsv"
+            f"benchmarks/generate_synthetic_data/{_d}.tsv"
         conda:
             "../../envs/cxr14.yaml"
         threads: 4
         params:
-            n_images=config["synthetic"]["n_images"],
-            image_size=config["synthetic"]["image_size"],
-            seed=config["synthetic"]["seed"],
-            min_prevalence=config["synthetic"]["min_prevalence"],
-            test_fraction=config["synthetic"]["test_fraction"],
+            **DATASETS[_d]["synthetic"],
+            writer=LAYOUTS[_d].writer,
         script:
             "../scripts/generate_synthetic_data.py"
 
 
 rule parse_metadata:
     input:
-        **LAYOUT.parse_inputs(config),
+        unpack(lambda w: layout_of(w).parse_inputs(own(w))),
     output:
-        entries="results/metadata/entries.csv",
-        missing="results/metadata/missing_images.csv",
+        entries=f"{META}/entries.csv",
+        missing=f"{META}/missing_images.csv",
     log:
-        "logs/parse_metadata.log",
+        "logs/parse_metadata/{dataset}.log",
     benchmark:
-        "benchmarks/parse_metadata.tsv"
+        "benchmarks/parse_metadata/{dataset}.tsv"
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
     params:
-        **LAYOUT.parse_options(config),
-        layout=config["data"]["source"],
+        options=lambda w: layout_of(w).parse_options(own(w)),
+        layout=lambda w: layout_of(w).name,
         data_dir=get_data_dir,
         on_bad_image=config["preprocess"]["on_bad_image"],
-        views=config["data"]["views"],
+        views=lambda w: own(w)["data"]["views"],
     script:
         "../scripts/parse_metadata.py"
 
 
 # A data set whose official split is in its metadata (a test CSV beside the training one) gets
 # it as list files of image names, which the split stage reads.
-if LAYOUT.official_lists_in_metadata:
+if OFFICIAL_IN_METADATA:
 
     rule parse_official_split:
         input:
-            **LAYOUT.parse_inputs(config),
+            unpack(lambda w: layout_of(w).parse_inputs(own(w))),
         output:
-            **LAYOUT.split_list_files(config),
+            train_val_list=f"{META}/train_val_list.txt",
+            test_list=f"{META}/test_list.txt",
+            val_list=f"{META}/val_list.txt",
         log:
-            "logs/parse_official_split.log",
+            "logs/parse_official_split/{dataset}.log",
         conda:
             "../../envs/cxr14.yaml"
         threads: 1
         params:
-            layout=config["data"]["source"],
+            layout=lambda w: layout_of(w).name,
         script:
             "../scripts/parse_official_split.py"
 
 
 # Expert boxes and re-read labels in the project's own formats (only where the layout has them):
 # evaluation reads these, never the data set's files.
-if BOXES:
+if WITH_BOXES:
 
     rule parse_boxes:
         input:
-            boxes=BOXES,
+            boxes=lambda w: layout_of(w).bbox_file(own(w)),
         output:
-            boxes="results/metadata/boxes.csv",
+            boxes=f"{META}/boxes.csv",
         log:
-            "logs/parse_boxes.log",
+            "logs/parse_boxes/{dataset}.log",
         conda:
             "../../envs/cxr14.yaml"
         threads: 1
         params:
-            layout=config["data"]["source"],
-            box_space=LAYOUT.box_space(config),
+            layout=lambda w: layout_of(w).name,
+            box_space=lambda w: layout_of(w).box_space(own(w)),
             size=SIZE,
         script:
             "../scripts/parse_boxes.py"
 
 
-if EXPERT_LABELS:
+if WITH_EXPERT:
 
     rule parse_expert_labels:
         input:
-            expert_labels=EXPERT_LABELS,
+            expert_labels=lambda w: layout_of(w).expert_labels_file(own(w)),
         output:
-            expert_labels="results/metadata/expert_labels.csv",
+            expert_labels=f"{META}/expert_labels.csv",
         log:
-            "logs/parse_expert_labels.log",
+            "logs/parse_expert_labels/{dataset}.log",
         conda:
             "../../envs/cxr14.yaml"
         threads: 1
         params:
-            layout=config["data"]["source"],
+            layout=lambda w: layout_of(w).name,
         script:
             "../scripts/parse_expert_labels.py"

@@ -1,9 +1,33 @@
+rule validate_model:
+    input:
+        unpack(get_validate_inputs),
+    output:
+        val_predictions=f"{REPLICATE}/val_predictions.csv",
+        calibration=f"{REPLICATE}/calibration.json",
+        model=f"{REPLICATE}/model.json",
+        filters=f"{REPLICATE}/filters.npz",
+    log:
+        "logs/validate_model/{run}/{split}/seed{seed}.log",
+    benchmark:
+        "benchmarks/validate_model/{run}/{split}/seed{seed}.tsv"
+    conda:
+        "../../envs/cxr14.yaml"
+    threads: config["eval"]["threads"]
+    params:
+        blanks=lambda w: [blank_policy(d) for d in TRAIN_ON[w.run]],
+        vocabularies=lambda w: vocabularies(TRAIN_ON[w.run]),
+        device=config["eval"]["device"],
+        batch_size=config["eval"]["batch_size"],
+        calibration=config["eval"]["calibration"],
+    script:
+        "../scripts/validate_model.py"
+
+
 rule evaluate_model:
     input:
         unpack(get_model_eval_inputs),
     output:
         predictions=f"{EVAL}/predictions.csv",
-        val_predictions=f"{EVAL}/val_predictions.csv",
         metrics=report(
             f"{EVAL}/metrics.csv",
             caption="../report/captions/metrics.rst",
@@ -12,21 +36,20 @@ rule evaluate_model:
             labels={
                 "run": "{run}",
                 "replicate": "{split} seed{seed}",
+                "data set": "{dataset}",
                 "table": "metrics (AUROC with CI, operating points)",
             },
         ),
-        model=f"{EVAL}/model.json",
-        filters=f"{EVAL}/filters.npz",
-        calibration=f"{EVAL}/calibration.json",
     log:
-        "logs/evaluate_model/{run}/{split}/seed{seed}.log",
+        "logs/evaluate_model/{run}/{split}/seed{seed}/{dataset}.log",
     benchmark:
-        "benchmarks/evaluate_model/{run}/{split}/seed{seed}.tsv"
+        "benchmarks/evaluate_model/{run}/{split}/seed{seed}/{dataset}.tsv"
     conda:
         "../../envs/cxr14.yaml"
     threads: config["eval"]["threads"]
     params:
-        **EVAL_POLICY,
+        blank=lambda w: blank_policy(w.dataset),
+        vocabulary=lambda w: LAYOUTS[w.dataset].vocabulary,
         bootstrap=config["eval"]["bootstrap"],
         seed=config["eval"]["seed"],
         device=config["eval"]["device"],
@@ -41,10 +64,10 @@ rule evaluate_model:
 rule plot_history:
     input:
         history=f"{MODEL}/history.csv",
-        model=f"{EVAL}/model.json",
+        model=f"{REPLICATE}/model.json",
     output:
         figure=report(
-            f"{EVAL}/history.png",
+            f"{REPLICATE}/history.png",
             caption="../report/captions/history.rst",
             category="3. Training",
             subcategory="{run}",
@@ -66,7 +89,7 @@ rule plot_history:
 rule plot_roc:
     input:
         predictions=f"{EVAL}/predictions.csv",
-        model=f"{EVAL}/model.json",
+        model=f"{REPLICATE}/model.json",
     output:
         figure=report(
             f"{EVAL}/roc.png",
@@ -76,11 +99,12 @@ rule plot_roc:
             labels={
                 "run": "{run}",
                 "replicate": "{split} seed{seed}",
+                "data set": "{dataset}",
                 "figure": "ROC curves",
             },
         ),
     log:
-        "logs/plot_roc/{run}/{split}/seed{seed}.log",
+        "logs/plot_roc/{run}/{split}/seed{seed}/{dataset}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
@@ -92,8 +116,8 @@ rule plot_calibration:
     input:
         predictions=f"{EVAL}/predictions.csv",
         metrics=f"{EVAL}/metrics.csv",
-        model=f"{EVAL}/model.json",
-        calibration=f"{EVAL}/calibration.json",
+        model=f"{REPLICATE}/model.json",
+        calibration=f"{REPLICATE}/calibration.json",
     output:
         figure=report(
             f"{EVAL}/calibration.png",
@@ -103,11 +127,12 @@ rule plot_calibration:
             labels={
                 "run": "{run}",
                 "replicate": "{split} seed{seed}",
+                "data set": "{dataset}",
                 "figure": "calibration (reliability diagram, ECE per class)",
             },
         ),
     log:
-        "logs/plot_calibration/{run}/{split}/seed{seed}.log",
+        "logs/plot_calibration/{run}/{split}/seed{seed}/{dataset}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
@@ -118,7 +143,7 @@ rule plot_calibration:
 rule evaluate_expert_labels:
     input:
         predictions=f"{EVAL}/predictions.csv",
-        expert_labels="results/metadata/expert_labels.csv",
+        expert_labels=f"{META}/expert_labels.csv",
     output:
         table=report(
             f"{EVAL}/expert_labels.csv",
@@ -128,13 +153,14 @@ rule evaluate_expert_labels:
             labels={
                 "run": "{run}",
                 "replicate": "{split} seed{seed}",
+                "data set": "{dataset}",
                 "table": "AUROC against expert labels and the original labels",
             },
         ),
     log:
-        "logs/evaluate_expert_labels/{run}/{split}/seed{seed}.log",
+        "logs/evaluate_expert_labels/{run}/{split}/seed{seed}/{dataset}.log",
     benchmark:
-        "benchmarks/evaluate_expert_labels/{run}/{split}/seed{seed}.tsv"
+        "benchmarks/evaluate_expert_labels/{run}/{split}/seed{seed}/{dataset}.tsv"
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
@@ -142,8 +168,8 @@ rule evaluate_expert_labels:
         mapping=config["eval"]["expert_mapping"],
         alternatives=config["eval"]["expert_mapping_alternatives"],
         # Said in the table's caption.
-        expert_source=LAYOUT.wording.expert_source,
-        labels_phrase=LAYOUT.wording.labels,
+        expert_source=lambda w: layout_of(w).wording.expert_source,
+        labels_phrase=lambda w: layout_of(w).wording.labels,
         bootstrap=config["eval"]["bootstrap"],
         seed=config["eval"]["seed"],
     script:
@@ -153,7 +179,7 @@ rule evaluate_expert_labels:
 rule evaluate_subgroups:
     input:
         predictions=f"{EVAL}/predictions.csv",
-        labels="results/metadata/labels.csv",
+        labels=f"{META}/labels.csv",
         metrics=f"{EVAL}/metrics.csv",
     output:
         table=report(
@@ -164,13 +190,14 @@ rule evaluate_subgroups:
             labels={
                 "run": "{run}",
                 "replicate": "{split} seed{seed}",
+                "data set": "{dataset}",
                 "table": "AUROC, TPR and FPR by sex, age band and view, with CIs",
             },
         ),
     log:
-        "logs/evaluate_subgroups/{run}/{split}/seed{seed}.log",
+        "logs/evaluate_subgroups/{run}/{split}/seed{seed}/{dataset}.log",
     benchmark:
-        "benchmarks/evaluate_subgroups/{run}/{split}/seed{seed}.tsv"
+        "benchmarks/evaluate_subgroups/{run}/{split}/seed{seed}/{dataset}.tsv"
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
@@ -186,7 +213,7 @@ rule evaluate_subgroups:
 rule plot_subgroups:
     input:
         subgroups=f"{EVAL}/subgroups.csv",
-        model=f"{EVAL}/model.json",
+        model=f"{REPLICATE}/model.json",
     output:
         figure=report(
             f"{EVAL}/subgroups.png",
@@ -196,11 +223,12 @@ rule plot_subgroups:
             labels={
                 "run": "{run}",
                 "replicate": "{split} seed{seed}",
+                "data set": "{dataset}",
                 "figure": "AUROC and TPR by subgroup",
             },
         ),
     log:
-        "logs/plot_subgroups/{run}/{split}/seed{seed}.log",
+        "logs/plot_subgroups/{run}/{split}/seed{seed}/{dataset}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
@@ -210,11 +238,11 @@ rule plot_subgroups:
 
 rule plot_filters:
     input:
-        filters=f"{EVAL}/filters.npz",
-        model=f"{EVAL}/model.json",
+        filters=f"{REPLICATE}/filters.npz",
+        model=f"{REPLICATE}/model.json",
     output:
         figure=report(
-            f"{EVAL}/filters.png",
+            f"{REPLICATE}/filters.png",
             caption="../report/captions/filters.rst",
             category="4. Evaluation",
             subcategory="{run}",
@@ -236,7 +264,7 @@ rule plot_filters:
 
 
 # Localisation and the Grad-CAM figure need expert boxes: planned only where the layout has them.
-if BOXES:
+if WITH_BOXES:
 
     rule localize_findings:
         input:
@@ -250,14 +278,15 @@ if BOXES:
                 labels={
                     "run": "{run}",
                     "replicate": "{split} seed{seed}",
+                    "data set": "{dataset}",
                     "table": "localisation accuracy by IoU and IoBB, with counts and CIs",
                 },
             ),
             cams=f"{EVAL}/cams.npz",
         log:
-            "logs/localize_findings/{run}/{split}/seed{seed}.log",
+            "logs/localize_findings/{run}/{split}/seed{seed}/{dataset}.log",
         benchmark:
-            "benchmarks/localize_findings/{run}/{split}/seed{seed}.tsv"
+            "benchmarks/localize_findings/{run}/{split}/seed{seed}/{dataset}.tsv"
         conda:
             "../../envs/cxr14.yaml"
         threads: config["eval"]["threads"]
@@ -274,7 +303,7 @@ if BOXES:
     rule plot_cams:
         input:
             cams=f"{EVAL}/cams.npz",
-            model=f"{EVAL}/model.json",
+            model=f"{REPLICATE}/model.json",
         output:
             figure=report(
                 f"{EVAL}/cam.png",
@@ -284,11 +313,12 @@ if BOXES:
                 labels={
                     "run": "{run}",
                     "replicate": "{split} seed{seed}",
+                    "data set": "{dataset}",
                     "figure": "Grad-CAM with expert boxes",
                 },
             ),
         log:
-            "logs/plot_cams/{run}/{split}/seed{seed}.log",
+            "logs/plot_cams/{run}/{split}/seed{seed}/{dataset}.log",
         conda:
             "../../envs/cxr14.yaml"
         threads: 1

@@ -1,19 +1,19 @@
 rule downsample_images:
     input:
-        entries="results/metadata/entries.csv",
+        entries=f"{META}/entries.csv",
     output:
-        shard=f"results/hdf5/shards/images_{SIZE}_{{shard}}.h5",
+        shard=f"results/hdf5/{{dataset}}/shards/images_{SIZE}_{{shard}}.h5",
     log:
-        f"logs/downsample_images/{SIZE}_{{shard}}.log",
+        f"logs/downsample_images/{{dataset}}/{SIZE}_{{shard}}.log",
     benchmark:
-        f"benchmarks/downsample_images/{SIZE}_{{shard}}.tsv"
+        f"benchmarks/downsample_images/{{dataset}}/{SIZE}_{{shard}}.tsv"
     conda:
         "../../envs/cxr14.yaml"
     threads: config["preprocess"]["threads"]
     resources:
         mem_mb=2000,
     params:
-        **STORE_FORMATS,
+        formats=lambda w: list(layout_of(w).image_formats),
         data_dir=get_data_dir,
         n_shards=config["preprocess"]["shards"],
         size=SIZE,
@@ -26,47 +26,49 @@ rule downsample_images:
 rule merge_shards:
     input:
         shards=get_shards,
-        entries="results/metadata/entries.csv",
-        missing="results/metadata/missing_images.csv",
-        metadata=LAYOUT.metadata_file(config),
+        entries=f"{META}/entries.csv",
+        missing=f"{META}/missing_images.csv",
+        metadata=lambda w: layout_of(w).metadata_file(own(w)),
     output:
         store=STORE,
-        labels="results/metadata/labels.csv",
-        skipped="results/tables/skipped_images.csv",
+        labels=f"{META}/labels.csv",
+        skipped=f"{TABLES}/skipped_images.csv",
     log:
-        "logs/merge_shards.log",
+        "logs/merge_shards/{dataset}.log",
     benchmark:
-        "benchmarks/merge_shards.tsv"
+        "benchmarks/merge_shards/{dataset}.tsv"
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
     params:
-        source=config["data"]["source"],
+        source=lambda w: layout_of(w).name,
         data_dir=get_data_dir,
         resample=config["preprocess"]["resample"],
-        views=config["data"]["views"],
+        views=lambda w: own(w)["data"]["views"],
     script:
         "../scripts/merge_shards.py"
 
 
 rule count_classes:
     input:
-        labels="results/metadata/labels.csv",
+        labels=f"{META}/labels.csv",
     output:
         table=report(
-            "results/tables/class_counts.csv",
+            f"{TABLES}/class_counts.csv",
             caption="../report/captions/class_counts.rst",
             category="1. Data",
-            labels={"table": "images per class"},
+            subcategory="{dataset}",
+            labels={"data set": "{dataset}", "table": "images per class"},
         ),
         figure=report(
-            "results/figures/class_counts.png",
+            f"{FIGURES}/class_counts.png",
             caption="../report/captions/class_counts.rst",
             category="1. Data",
-            labels={"figure": "images per class"},
+            subcategory="{dataset}",
+            labels={"data set": "{dataset}", "figure": "images per class"},
         ),
     log:
-        "logs/count_classes.log",
+        "logs/count_classes/{dataset}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: 1

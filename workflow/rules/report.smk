@@ -1,20 +1,23 @@
 rule aggregate_run:
     input:
         metrics=get_run_metrics,
-        predictions=lambda w: replicate_paths(f"{EVAL}/predictions.csv", w.run),
+        predictions=lambda w: replicate_paths(
+            f"{EVAL}/predictions.csv", w.run, w.dataset
+        ),
     output:
         table=report(
-            "results/eval/{run}/replicates.csv",
+            "results/eval/{run}/{dataset}/replicates.csv",
             caption="../report/captions/replicates.rst",
             category="4. Evaluation",
             subcategory="{run}",
             labels={
                 "run": "{run}",
+                "data set": "{dataset}",
                 "table": "AUROC per replicate, mean, sd, min, max, seed-and-patient CI",
             },
         ),
     log:
-        "logs/aggregate_run/{run}.log",
+        "logs/aggregate_run/{run}/{dataset}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
@@ -33,16 +36,17 @@ rule compare_runs:
     input:
         unpack(get_comparison_inputs),
     output:
-        table="results/compare/{run_a}/{run_b}.csv",
+        table="results/compare/{dataset}/{run_a}/{run_b}.csv",
     log:
-        "logs/compare_runs/{run_a}/{run_b}.log",
+        "logs/compare_runs/{dataset}/{run_a}/{run_b}.log",
     benchmark:
-        "benchmarks/compare_runs/{run_a}/{run_b}.tsv"
+        "benchmarks/compare_runs/{dataset}/{run_a}/{run_b}.tsv"
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
     params:
         seeds=get_comparison_params,
+        vocabularies=lambda w: [model_vocabulary(w.run_a), model_vocabulary(w.run_b)],
         bootstrap=config["eval"]["bootstrap"],
         seed=config["eval"]["seed"],
     script:
@@ -51,7 +55,7 @@ rule compare_runs:
 
 rule collect_comparisons:
     input:
-        tables=[f"results/compare/{a}/{b}.csv" for a, b in COMPARE],
+        tables=[f"results/compare/{d}/{a}/{b}.csv" for d, a, b in COMPARE],
     output:
         table=report(
             "results/report/comparisons.csv",
@@ -70,8 +74,51 @@ rule collect_comparisons:
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
+    params:
+        test_sets=[d for d, _, _ in COMPARE] if len(DATASETS) > 1 else [],
     script:
         "../scripts/collect_comparisons.py"
+
+
+# Every run on every data set's test split: only where the workflow has several data sets.
+if len(DATASETS) > 1:
+
+    rule collect_transfer:
+        input:
+            predictions=[p for cell in TRANSFER_CELLS for p in cell["files"]],
+            findings_csv=FINDINGS_CSV,
+        output:
+            table=report(
+                "results/report/transfer.csv",
+                caption="../report/captions/transfer.rst",
+                category="5. Summary",
+                labels={"table": "transfer matrix: every run on every test set"},
+            ),
+            drops=report(
+                "results/report/transfer_drops.csv",
+                caption="../report/captions/transfer_drops.rst",
+                category="5. Summary",
+                labels={"table": "in-domain to external AUROC drops"},
+            ),
+            figure=report(
+                "results/report/transfer.png",
+                caption="../report/captions/transfer_png.rst",
+                category="5. Summary",
+                labels={"figure": "transfer matrix (heat map)"},
+            ),
+        log:
+            "logs/collect_transfer.log",
+        benchmark:
+            "benchmarks/collect_transfer.tsv"
+        conda:
+            "../../envs/cxr14.yaml"
+        threads: 1
+        params:
+            cells=[{k: v for k, v in c.items() if k != "files"} for c in TRANSFER_CELLS],
+            bootstrap=config["eval"]["bootstrap"],
+            seed=config["eval"]["seed"],
+        script:
+            "../scripts/collect_transfer.py"
 
 
 rule summarize_models:
@@ -108,11 +155,11 @@ rule summarize_models:
         "../../envs/cxr14.yaml"
     threads: 1
     params:
-        replicates=REPLICATES,
-        layout=config["data"]["source"],
-        dataset=LAYOUT.display_label(config),
-        published_dataset=LAYOUT.published_dataset or "no published results",
-        split_method=config["split"]["method"],
+        replicates=SUMMARY_REPLICATES,
+        layout=LAYOUTS[FIRST].name,
+        dataset=LAYOUTS[FIRST].display_label(DATASETS[FIRST]),
+        published_dataset=LAYOUTS[FIRST].published_dataset or "no published results",
+        split_method=DATASETS[FIRST]["split"]["method"],
     script:
         "../scripts/summarize_models.py"
 

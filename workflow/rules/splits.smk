@@ -1,29 +1,33 @@
 rule make_splits:
     input:
         unpack(get_split_lists),
-        labels="results/metadata/labels.csv",
+        labels=f"{META}/labels.csv",
     output:
-        splits="results/splits/{split}/splits.csv",
+        splits=f"{SPLIT}/splits.csv",
         counts=report(
-            "results/tables/{split}/split_counts.csv",
+            f"{TABLES}/{{split}}/split_counts.csv",
             caption="../report/captions/split_counts.rst",
             category="2. Splits and sampling",
-            subcategory="{split}",
-            labels={"split": "{split}", "table": "per-split, per-class counts"},
+            subcategory="{dataset} {split}",
+            labels={
+                "data set": "{dataset}",
+                "split": "{split}",
+                "table": "per-split, per-class counts",
+            },
         ),
     log:
-        "logs/make_splits/{split}.log",
+        "logs/make_splits/{dataset}/{split}.log",
     benchmark:
-        "benchmarks/make_splits/{split}.tsv"
+        "benchmarks/make_splits/{dataset}/{split}.tsv"
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
     params:
-        method=config["split"]["method"],
-        seed=config["split"]["seed"],
-        fractions=config["split"]["fractions"],
-        val_fraction=config["split"]["val_fraction"],
-        folds=config["split"].get("folds"),
+        method=lambda w: own(w)["split"]["method"],
+        seed=lambda w: own(w)["split"]["seed"],
+        fractions=lambda w: own(w)["split"]["fractions"],
+        val_fraction=lambda w: own(w)["split"]["val_fraction"],
+        folds=lambda w: own(w)["split"].get("folds"),
         fold=lambda w: fold_number(w.split),
     script:
         "../scripts/make_splits.py"
@@ -31,13 +35,13 @@ rule make_splits:
 
 rule make_oversample_index:
     input:
-        labels="results/metadata/labels.csv",
-        splits="results/splits/{split}/splits.csv",
+        labels=f"{META}/labels.csv",
+        splits=f"{SPLIT}/splits.csv",
     output:
-        index="results/splits/{split}/oversample_index.npy",
-        table="results/tables/{split}/oversample_counts.csv",
+        index=f"{SPLIT}/oversample_index.npy",
+        table=f"{TABLES}/{{split}}/oversample_counts.csv",
     log:
-        "logs/make_oversample_index/{split}.log",
+        "logs/make_oversample_index/{dataset}/{split}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: 1
@@ -53,20 +57,21 @@ rule make_oversample_index:
 
 rule plot_oversampling:
     input:
-        table="results/tables/{split}/oversample_counts.csv",
+        table=f"{TABLES}/{{split}}/oversample_counts.csv",
     output:
         figure=report(
-            "results/figures/{split}/oversample_counts.png",
+            f"{FIGURES}/{{split}}/oversample_counts.png",
             caption="../report/captions/oversample_counts.rst",
             category="2. Splits and sampling",
-            subcategory="{split}",
+            subcategory="{dataset} {split}",
             labels={
+                "data set": "{dataset}",
                 "split": "{split}",
                 "figure": "class frequency before/after oversampling",
             },
         ),
     log:
-        "logs/plot_oversampling/{split}.log",
+        "logs/plot_oversampling/{dataset}/{split}.log",
     conda:
         "../../envs/cxr14.yaml"
     threads: 1

@@ -28,5 +28,6 @@ rule train_model:
     params:
         settings=get_train_settings,
         gpus=config["train"]["gpus"],
+        vocabularies=lambda w: vocabularies(TRAIN_ON[w.run]),
     script:
         "../scripts/train_model.py"

@@ -8,4 +8,5 @@ with log_to(snakemake.log[0]):
         csvs=snakemake.input.tables,
         out_csv=snakemake.output.table,
         out_png=snakemake.output.figure,
+        test_sets=snakemake.params.test_sets,  # with several data sets
     )

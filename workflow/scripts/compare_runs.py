@@ -16,4 +16,6 @@ with log_to(snakemake.log[0]):
         out_csv=snakemake.output.table,
         n_boot=snakemake.params.bootstrap,
         seed=snakemake.params.seed,
+        vocabularies=snakemake.params.vocabularies,  # of each run's classes
+        findings_csv=snakemake.input.findings_csv,
     )

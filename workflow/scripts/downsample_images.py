@@ -14,5 +14,5 @@ with log_to(snakemake.log[0]):
         resample=snakemake.params.resample,
         on_bad_image=snakemake.params.on_bad_image,
         threads=snakemake.threads,
-        formats=snakemake.params.get("formats", ["PNG"]),  # params name other formats only
+        formats=snakemake.params.formats,  # what the layout decodes: PNG, JPEG, DICOM
     )

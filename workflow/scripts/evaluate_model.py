@@ -8,10 +8,7 @@ with log_to(snakemake.log[0]):
         **dict(snakemake.input.items()),  # checkpoint and data, named as the arguments
         out_predictions=snakemake.output.predictions,
         out_metrics=snakemake.output.metrics,
-        out_val_predictions=snakemake.output.val_predictions,
-        out_model=snakemake.output.model,
-        out_filters=snakemake.output.filters,
-        out_calibration=snakemake.output.calibration,
+        vocabulary=snakemake.params.vocabulary,
         n_boot=snakemake.params.bootstrap,
         seed=snakemake.params.seed,
         device=snakemake.params.device,
@@ -19,5 +16,5 @@ with log_to(snakemake.log[0]):
         calibration=snakemake.params.calibration,
         sensitivity=snakemake.params.sensitivity,
         fixed_rates=tuple(snakemake.params.fixed_rates),
-        blank=snakemake.params.get("blank"),  # only for data sets with blank labels
+        blank=snakemake.params.blank,  # None for data sets whose labels are all known
     )

@@ -4,7 +4,6 @@ metadata output."""
 
 from pathlib import Path
 
-from cxr14.layouts import get_layout
 from cxr14.logs import log_to
 from cxr14.synthetic import generate
 
@@ -17,6 +16,6 @@ with log_to(snakemake.log[0]):
         min_prevalence=snakemake.params.min_prevalence,
         test_fraction=snakemake.params.test_fraction,
         workers=snakemake.threads,
-        # The layout is fixed by the outputs' paths; it is not a parameter of the job.
-        writer=get_layout(snakemake.config["data"]["source"]).writer,
+        writer=snakemake.params.writer,  # the layout's writer module
+        relabel=dict(snakemake.params.relabel),
     )

@@ -10,11 +10,14 @@ with log_to(snakemake.log[0]):
         settings=dict(snakemake.params.settings),
         gpus=snakemake.params.gpus,
         threads=snakemake.threads,
-        store_h5=snakemake.input.store,
-        labels_csv=snakemake.input.labels,
-        splits_csv=snakemake.input.splits,
-        index_npy=snakemake.input.index,
-        average_npy=snakemake.input.average,
-        stats_json=snakemake.input.stats,
+        # One of each per data set trained on (in `train_on` order).
+        store_h5=list(snakemake.input.store),
+        labels_csv=list(snakemake.input.labels),
+        splits_csv=list(snakemake.input.splits),
+        index_npy=list(snakemake.input.index),
+        average_npy=list(snakemake.input.average),
+        stats_json=list(snakemake.input.stats),
+        vocabularies=list(snakemake.params.vocabularies),
+        findings_csv=snakemake.input.get("findings"),  # maps several sets' labels
         out_dir=Path(snakemake.output.best).parent,
     )

@@ -31,6 +31,21 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 
+def generated_twice(layouts: dict[str, Layout]) -> list[str]:
+    """Data sets (name -> layout) that are the same synthetic copy: the workflow writes each
+    layout's copy into one folder, so two of them would overwrite each other."""
+    first: dict[str, str] = {}
+    problems = []
+    for name, layout in layouts.items():
+        if layout.generated and layout.name in first:
+            problems.append(
+                f"datasets.{name}: {layout.name} is also the source of data set "
+                f"{first[layout.name]!r}; each synthetic copy can be one data set only"
+            )
+        first.setdefault(layout.name, name)
+    return problems
+
+
 def get_layout(name: str) -> Layout:
     """The layout registered as ``name`` (the config's ``data.source``)."""
     try:

@@ -14,6 +14,12 @@ import pandas as pd
 PUBLISHED_COLUMNS = ("model", "source", "split", "split_kind", "test_set", "views")
 
 
+def dataset_name(config: dict) -> str:
+    """The name of the data set a configuration is about (``cxr14.settings.datasets`` puts
+    it under ``dataset``; a configuration of one data set is named by its source)."""
+    return config.get("dataset") or config["data"]["source"]
+
+
 def views_phrase(config: dict) -> str:
     """How a result's data-set label names the views it kept (``data.views``)."""
     views = config["data"]["views"]
@@ -57,6 +63,9 @@ class Layout:
 
     name: str = ""
     labels: tuple[str, ...] = ()
+    # The column of the harmonised findings table (``cxr14/findings.csv``) that holds these
+    # labels: how a model trained on this data set is scored on another (``cxr14.findings``).
+    vocabulary: str = "finding"
     # What every summary of a run on this layout must say about its results ("" for real
     # images of the data set the published numbers were measured on).
     results_caveat: str = ""
@@ -100,8 +109,12 @@ class Layout:
 
     def split_list_files(self, config: dict) -> dict[str, str]:
         """``train_val_list`` and ``test_list`` of the official split (one image name per
-        line, ``cxr14.metadata.read_image_list``)."""
-        raise NotImplementedError
+        line, ``cxr14.metadata.read_image_list``); where the split is in the metadata, the
+        parse stage's files, with ``val_list`` (empty unless the data set fixes validation)."""
+        if not self.official_lists_in_metadata:
+            raise NotImplementedError
+        keys = ("train_val_list", "test_list", "val_list")
+        return {k: f"results/metadata/{dataset_name(config)}/{k}.txt" for k in keys}
 
     def official_lists(self, files: dict[str, str]) -> dict[str, list[str]]:
         """``train_val_list`` and ``test_list`` image names from the parse inputs ``files``,

@@ -146,6 +146,7 @@ class CheXpert(Layout):
     """A CheXpert release folder at ``data.chexpert_dir``."""
 
     name = "chexpert"
+    vocabulary = "chexpert"
     labels = LABELS
     views = ("PA", "AP", "LL", "RL", "Frontal", "Lateral")
     uncertain_labels = True
@@ -180,9 +181,6 @@ class CheXpert(Layout):
             "metadata": self.metadata_file(config),
             **({"valid": valid} if Path(valid).is_file() else {}),
         }
-
-    def split_list_files(self, config: dict) -> dict[str, str]:
-        return {k: f"results/metadata/{k}.txt" for k in ("train_val_list", "test_list")}
 
     def missing_paths(self, config: dict) -> list[str]:
         d = Path(self.data_dir(config))

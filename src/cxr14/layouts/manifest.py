@@ -151,10 +151,6 @@ class Manifest(Layout):
     def parse_inputs(self, config: dict) -> dict[str, str]:
         return {"metadata": self.metadata_file(config)}
 
-    def split_list_files(self, config: dict) -> dict[str, str]:
-        keys = ("train_val_list", "test_list", "val_list")
-        return {k: f"results/metadata/{k}.txt" for k in keys}
-
     def missing_paths(self, config: dict) -> list[str]:
         files = [("data.manifest_csv", config["data"]["manifest_csv"])]
         files += [(k, config["data"][k.split(".")[1]]) for k in self._extra_keys(config)]

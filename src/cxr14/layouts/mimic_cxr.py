@@ -139,6 +139,7 @@ class MimicCXR(Layout):
     """A MIMIC-CXR-JPG release folder at ``data.mimic_dir``."""
 
     name = "mimic_cxr"
+    vocabulary = "chexpert"  # the CheXpert and NegBio labellers' 14 observations
     labels = LABELS
     views = VIEWS
     uncertain_labels = True
@@ -171,9 +172,6 @@ class MimicCXR(Layout):
         if config["data"]["mimic_patients_csv"]:
             files["patients"] = config["data"]["mimic_patients_csv"]
         return files
-
-    def split_list_files(self, config: dict) -> dict[str, str]:
-        return {k: f"results/metadata/{k}.txt" for k in ("train_val_list", "test_list")}
 
     def missing_paths(self, config: dict) -> list[str]:
         d = Path(self.data_dir(config))

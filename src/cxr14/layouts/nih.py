@@ -295,6 +295,7 @@ class NIH(Layout):
     """An NIH download (box or Kaggle mirror) at ``data.nih_dir``."""
 
     name = "nih"
+    vocabulary = "nih"
     labels = LABELS
     published_auroc_file = PUBLISHED_AUROC
     published_dataset = "NIH ChestX-ray14"

@@ -40,7 +40,7 @@ FIT_NODE = [
     f"{rule}:{key}={value}"
     for rule in (
         "downsample_images",
-        "generate_synthetic_data",
+        "generate_synthetic_data_synthetic",  # one such rule per synthetic data set
         "train_model",
         "evaluate_model",
         "localize_findings",

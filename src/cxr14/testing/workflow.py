@@ -48,8 +48,8 @@ TINY_CONFIG = {
 }
 
 DATA_TARGETS = (
-    "results/splits/holdout/oversample_index.npy",
-    "results/stats/holdout/pixel_stats.json",
+    "results/splits/synthetic/holdout/oversample_index.npy",
+    "results/stats/synthetic/holdout/pixel_stats.json",
 )
 
 
