@@ -125,6 +125,16 @@ def _write_tables(out: Path, studies: pd.DataFrame, seed: int, shape) -> None:
     _write_gz(out / "patients.csv.gz", patients)
 
 
+def write_tables(out_dir: str | os.PathLike, meta: pd.DataFrame, image_size: int, seed: int):
+    """The release's tables of the drawn metadata ``meta``, without its images: what a dry run
+    reads (the planning benchmark's full-size folder); returns one row per study."""
+    out = Path(out_dir)
+    (out / "files").mkdir(parents=True, exist_ok=True)
+    studies = _studies(meta, seed)
+    _write_tables(out, studies, seed, (round(0.83 * image_size), image_size))
+    return studies
+
+
 def write(
     out_dir: str | os.PathLike, meta: pd.DataFrame, image_size: int, seed: int, workers: int = 1
 ) -> pd.DataFrame:
