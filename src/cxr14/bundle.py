@@ -73,6 +73,8 @@ def build_bundle(
         "model_settings": model_settings(scorer.arch, config),
         "state_dict": {k: v.cpu() for k, v in scorer.model.state_dict().items()},
         "labels": scorer.labels,
+        # The findings table column the labels are in (cxr14.findings; None: not recorded).
+        "vocabulary": scorer.checkpoint.get("vocabulary"),
         # The layer the pipeline's Grad-CAM figures read ("": the architecture's own), so that
         # `cxr14 predict --cam` draws the same maps.
         "cam_layer": scorer.cam_layer_path,

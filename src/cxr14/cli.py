@@ -2,6 +2,7 @@
 
 cxr14 predict --model results/models/<run>/bundle.pt IMAGE_OR_FOLDER... [--out CSV]
 cxr14 evaluate --model results/models/<run>/bundle.pt --manifest labels.csv [--out DIR]
+cxr14 evaluate --model results/models/<run>/bundle.pt --layout chexpert --data DIR [--split test]
 """
 
 from __future__ import annotations
@@ -37,16 +38,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     v = sub.add_parser(
         "evaluate",
-        help="validate a model bundle on labelled images of your own (a CSV manifest)",
-        description="Score the images of a manifest CSV (path, patient, and label columns "
-        "named as the model's classes; docs/data.md) with a model bundle, and write the "
-        "evaluation's metrics over the shared classes (AUROC and AP with patient-bootstrap "
-        "95%% CIs, calibration, operating points at the bundle's validation thresholds), the "
+        help="validate a model bundle on labelled images: your own (a CSV manifest) or a "
+        "release folder of a known data set",
+        description="Score labelled images with a model bundle: those of a manifest CSV (path, "
+        "patient, and label columns named as the model's classes or as the findings they are; "
+        "docs/data.md), or a release folder of a known layout (--layout, --data; its PA and "
+        "AP images, all or its official test split). Writes the evaluation's metrics over the "
+        "findings the model and the images share (AUROC and AP with patient-bootstrap 95%% "
+        "CIs, calibration, operating points at the bundle's validation thresholds), the "
         "predictions, the images that failed and a short report into --out. Exit status 2 "
-        "when the manifest or the model cannot be read.",
+        "when the images or the model cannot be read.",
     )
     v.add_argument("--model", required=True, help="a model bundle (bundle.pt)")
-    v.add_argument("--manifest", required=True, help="the CSV manifest of labelled images")
+    source = v.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", help="the CSV manifest of labelled images")
+    source.add_argument("--layout", help="the layout of the release folder --data (nih, ...)")
+    v.add_argument("--data", help="with --layout: the release folder")
+    v.add_argument(
+        "--split",
+        default="all",
+        choices=["all", "test"],
+        help="with --layout: every image, or the data set's official test images",
+    )
     v.add_argument("--out", default="external_validation", help="output folder (%(default)s)")
     v.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
     v.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -87,8 +100,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "evaluate":
             from cxr14.external import evaluate_external
 
+            if args.layout and not args.data:
+                raise DataError("--layout needs --data, the release folder")
             evaluate_external(
-                args.model, args.manifest, args.out, args.bootstrap, 0, args.device, args.blank
+                args.model,
+                args.manifest,
+                args.out,
+                args.bootstrap,
+                0,
+                args.device,
+                args.blank,
+                layout=args.layout,
+                data_dir=args.data,
+                split=args.split,
             )
             return 0
         from cxr14.predict import predict

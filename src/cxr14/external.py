@@ -1,9 +1,10 @@
 """External validation without the workflow (``cxr14 evaluate``): a model bundle scored on a
-labelled set of one's own images, a CSV manifest (``cxr14.layouts.manifest``), with the
-evaluation's own metrics.
+labelled set of one's own images, a CSV manifest (``cxr14.layouts.manifest``), or on a release
+folder of a known data set (its layout), with the evaluation's own metrics.
 
-Over the classes the bundle and the manifest share (its label columns named as the model's
-classes): AUROC, AP, calibration (as predicted and after the bundle's validation
+Over the findings the bundle and the images share (a manifest's label columns named as the
+model's classes or as their findings; a layout's labels through the harmonised findings,
+``cxr14.findings``): AUROC, AP, calibration (as predicted and after the bundle's validation
 recalibration) and the operating points at the bundle's validation thresholds, with
 patient-bootstrap 95% CIs (``cxr14.evaluate.metrics_table``). This is how a hospital checks a
 published model on its own labelled images before trusting it: the thresholds and the
@@ -26,11 +27,20 @@ from cxr14.calibration import subset_calibration
 from cxr14.dicom import load_image
 from cxr14.errors import DataError
 from cxr14.evaluate import metrics_table
+from cxr14.findings import FINDING, read_findings, shared_labels
 from cxr14.imageio import BadImage
+from cxr14.layouts import LAYOUTS, get_layout
 from cxr14.layouts.manifest import read_manifest
-from cxr14.metadata import label_targets
+from cxr14.metadata import label_targets, read_image_list
+from cxr14.settings import default_config
 
 log = logging.getLogger(__name__)
+# A manifest's columns that are not labels.
+MANIFEST_META = ("path", "patient", "study", "view", "sex", "age", "split")
+# The bundle's thresholds by the names metrics_table gives them.
+THRESHOLDS = {"val": "youden", "sens": "at_sensitivity"}
+# The layouts whose release folders `cxr14 evaluate --layout` reads.
+FOLDER_LAYOUTS = [n for n, lay in LAYOUTS.items() if lay.folder_key and not lay.generated]
 
 
 def _decode(table: pd.DataFrame, folder: Path, pre: dict):
@@ -47,38 +57,104 @@ def _decode(table: pd.DataFrame, folder: Path, pre: dict):
     return np.array(rows), np.stack(images), pd.DataFrame(failures, columns=["path", "reason"])
 
 
-def evaluate_external(
-    model, manifest_csv, out_dir, n_boot=1000, seed=0, device="auto", blank="negative"
-) -> pd.DataFrame:
-    """Score the manifest's images with the bundle ``model`` and write ``out_dir``/
-    ``metrics.csv``, ``predictions.csv``, ``failures.csv`` and ``report.md``. An uncertain
-    label is never scored; a blank one is negative or unknown by ``blank``."""
-    bundle = load_bundle(model)
-    header = pd.read_csv(manifest_csv, nrows=0).columns
-    shared = [c for c in bundle["labels"] if c in header]
-    if not shared:
+def manifest_source(bundle: dict, manifest_csv) -> tuple[pd.DataFrame, Path, list]:
+    """A manifest's images and the (class, column) pairs it shares with the model: columns
+    named as the model's classes, or as the findings they are (``cxr14.findings``)."""
+    header = [c for c in pd.read_csv(manifest_csv, nrows=0).columns if c not in MANIFEST_META]
+    pairs = [(c, c) for c in bundle["labels"] if c in header]
+    vocabulary = bundle.get("vocabulary")
+    if vocabulary:
+        named = {c for c, _ in pairs}
+        found = shared_labels(bundle["labels"], vocabulary, header, FINDING, read_findings())
+        pairs += [(c, col) for c, col in found if c not in named and col not in named]
+    if not pairs:
         raise DataError(
             f"{manifest_csv}: no column is a class of the model ({', '.join(bundle['labels'])})"
         )
-    table = read_manifest(manifest_csv, shared)
-    rows, images, failures = _decode(table, Path(manifest_csv).parent, bundle["preprocess"])
-    probs = bundle_scorer(bundle, device).predict(torch.from_numpy(images))
-    columns = [bundle["labels"].index(c) for c in shared]
-    p = probs[:, columns]
-    y = label_targets(table.loc[rows, shared], "ignore", blank).astype(np.float64)
+    table = read_manifest(manifest_csv, [col for _, col in pairs])
+    return table, Path(manifest_csv).parent, pairs
+
+
+def layout_source(bundle: dict, layout: str, data_dir, split: str = "all"):
+    """A data set folder of a known layout: its images (of the default views; ``split``:
+    ``all``, or ``test``, its official test images), the folder, and the (class, label) pairs
+    the model shares with it."""
+    lay = get_layout(layout)
+    if not lay.folder_key or lay.generated:
+        known = ", ".join(FOLDER_LAYOUTS)
+        raise DataError(f"cxr14 evaluate reads release folders of {known}, not {layout}")
+    config = default_config()
+    config["data"] |= {"source": layout, lay.folder_key: str(data_dir)}
+    config["split"]["method"] = "official" if split == "test" else "patient_random"
+    if problems := lay.missing_paths(config):
+        raise DataError("; ".join(problems))
+    files = lay.parse_inputs(config)
+    table = lay.read_table(files, **lay.parse_options(config))
+    table = table[table["view"].isin(config["data"]["views"])].reset_index(drop=True)
+    if split == "test":
+        table = table[table["image"].isin(_official_test(lay, config, files))]
+    table = table.assign(path=lay.locate_images(lay.data_dir(config), table))
+    vocabulary = bundle.get("vocabulary")
+    if vocabulary:
+        pairs = shared_labels(
+            bundle["labels"], vocabulary, lay.labels, lay.vocabulary, read_findings()
+        )
+    else:  # a bundle from before models recorded their vocabulary: matched by name
+        pairs = [(c, c) for c in bundle["labels"] if c in lay.labels]
+    if not pairs:
+        raise DataError(f"{data_dir}: no label of the {layout} layout is a class of the model")
+    return table.reset_index(drop=True), Path(lay.data_dir(config)), pairs
+
+
+def _official_test(lay, config: dict, files: dict) -> set[str]:
+    if lay.official_lists_in_metadata:
+        return set(lay.official_lists(files)["test_list"])
+    return set(read_image_list(lay.split_list_files(config)["test_list"]))
+
+
+def evaluate_external(
+    model,
+    manifest_csv=None,
+    out_dir="external_validation",
+    n_boot=1000,
+    seed=0,
+    device="auto",
+    blank="negative",
+    layout=None,
+    data_dir=None,
+    split="all",
+) -> pd.DataFrame:
+    """Score labelled images with the bundle ``model`` and write ``out_dir``/
+    ``metrics.csv``, ``predictions.csv``, ``failures.csv`` (images that could not be read)
+    and ``report.md``, over the classes the bundle and the data share. The images: a
+    ``manifest_csv`` (``manifest_source``), or the folder ``data_dir`` of a known ``layout``
+    (``layout_source``). An uncertain label is never scored; a blank one is negative or
+    unknown by ``blank``."""
+    bundle = load_bundle(model)
+    if manifest_csv:
+        table, folder, pairs = manifest_source(bundle, manifest_csv)
+        source = str(manifest_csv)
+    else:
+        table, folder, pairs = layout_source(bundle, layout, data_dir, split)
+        source = f"{data_dir} ({layout} layout, {split} images)"
+    missing = table["path"].isna()
+    table, lost = table[~missing].reset_index(drop=True), table.loc[missing, "image"]
+    rows, images, failures = _decode(table, folder, bundle["preprocess"])
+    failures = pd.concat([failures, pd.DataFrame({"path": lost, "reason": "missing file"})])
+    classes, columns = [c for c, _ in pairs], [bundle["labels"].index(c) for c, _ in pairs]
+    p = bundle_scorer(bundle, device).predict(torch.from_numpy(images))[:, columns]
+    y = label_targets(table.loc[rows, [col for _, col in pairs]], "ignore", blank)
+    y = y.astype(np.float64)
     t = bundle["thresholds"]
-    thresholds = {
-        "val": np.array(t["youden"])[columns],
-        "sens": np.array(t["at_sensitivity"])[columns],
-    }
+    thresholds = {k: np.array(t[key])[columns] for k, key in THRESHOLDS.items()}
     patients = table.loc[rows, "patient"].to_numpy()
     cal = subset_calibration(bundle["calibration"], columns)
-    metrics = metrics_table(y, p, patients, thresholds, shared, n_boot, seed, cal)
-    _write(out_dir, bundle, manifest_csv, table.loc[rows], shared, y, p, metrics, failures)
+    metrics = metrics_table(y, p, patients, thresholds, classes, n_boot, seed, cal)
+    _write(out_dir, bundle, source, table.loc[rows], classes, y, p, metrics, failures)
     return metrics
 
 
-def _write(out_dir, bundle, manifest_csv, table, shared, y, p, metrics, failures) -> None:
+def _write(out_dir, bundle, source, table, shared, y, p, metrics, failures) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics.to_csv(out / "metrics.csv", index=False, float_format="%.6g")
@@ -87,12 +163,12 @@ def _write(out_dir, bundle, manifest_csv, table, shared, y, p, metrics, failures
     pred[[f"label_{c}" for c in shared]] = y
     pred.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
     failures.to_csv(out / "failures.csv", index=False)
-    (out / "report.md").write_text(_report(bundle, manifest_csv, len(pred), shared, metrics))
+    (out / "report.md").write_text(_report(bundle, source, len(pred), shared, metrics))
     m = metrics.iloc[-1]
     log.info(
         "%d images of %s, %d shared classes: mean AUROC %.4f (95%% CI %.4f-%.4f); %s",
         len(pred),
-        manifest_csv,
+        source,
         len(shared),
         m["auroc"],
         m["auroc_ci_low"],
@@ -101,7 +177,7 @@ def _write(out_dir, bundle, manifest_csv, table, shared, y, p, metrics, failures
     )
 
 
-def _report(bundle: dict, manifest_csv, n_images: int, shared, metrics: pd.DataFrame) -> str:
+def _report(bundle: dict, source, n_images: int, shared, metrics: pd.DataFrame) -> str:
     prov, m = bundle["provenance"], metrics.set_index("label")
     rows = [
         f"| {c} | {m.loc[c, 'auroc']:.3f} ({m.loc[c, 'auroc_ci_low']:.3f}-"
@@ -116,8 +192,7 @@ def _report(bundle: dict, manifest_csv, n_images: int, shared, metrics: pd.DataF
             "",
             *([f"**The model is not a real-data model: {caveat}.**", ""] if caveat else []),
             f"- Model trained on: {prov.get('dataset', 'unknown')}.",
-            f"- Scored on: {n_images} images of `{manifest_csv}`; classes shared: "
-            f"{', '.join(shared)}.",
+            f"- Scored on: {n_images} images of `{source}`; classes shared: {', '.join(shared)}.",
             f"- Mean AUROC {m.loc['mean', 'auroc']:.3f} (95% CI {m.loc['mean', 'auroc_ci_low']:.3f}"
             f"-{m.loc['mean', 'auroc_ci_high']:.3f}, patient bootstrap).",
             "- Sensitivity and specificity are at the model's own validation thresholds "

@@ -7,6 +7,8 @@ either loses AUROC on the other by construction."""
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -25,6 +27,26 @@ RELABEL = {
     "Consolidation": ["Pneumothorax"],
     "Pneumothorax": ["Cardiomegaly"],
 }
+# The findings NIH's and CheXpert's labels share, by their NIH names (the first set's model's
+# classes) and CheXpert's.
+SHARED = [
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Effusion",
+    "Pneumonia",
+    "Pneumothorax",
+]
+CHEXPERT_SHARED = [
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Pleural Effusion",
+    "Pneumonia",
+    "Pneumothorax",
+]
 RUNS = [
     {"name": "cnn_a", "arch": "simple_cnn", "train_on": ["a"]},
     {"name": "cnn_b", "arch": "simple_cnn", "train_on": ["b"]},
@@ -89,15 +111,7 @@ def test_a_label_shift_shows_as_a_drop_whose_interval_excludes_zero(cross_run):
 def test_a_finding_a_set_does_not_label_is_never_scored_there(cross_run):
     e = cross_run / "results/eval"
     on_b = pd.read_csv(e / "cnn_a/holdout/seed0/b/metrics.csv")["label"].tolist()
-    assert on_b[:-1] == [
-        "Atelectasis",
-        "Cardiomegaly",
-        "Consolidation",
-        "Edema",
-        "Effusion",
-        "Pneumonia",
-        "Pneumothorax",
-    ]
+    assert on_b[:-1] == SHARED
     pred = pd.read_csv(e / "cnn_a/holdout/seed0/b/predictions.csv")
     assert not [c for c in pred if re.search("Infiltration|Hernia|Lung Opacity", c)]
     # The pooled model predicts the union of findings; on each set only that set's are scored.
@@ -130,3 +144,39 @@ def test_changing_one_sets_uncertainty_policy_retrains_only_the_runs_trained_on_
     finally:
         write_config(cross_run, CROSS)
     assert planned_jobs(cross_run) == {}
+
+
+def test_cxr14_evaluate_reads_a_release_folder_over_the_shared_findings(cross_run, tmp_path):
+    """`cxr14 evaluate --layout chexpert` with the NIH-layout set's bundle scores the CheXpert
+    copy's official test images on the 7 findings both label; a manifest of the same images
+    with columns named by finding gives the same AUROCs."""
+    exe = str(Path(sys.executable).with_name("cxr14"))
+    bundle = str(cross_run / "results/models/cnn_a/bundle.pt")
+    release = cross_run / "results/synthetic_chexpert/CheXpert-v1.0-small"
+    common = ["--device", "cpu", "--bootstrap", "20"]
+    cmd = [exe, "evaluate", "--model", bundle, "--layout", "chexpert", "--data", str(release)]
+    run = hangguard.run(
+        [*cmd, "--split", "test", "--out", str(tmp_path / "folder"), *common],
+        guard=hangguard.COMMAND,
+    )
+    assert run.returncode == 0, run.stderr
+    by_folder = pd.read_csv(tmp_path / "folder/metrics.csv").set_index("label")["auroc"]
+    assert list(by_folder.index) == [*SHARED, "mean"]
+    valid = pd.read_csv(release / "valid.csv")
+    valid = valid[valid["Frontal/Lateral"] == "Frontal"]
+    assert len(pd.read_csv(tmp_path / "folder/predictions.csv")) == len(valid)
+    (tmp_path / "valid").symlink_to(release / "valid")
+    names = {"Pleural Effusion": "Effusion"}  # the manifest speaks of findings
+    manifest = pd.DataFrame(
+        {
+            "path": valid["Path"].str.split("/", n=1).str[1],
+            "patient": valid["Path"].str.extract(r"(patient\d+)")[0],
+            **{names.get(c, c): valid[c].astype(int) for c in CHEXPERT_SHARED},
+        }
+    )
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    cmd = [exe, "evaluate", "--model", bundle, "--manifest", str(tmp_path / "manifest.csv")]
+    run = hangguard.run([*cmd, "--out", str(tmp_path / "csv"), *common], guard=hangguard.COMMAND)
+    assert run.returncode == 0, run.stderr
+    by_manifest = pd.read_csv(tmp_path / "csv/metrics.csv").set_index("label")["auroc"]
+    pd.testing.assert_series_equal(by_manifest.loc[SHARED], by_folder.loc[SHARED], atol=1e-6)

@@ -63,6 +63,8 @@ class Layout:
 
     name: str = ""
     labels: tuple[str, ...] = ()
+    # The data key naming the data set's release folder (`cxr14 evaluate --layout` sets it).
+    folder_key: str = ""
     # The column of the harmonised findings table (``cxr14/findings.csv``) that holds these
     # labels: how a model trained on this data set is scored on another (``cxr14.findings``).
     vocabulary: str = "finding"

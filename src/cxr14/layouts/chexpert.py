@@ -147,6 +147,7 @@ class CheXpert(Layout):
 
     name = "chexpert"
     vocabulary = "chexpert"
+    folder_key = "chexpert_dir"
     labels = LABELS
     views = ("PA", "AP", "LL", "RL", "Frontal", "Lateral")
     uncertain_labels = True

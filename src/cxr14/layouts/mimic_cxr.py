@@ -140,6 +140,7 @@ class MimicCXR(Layout):
 
     name = "mimic_cxr"
     vocabulary = "chexpert"  # the CheXpert and NegBio labellers' 14 observations
+    folder_key = "mimic_dir"
     labels = LABELS
     views = VIEWS
     uncertain_labels = True

@@ -296,6 +296,7 @@ class NIH(Layout):
 
     name = "nih"
     vocabulary = "nih"
+    folder_key = "nih_dir"
     labels = LABELS
     published_auroc_file = PUBLISHED_AUROC
     published_dataset = "NIH ChestX-ray14"
