@@ -12,6 +12,45 @@ import logging
 import sys
 
 
+def _add_evaluate(sub) -> None:
+    """The `evaluate` command's arguments."""
+    v = sub.add_parser(
+        "evaluate",
+        help="validate a model bundle on labelled images: your own (a CSV manifest) or a "
+        "release folder of a known data set",
+        description="Score labelled images with a model bundle: those of a manifest CSV (path, "
+        "patient, and label columns named as the model's classes or as the findings they are; "
+        "docs/data.md), or a release folder of a known layout (--layout, --data; its PA and "
+        "AP images, all or its official test split). Writes the evaluation's metrics over the "
+        "findings the model and the images share (AUROC and AP with patient-bootstrap 95% "
+        "CIs, calibration, operating points at the bundle's validation thresholds), the "
+        "predictions, the images that failed and a short report into --out. Exit status 2 "
+        "when the images or the model cannot be read.",
+    )
+    v.add_argument("--model", required=True, help="a model bundle (bundle.pt)")
+    source = v.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", help="the CSV manifest of labelled images")
+    source.add_argument(
+        "--layout", help="the layout of the release folder --data (its data.source)"
+    )
+    v.add_argument("--data", help="with --layout: the release folder")
+    v.add_argument(
+        "--split",
+        default="all",
+        choices=["all", "test"],
+        help="with --layout: every image, or the data set's official test images",
+    )
+    v.add_argument("--out", default="external_validation", help="output folder (%(default)s)")
+    v.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
+    v.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    v.add_argument(
+        "--blank",
+        default="negative",
+        choices=["negative", "unknown"],
+        help="what a blank label is (an uncertain one, -1, is never scored)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxr14", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -36,39 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="also write a Grad-CAM overlay PNG per image of its 3 most probable findings",
     )
-    v = sub.add_parser(
-        "evaluate",
-        help="validate a model bundle on labelled images: your own (a CSV manifest) or a "
-        "release folder of a known data set",
-        description="Score labelled images with a model bundle: those of a manifest CSV (path, "
-        "patient, and label columns named as the model's classes or as the findings they are; "
-        "docs/data.md), or a release folder of a known layout (--layout, --data; its PA and "
-        "AP images, all or its official test split). Writes the evaluation's metrics over the "
-        "findings the model and the images share (AUROC and AP with patient-bootstrap 95%% "
-        "CIs, calibration, operating points at the bundle's validation thresholds), the "
-        "predictions, the images that failed and a short report into --out. Exit status 2 "
-        "when the images or the model cannot be read.",
-    )
-    v.add_argument("--model", required=True, help="a model bundle (bundle.pt)")
-    source = v.add_mutually_exclusive_group(required=True)
-    source.add_argument("--manifest", help="the CSV manifest of labelled images")
-    source.add_argument("--layout", help="the layout of the release folder --data (nih, ...)")
-    v.add_argument("--data", help="with --layout: the release folder")
-    v.add_argument(
-        "--split",
-        default="all",
-        choices=["all", "test"],
-        help="with --layout: every image, or the data set's official test images",
-    )
-    v.add_argument("--out", default="external_validation", help="output folder (%(default)s)")
-    v.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
-    v.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    v.add_argument(
-        "--blank",
-        default="negative",
-        choices=["negative", "unknown"],
-        help="what a blank label is (an uncertain one, -1, is never scored)",
-    )
+    _add_evaluate(sub)
     e = sub.add_parser(
         "export-onnx",
         help="write a model bundle as an ONNX graph (checked with onnxruntime)",

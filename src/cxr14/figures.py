@@ -420,8 +420,9 @@ def plot_transfer(table: pd.DataFrame, out_png) -> None:
         grid[i, j] = r[key]
         text = f"{r[key]:.3f}\n[{r[f'{key}_ci_low']:.3f}, {r[f'{key}_ci_high']:.3f}]"
         ax.text(j, i, text, ha="center", va="center", fontsize=8)
-        if r["in_domain"]:
-            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2.5, ec="black"))
+        if r["in_domain"]:  # inset, so that neighbouring cells' outlines stay apart
+            box = Rectangle((j - 0.46, i - 0.46), 0.92, 0.92, fill=False, lw=2.5, ec="black")
+            ax.add_patch(box)
     image = ax.imshow(grid, cmap="RdYlGn", vmin=0.5, vmax=1.0, aspect="auto")
     fig.colorbar(image, ax=ax, label="mean AUROC")
     train = dict(zip(table["run"], table["train_on"], strict=False))

@@ -6,7 +6,10 @@ either loses AUROC on the other by construction."""
 
 from __future__ import annotations
 
+import base64
+import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -121,14 +124,35 @@ def test_a_finding_a_set_does_not_label_is_never_scored_there(cross_run):
     assert set(comparisons["test_set"]) == {"a", "b"}
 
 
-def test_the_transfer_matrix_is_in_the_report(cross_run):
+def test_the_transfer_matrix_is_in_the_report_and_renders_in_chromium(cross_run, tmp_path):
+    """The heat map is embedded in the HTML report with its caption, and a headless browser
+    decodes it at its full size."""
     from PIL import Image
+    from test_report import chromium_run
 
-    with Image.open(cross_run / "results/report/transfer.png") as im:
-        assert im.size[0] > 400 and im.size[1] > 300
+    figure = cross_run / "results/report/transfer.png"
+    with Image.open(figure) as im:
+        width = im.size[0]
+        assert width > 400 and im.size[1] > 300
     snakemake(cross_run, "--report", "report.html", guard=hangguard.WORKFLOW)
     html = (cross_run / "report.html").read_text()
     assert "transfer.png" in html and "transfer_drops.csv" in html
+    assert "in-domain cells (tested on a set the run was trained on) are outlined" in html
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    uris = re.findall(r'"data_uri": "(data:image/png;[^"]+)"', html)
+    png = figure.read_bytes()
+    uri = next(u for u in uris if base64.b64decode(u.split("base64,", 1)[1]) == png)
+    page = tmp_path / "transfer.html"
+    page.write_text(
+        f'<html><body><img src="{uri}"><script>window.onload = () => {{ document.body.dataset'
+        ".width = document.images[0].naturalWidth; };</script></body></html>"
+    )
+    dom = chromium_run(chromium, tmp_path / "profile", "--dump-dom", page)
+    assert int(re.search(r'data-width="(\d+)"', dom).group(1)) == width
 
 
 def test_changing_one_sets_uncertainty_policy_retrains_only_the_runs_trained_on_it(cross_run):
