@@ -32,11 +32,10 @@ from cxr14.metrics import (
     as_stack,
     bootstrap_p_value,
     delong_test,
+    fold_resamples,
     holm,
-    patient_resamples,
     percentile_ci,
     stack_auroc,
-    stratified_resamples,
 )
 from cxr14.predictions import aligned_runs, on_shared_findings, pool_seeds, prob_labels
 
@@ -49,12 +48,7 @@ def paired_bootstrap(y, p_a, p_b, groups, n_boot=1000, seed=0, folds=None) -> np
     ``folds``, patients are resampled within each fold (``metrics.stratified_resamples``)."""
     p_a, p_b = as_stack(p_a), as_stack(p_b)
     diffs = np.full((n_boot, y.shape[1] + 1), np.nan)
-    resamples = (
-        patient_resamples(groups, n_boot, seed)
-        if folds is None
-        else stratified_resamples(groups, folds, n_boot, seed)
-    )
-    for b, idx in enumerate(resamples):
+    for b, idx in enumerate(fold_resamples(groups, folds, n_boot, seed)):
         f = None if folds is None else folds[idx]
         a_auc, a_mean = stack_auroc(y[idx], p_a[:, idx], f)
         b_auc, b_mean = stack_auroc(y[idx], p_b[:, idx], f)

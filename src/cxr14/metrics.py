@@ -104,6 +104,13 @@ def stratified_resamples(
         yield np.concatenate([r[pick] for r, pick in zip(rows, picks, strict=True)])
 
 
+def fold_resamples(groups, folds, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """``patient_resamples``, or ``stratified_resamples`` within the ``folds`` when given."""
+    if folds is None:
+        return patient_resamples(groups, n_boot, seed)
+    return stratified_resamples(groups, folds, n_boot, seed)
+
+
 def defined_share(stats: np.ndarray) -> np.ndarray:
     """Per column, the share of replicates (rows) in which the statistic is defined (not NaN):
     below 1 where a resample can miss every positive patient of a class."""
@@ -525,16 +532,39 @@ def hierarchical_interval(
     rng = np.random.default_rng([seed, 7])
     if folds is not None and len(np.unique(folds)) < 2:
         folds = None
-    resamples = (
-        patient_resamples(groups, n_boot, seed)
-        if folds is None
-        else stratified_resamples(groups, folds, n_boot, seed)
-    )
     stats = np.full((n_boot, y.shape[1] + 1), np.nan)
-    for b, idx in enumerate(resamples):
+    for b, idx in enumerate(fold_resamples(groups, folds, n_boot, seed)):
         pick = rng.integers(0, len(stack), len(stack))
         per_class, mean = stack_auroc(
             y[idx], stack[pick][:, idx], None if folds is None else folds[idx]
         )
         stats[b] = np.r_[per_class, mean]
     return percentile_ci(stats, alpha)
+
+
+def cross_set_difference(a, b, n_boot=1000, seed=0, alpha=0.05) -> tuple[float, float, float]:
+    """The mean AUROC of a stack of replicates on one test set minus that of the same
+    replicates on another, each set given as ``(y, stack, groups, folds)`` over the same
+    classes, and its percentile CI: every bootstrap replicate draws the same replicates (seeds)
+    for both sets, and each set's patients (within its folds) on their own, as the two sets
+    are different people."""
+
+    def mean(part, rows, pick):
+        y, stack, _, folds = part
+        folds = None if folds is None else folds[rows]
+        return stack_auroc(y[rows], as_stack(stack)[pick][:, rows], folds)[1]
+
+    n = len(as_stack(a[1]))
+    value = mean(a, slice(None), np.arange(n)) - mean(b, slice(None), np.arange(n))
+    rng = np.random.default_rng([seed, 11])
+    stats = np.full((n_boot, 1), np.nan)
+    draws = zip(
+        fold_resamples(a[2], a[3], n_boot, seed),
+        fold_resamples(b[2], b[3], n_boot, seed + 1),
+        strict=True,
+    )
+    for i, (rows_a, rows_b) in enumerate(draws):
+        pick = rng.integers(0, n, n)
+        stats[i, 0] = mean(a, rows_a, pick) - mean(b, rows_b, pick)
+    low, high = percentile_ci(stats, alpha)
+    return value, low[0], high[0]

@@ -23,13 +23,7 @@ import pandas as pd
 
 from cxr14.findings import read_findings, to_findings
 from cxr14.logs import CONSOLE
-from cxr14.metrics import (
-    hierarchical_interval,
-    patient_resamples,
-    percentile_ci,
-    stack_auroc,
-    stratified_resamples,
-)
+from cxr14.metrics import cross_set_difference, hierarchical_interval, stack_auroc
 from cxr14.predictions import aligned_runs, pool_seeds
 
 log = logging.getLogger(__name__)
@@ -78,10 +72,10 @@ class Cell:
         low, high = hierarchical_interval(y, stack, self.groups, self.folds, n_boot, seed)
         return mean, low[-1], high[-1]
 
-    def resamples(self, n_boot: int, seed: int):
-        if self.folds is None:
-            return patient_resamples(self.groups, n_boot, seed)
-        return stratified_resamples(self.groups, self.folds, n_boot, seed)
+    def part(self, findings) -> tuple:
+        """(y, stack, patients, folds) over ``findings``: what ``cross_set_difference`` takes."""
+        cols = self.columns(findings)
+        return self.y[:, cols], self.stack[:, :, cols], self.groups, self.folds
 
 
 def cell_row(cell: Cell, common: list[str], n_boot: int, seed: int) -> dict:
@@ -105,25 +99,14 @@ def cell_row(cell: Cell, common: list[str], n_boot: int, seed: int) -> dict:
     return row | {f"auroc_{f}": v for f, v in zip(cell.findings, per_finding, strict=True)}
 
 
-def drop_row(inside: Cell, outside: Cell, n_boot: int, seed: int, alpha: float = 0.05) -> dict:
+def drop_row(inside: Cell, outside: Cell, n_boot: int, seed: int) -> dict:
     """In-domain minus external mean AUROC of one run over the findings both cells share,
-    with its bootstrap CI (the same seeds drawn for both, each set's patients on its own)."""
+    with its bootstrap CI (``metrics.cross_set_difference``)."""
     shared = [f for f in inside.findings if f in outside.findings]
-    ci, ce = inside.columns(shared), outside.columns(shared)
-
-    def mean(cell, cols, rows, pick):
-        folds = None if cell.folds is None else cell.folds[rows]
-        return stack_auroc(cell.y[rows][:, cols], cell.stack[pick][:, rows][:, :, cols], folds)[1]
-
-    every = np.arange(len(inside.stack))
-    value = mean(inside, ci, slice(None), every) - mean(outside, ce, slice(None), every)
-    rng = np.random.default_rng([seed, 11])
-    stats = np.full((n_boot, 1), np.nan)
-    draws = zip(inside.resamples(n_boot, seed), outside.resamples(n_boot, seed + 1), strict=True)
-    for b, (ri, re) in enumerate(draws):
-        pick = rng.integers(0, len(inside.stack), len(inside.stack))
-        stats[b, 0] = mean(inside, ci, ri, pick) - mean(outside, ce, re, pick)
-    low, high = percentile_ci(stats, alpha) if shared else ([np.nan], [np.nan])
+    value, low, high = np.nan, np.nan, np.nan
+    if shared:
+        parts = (inside.part(shared), outside.part(shared))
+        value, low, high = cross_set_difference(*parts, n_boot, seed)
     return {
         "run": inside.run,
         "train_on": "+".join(inside.train_on),
@@ -131,9 +114,9 @@ def drop_row(inside: Cell, outside: Cell, n_boot: int, seed: int, alpha: float =
         "external_set": outside.test_set,
         "n_findings": len(shared),
         "findings": "; ".join(shared),
-        "drop": value if shared else np.nan,
-        "drop_ci_low": low[0],
-        "drop_ci_high": high[0],
+        "drop": value,
+        "drop_ci_low": low,
+        "drop_ci_high": high,
     }
 
 
