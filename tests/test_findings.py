@@ -130,3 +130,23 @@ def test_the_pooled_normalisation_is_the_mixtures_mean_image_and_std(tmp_path):
     both = np.concatenate([a, b])  # weights 6:3 = their image counts
     np.testing.assert_allclose(average, both.mean(axis=0), rtol=1e-6)
     assert std == pytest.approx(both.std(), rel=1e-9)
+
+
+def test_pooled_rows_are_read_from_each_store_into_one_tensor(tmp_path):
+    import h5py
+
+    from cxr14.data import read_pooled_rows, read_rows
+
+    rng = np.random.default_rng(1)
+    stores = []
+    for name, n in (("a", 5), ("b", 4)):
+        path = tmp_path / f"{name}.h5"
+        with h5py.File(path, "w") as h5:
+            h5["images"] = rng.integers(0, 256, (n, 3, 3), dtype=np.uint8)
+        stores.append(str(path))
+    rows = np.array([1, 4, 5, 8])  # two of the first store, two of the second (offset 5)
+    pooled = read_pooled_rows(stores, np.array([0, 5]), rows)
+    both = torch.cat([read_rows(stores[0], np.array([1, 4])), read_rows(stores[1], [0, 3])])
+    assert torch.equal(pooled, both)
+    # Rows of the second store only: the first contributes nothing.
+    assert torch.equal(read_pooled_rows(stores, np.array([0, 5]), np.array([5])), both[2:3])

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 BLOCK = 1024  # rows per HDF5 read
 
 
-def read_rows(store_h5: str, rows: np.ndarray) -> torch.Tensor:
-    """Images of ``rows`` (sorted or not) as a (len(rows), H, W) uint8 tensor.
+def read_rows(store_h5: str, rows: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Images of ``rows`` (sorted or not) as a (len(rows), H, W) uint8 tensor, written into
+    ``out`` when given (a slice of a larger tensor: several stores read into one).
 
     Reads contiguous blocks spanning the requested rows: h5py's fancy indexing would issue one
     small read per row.
@@ -33,7 +34,8 @@ def read_rows(store_h5: str, rows: np.ndarray) -> torch.Tensor:
     sorted_rows = rows[order]
     with h5py.File(store_h5, "r") as h5:
         ds = h5["images"]
-        out = torch.empty((len(rows), *ds.shape[1:]), dtype=torch.uint8)
+        if out is None:
+            out = torch.empty((len(rows), *ds.shape[1:]), dtype=torch.uint8)
         i = 0
         while i < len(sorted_rows):
             start = sorted_rows[i]
@@ -41,6 +43,23 @@ def read_rows(store_h5: str, rows: np.ndarray) -> torch.Tensor:
             block = ds[start : min(start + BLOCK, ds.shape[0])]
             out[torch.from_numpy(order[i:j])] = torch.from_numpy(block[sorted_rows[i:j] - start])
             i = j
+    return out
+
+
+def read_pooled_rows(stores, offsets, rows: np.ndarray) -> torch.Tensor:
+    """Images of the pooled ``rows`` of several stores (store k's row r is ``offsets[k] + r``;
+    ``rows`` sorted), each store's read straight into its slice of one tensor: no second copy
+    of the images, as concatenating per-store tensors would make."""
+    if len(stores) == 1:
+        return read_rows(stores[0], rows)
+    ends = np.searchsorted(rows, [*offsets[1:], np.inf])
+    starts = [0, *ends[:-1]]
+    with h5py.File(stores[0], "r") as h5:
+        shape = h5["images"].shape[1:]
+    out = torch.empty((len(rows), *shape), dtype=torch.uint8)
+    for store, offset, a, b in zip(stores, offsets, starts, ends, strict=True):
+        if b > a:
+            read_rows(store, rows[a:b] - offset, out=out[a:b])
     return out
 
 

@@ -35,7 +35,7 @@ from cxr14.metrics import (
     youden_thresholds,
 )
 from cxr14.pooling import as_list
-from cxr14.predictions import prediction_table, read_predictions
+from cxr14.predictions import prediction_arrays, prediction_table, read_predictions
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def validate_model(
         frames.append(pred)
     pred = pd.concat(frames, ignore_index=True)
     pred.to_csv(out_val_predictions, index=False)
-    y_val, p_val = read_predictions(out_val_predictions, scorer.labels)
+    y_val, p_val = prediction_arrays(pred, scorer.labels, out_val_predictions)
     Path(out_calibration).write_text(json.dumps(fit_calibration(y_val, p_val, calibration)))
     return pred
 

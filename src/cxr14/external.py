@@ -30,13 +30,11 @@ from cxr14.evaluate import metrics_table
 from cxr14.findings import FINDING, read_findings, shared_labels
 from cxr14.imageio import BadImage
 from cxr14.layouts import LAYOUTS, get_layout
-from cxr14.layouts.manifest import read_manifest
+from cxr14.layouts.manifest import OPTIONAL, REQUIRED, read_manifest
 from cxr14.metadata import label_targets, read_image_list
 from cxr14.settings import default_config
 
 log = logging.getLogger(__name__)
-# A manifest's columns that are not labels.
-MANIFEST_META = ("path", "patient", "study", "view", "sex", "age", "split")
 # The bundle's thresholds by the names metrics_table gives them.
 THRESHOLDS = {"val": "youden", "sens": "at_sensitivity"}
 # The layouts whose release folders `cxr14 evaluate --layout` reads.
@@ -60,7 +58,8 @@ def _decode(table: pd.DataFrame, folder: Path, pre: dict):
 def manifest_source(bundle: dict, manifest_csv) -> tuple[pd.DataFrame, Path, list]:
     """A manifest's images and the (class, column) pairs it shares with the model: columns
     named as the model's classes, or as the findings they are (``cxr14.findings``)."""
-    header = [c for c in pd.read_csv(manifest_csv, nrows=0).columns if c not in MANIFEST_META]
+    meta = (*REQUIRED, *OPTIONAL)  # a manifest's columns that are not labels
+    header = [c for c in pd.read_csv(manifest_csv, nrows=0).columns if c not in meta]
     pairs = [(c, c) for c in bundle["labels"] if c in header]
     vocabulary = bundle.get("vocabulary")
     if vocabulary:

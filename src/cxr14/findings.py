@@ -84,7 +84,10 @@ def targets_for(
     classes: Sequence[str], class_vocabulary: str, y: pd.DataFrame, vocabulary: str, table
 ) -> np.ndarray:
     """A data set's targets ``y`` (columns: its labels of ``vocabulary``; 1/0/NaN) as the
-    columns ``classes`` of a model: NaN (unknown) where the data set lacks the finding."""
+    columns ``classes`` of a model: NaN (unknown) where the data set lacks the finding. A
+    model of the data set's own labels takes them as they are (no table needed)."""
+    if list(classes) == list(y.columns):
+        return y.to_numpy(dtype=float)
     pairs = dict(shared_labels(classes, class_vocabulary, list(y.columns), vocabulary, table))
     out = np.full((len(y), len(classes)), np.nan)
     for k, c in enumerate(classes):

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr14.findings import FINDING, pooled_findings, read_findings, targets_for
-from cxr14.metadata import label_targets, read_labels
+from cxr14.findings import FINDING, pooled_findings, targets_for
+from cxr14.metadata import label_columns, label_targets, read_labels
 
 POOLING = ("proportional", "equal")
 
@@ -43,17 +43,17 @@ def as_list(paths) -> list:
 
 
 def model_classes(
-    labels_csvs: Sequence, vocabularies: Sequence[str] | None, findings_csv=None
+    labels_csvs: Sequence, vocabularies: Sequence[str] | None, findings: pd.DataFrame | None
 ) -> tuple[list[str], str | None]:
     """The classes of a model trained on these data sets and their vocabulary: one set's own
-    labels, or the findings of several (``cxr14.findings``)."""
-    label_lists = [read_labels(p)[1] for p in labels_csvs]
+    labels, or the findings of several (``findings``: the table, ``cxr14.findings``). Reads
+    only the files' headers."""
+    label_lists = [label_columns(pd.read_csv(p, nrows=0)) for p in labels_csvs]
     if len(label_lists) == 1:
         return label_lists[0], (vocabularies[0] if vocabularies else None)
     if not vocabularies or len(vocabularies) != len(label_lists):
         raise ValueError("training on several data sets needs each one's label vocabulary")
-    table = read_findings(findings_csv)
-    return pooled_findings(list(zip(label_lists, vocabularies, strict=True)), table), FINDING
+    return pooled_findings(list(zip(label_lists, vocabularies, strict=True)), findings), FINDING
 
 
 def read_dataset(
@@ -66,10 +66,7 @@ def read_dataset(
     if len(split) != len(table):
         raise ValueError(f"{splits_csv} and {labels_csv} have different row counts")
     y = pd.DataFrame(label_targets(table[labels], *policy), columns=labels)
-    if list(classes) == labels:
-        targets = y.to_numpy(dtype=np.float32)
-    else:
-        targets = targets_for(classes, class_vocabulary, y, vocabulary, findings)
+    targets = targets_for(classes, class_vocabulary, y, vocabulary, findings)
     index = np.load(index_npy) if index_npy else np.flatnonzero(split == "train")
     return DataSet(targets.astype(np.float32), split, np.asarray(index, dtype=np.int64))
 

@@ -86,14 +86,19 @@ def dataset_keys(name: str, problems: list[str], config: dict) -> list[str]:
     return [re.sub(r"^data\.", f"datasets.{name}.", p) for p in problems]
 
 
+def dataset_names(config: dict) -> list[str]:
+    """The data sets' names (``datasets``' keys, or ``data.source``), in order."""
+    return list(config.get("datasets") or [config["data"]["source"]])
+
+
 def train_on(config: dict, run: str) -> list[str]:
     """The data sets ``run`` is trained on: its ``train_on``, else the first data set."""
-    return list(runs(config)[run].get("train_on", list(datasets(config))[:1]))
+    return list(runs(config)[run].get("train_on", dataset_names(config)[:1]))
 
 
 def test_on(config: dict, run: str) -> list[str]:
     """The data sets whose test splits ``run`` is scored on: its ``test_on``, else all."""
-    return list(runs(config)[run].get("test_on", list(datasets(config))))
+    return list(runs(config)[run].get("test_on", dataset_names(config)))
 
 
 def run_seeds(config: dict, run: str) -> list[int]:

@@ -41,7 +41,7 @@ from cxr14.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from cxr14.data import DeviceData, Normalizer, augment, read_rows
+from cxr14.data import DeviceData, Normalizer, augment, read_pooled_rows
 from cxr14.device import autocast, resolve_device
 from cxr14.files import replacing
 from cxr14.findings import read_findings
@@ -156,9 +156,10 @@ def load_data(
     Each path argument is one file or a list of one per data set (``settings['train_on']``
     order): several are pooled (``cxr14.pooling``)."""
     stores, labels_csvs = as_list(store_h5), as_list(labels_csv)
-    classes, vocabulary = model_classes(labels_csvs, vocabularies, findings_csv)
+    findings = read_findings(findings_csv) if len(stores) > 1 else None
+    classes, vocabulary = model_classes(labels_csvs, vocabularies, findings)
     paths = (labels_csvs, as_list(splits_csv), as_list(index_npy))
-    parts = _data_sets(settings, *paths, classes, vocabulary, vocabularies, findings_csv)
+    parts = _data_sets(settings, *paths, classes, vocabulary, vocabularies, findings)
     # Set k's row r is offsets[k] + r; its epoch samples follow the pooling.
     offsets = np.cumsum([0] + [len(p.split) for p in parts])[:-1]
     indexes = pooled_index(parts, settings.get("pooling", "proportional"), int(settings["seed"]))
@@ -169,8 +170,8 @@ def load_data(
     )
     y = torch.as_tensor(np.concatenate([p.targets for p in parts]))
     t0 = time.perf_counter()
-    train = DeviceData(_read_pooled(stores, offsets, train_rows), y[train_rows], device)
-    val = DeviceData(_read_pooled(stores, offsets, val_rows), y[val_rows], device)
+    train = DeviceData(read_pooled_rows(stores, offsets, train_rows), y[train_rows], device)
+    val = DeviceData(read_pooled_rows(stores, offsets, val_rows), y[val_rows], device)
     where = "on the device" if train.on_device else "in host memory"
     log.info(
         "%s: %d training images (%d samples per epoch), %d validation images, from %d data "
@@ -186,15 +187,13 @@ def load_data(
     shares = [len(i) for i in indexes]
     average, std = pooled_normalization(as_list(average_npy), as_list(stats_json), shares)
     normalize = Normalizer(average, std, settings["input_size"])
-    data = Data(classes, index_rows, train_rows, train, val, normalize.to(device), vocabulary)
-    return data
+    return Data(classes, index_rows, train_rows, train, val, normalize.to(device), vocabulary)
 
 
 def _data_sets(
-    settings, labels_csvs, splits_csvs, index_npys, classes, vocabulary, vocabularies, findings_csv
+    settings, labels_csvs, splits_csvs, index_npys, classes, vocabulary, vocabularies, findings
 ):
     """Each data set's targets on the model's ``classes``, split and training index."""
-    findings = read_findings(findings_csv) if len(labels_csvs) > 1 else None
     oversampled = settings["sampling"] == "oversample"
     return [
         read_dataset(
@@ -217,19 +216,6 @@ def _label_policy(settings: dict, k: int) -> list[str]:
         policy = settings.get("label_policies", {}).get(settings["train_on"][k], {})
         return [policy[key] for key in ("uncertain", "blank") if key in policy]
     return [settings[key] for key in ("uncertain", "blank") if key in settings]
-
-
-def _read_pooled(stores, offsets, rows: np.ndarray) -> torch.Tensor:
-    """Images of pooled ``rows`` (sorted: set by set), each read from its set's store."""
-    bounds = [*offsets[1:], np.inf]
-    pieces = []
-    for store, lo, hi in zip(stores, offsets, bounds, strict=True):
-        mine = rows[(rows >= lo) & (rows < hi)]
-        if len(mine):
-            pieces.append(read_rows(store, mine - lo))
-    if not pieces:  # no such rows (an empty validation split)
-        return read_rows(stores[0], rows)
-    return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
 
 def build_model_and_optimizer(settings: dict, y_train: torch.Tensor, proc: Process) -> Parts:

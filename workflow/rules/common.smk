@@ -6,7 +6,7 @@ from types import SimpleNamespace
 # The workflow's own library, also where it is not installed (a conda env from --sdm conda).
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
-from cxr14.findings import FINDINGS_CSV
+from cxr14.findings import FINDING, FINDINGS_CSV
 from cxr14.layouts import get_layout
 from cxr14.store import foreign_stores
 from cxr14.layouts import generated_twice
@@ -443,7 +443,7 @@ def get_comparison_params(wildcards):
 def model_vocabulary(run):
     """The vocabulary of a run's classes: its data set's labels, or the findings of several."""
     sets = TRAIN_ON[run]
-    return LAYOUTS[sets[0]].vocabulary if len(sets) == 1 else "finding"
+    return LAYOUTS[sets[0]].vocabulary if len(sets) == 1 else FINDING
 
 
 # The transfer matrix's cells: each run on each data set it is tested on, its predictions.

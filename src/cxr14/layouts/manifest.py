@@ -26,6 +26,7 @@ from cxr14.layouts.synthetic import Generated
 from cxr14.metadata import csv_line, parse_label_cells, read_text_csv
 
 REQUIRED = ("path", "patient")
+OPTIONAL = ("study", "view", "sex", "age", "split")
 SPLIT_VALUES = ("train", "val", "test")
 SEX = {"M": "M", "F": "F", "MALE": "M", "FEMALE": "F", "": ""}
 
@@ -69,7 +70,7 @@ def _patients(raw: pd.DataFrame, csv) -> pd.Series:
 def _optional(raw: pd.DataFrame, csv) -> dict[str, pd.Series]:
     """study, view, sex and age (defaults where a column is absent), checked."""
     col = {c: raw[c].str.strip() if c in raw else pd.Series("", index=raw.index) for c in raw}
-    for c in ("study", "view", "sex", "age", "split"):
+    for c in OPTIONAL:
         col.setdefault(c, pd.Series("", index=raw.index))
     study = pd.to_numeric(col["study"].replace("", "0"), errors="coerce")
     sex = col["sex"].str.upper().map(SEX)
