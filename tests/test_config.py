@@ -287,3 +287,12 @@ def test_the_cross_dataset_preset_plans_every_run_on_every_test_set(tmp_path, mo
     assert jobs["compare_runs"] == 9  # three pairs on three test sets
     assert jobs["parse_official_split"] == 1  # MIMIC's; CheXpert's is a random split here
     assert jobs["localize_findings"] == 1  # NIH's boxes, for the run trained on NIH alone
+
+
+def test_a_relabel_naming_no_planted_finding_stops_the_run_before_any_job(tmp_path):
+    bad = {"synthetic": {"relabel": {"Edema": ["Pneumonitis"]}}}
+    cfg = {"datasets": {"a": {"source": "synthetic"}, "b": {"source": "synthetic_chexpert", **bad}}}
+    proc = _dry_run(tmp_path, cfg)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Job stats" not in out
+    assert "datasets.b.synthetic.relabel: unknown finding 'Pneumonitis'" in out

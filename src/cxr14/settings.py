@@ -83,7 +83,8 @@ def dataset_keys(name: str, problems: list[str], config: dict) -> list[str]:
     ``datasets.<name>`` when the configuration names several data sets."""
     if not config.get("datasets"):
         return problems
-    return [re.sub(r"^data\.", f"datasets.{name}.", p) for p in problems]
+    named = [re.sub(r"^data\.", f"datasets.{name}.", p) for p in problems]
+    return [re.sub(r"^(split|synthetic)\.", rf"datasets.{name}.\1.", p) for p in named]
 
 
 def dataset_names(config: dict) -> list[str]:

@@ -40,6 +40,7 @@ from cxr14.layouts.nih import EXPERT_FINDINGS
 from cxr14.layouts.synthetic import (
     EXPERT_FILE,
     MAX_IMAGES_PER_PATIENT,
+    relabel_problems,
     sample_metadata,
 )
 from cxr14.logs import console_progress
@@ -486,10 +487,8 @@ def generate(
     default; ``Layout.writer``); returns what it returns. ``relabel``: finding -> the planted
     findings its labeller reports it for (``labelled``; a deliberately different label
     definition, as data sets' labellers have), the images unchanged."""
-    unknown = [n for k, v in (relabel or {}).items() for n in [k, *v] if n not in FINDINGS]
-    if unknown:
-        known = ", ".join(sorted(FINDINGS))
-        raise ValueError(f"synthetic.relabel: unknown finding {unknown[0]!r}; known: {known}")
+    if problems := relabel_problems(relabel or {}):
+        raise ValueError(problems[0])
     meta = sample_metadata(n_images, min_prevalence, max_images_per_patient, test_fraction, seed)
     meta.attrs["relabel"] = dict(relabel or {})
     return importlib.import_module(writer).write(out_dir, meta, image_size, seed, workers)

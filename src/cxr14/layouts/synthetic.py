@@ -86,6 +86,14 @@ def sample_metadata(n_images, min_prevalence, max_per_patient, test_fraction, se
     return meta
 
 
+def relabel_problems(relabel: dict) -> list[str]:
+    """Names in ``synthetic.relabel`` (finding -> planted findings) that are not findings the
+    generator plants (NIH's labels), one line each."""
+    unknown = dict.fromkeys(n for k, v in relabel.items() for n in [k, *v] if n not in LABELS)
+    known = ", ".join(sorted(LABELS))
+    return [f"synthetic.relabel: unknown finding {n!r}; known: {known}" for n in unknown]
+
+
 class Generated:
     """What every synthetic copy shares (put first among a layout's bases): the workflow
     writes it into ``DIR`` (rule generate_synthetic_data, with module ``writer``), so nothing
@@ -99,7 +107,8 @@ class Generated:
         return self.DIR
 
     def missing_paths(self, config: dict) -> list[str]:
-        return []  # the workflow writes every file
+        # The workflow writes every file; what it is told to write is checked before any job.
+        return relabel_problems(config["synthetic"].get("relabel") or {})
 
     def count_patients(self, config: dict) -> int | None:
         s = config["synthetic"]
