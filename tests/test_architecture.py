@@ -65,8 +65,8 @@ def test_no_hand_written_list_of_architectures_in_the_workflow():
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_cam_layer_is_a_spatial_map_of_the_model(arch):
-    small = {"widths": [4, 8], "fc": 8, "weights": "none"}
-    model = build_model(arch, 3, **small).eval()
+    small = {"widths": [4, 8], "fc": 8, "weights": "none", "timm_name": "resnet10t"}
+    model = build_model(arch, 3, **small, input_size=64).eval()
     layer = cam_layer(arch, model)
     assert any(layer is m for m in model.modules())
     seen = {}
@@ -74,7 +74,10 @@ def test_cam_layer_is_a_spatial_map_of_the_model(arch):
     with torch.no_grad():
         assert model(torch.zeros(2, 1, 64, 64)).shape == (2, 3)
     handle.remove()
-    assert len(seen["shape"]) == 4 and seen["shape"][-1] > 1
+    if len(seen["shape"]) == 3:  # a transformer's tokens: the class token and a 4x4 patch grid
+        assert seen["shape"][1] == 1 + (64 // 16) ** 2
+    else:
+        assert len(seen["shape"]) == 4 and seen["shape"][-1] > 1
 
 
 def test_a_configured_cam_layer_is_found_by_its_path_and_a_wrong_one_named():

@@ -17,13 +17,14 @@ SMALL = {
     "vgg_like": {"widths": [8, 16, 32], "fc": 64},
     "resnet18": {"weights": "none"},
     "densenet121": {"weights": "none"},
+    "timm": {"timm_name": "resnet10t", "weights": "none"},
 }
 
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 @pytest.mark.parametrize("size", [64, 256])
 def test_forward_shapes(arch, size):
-    model = build_model(arch, 14, **SMALL.get(arch, {})).eval()
+    model = build_model(arch, 14, **SMALL.get(arch, {"weights": "none"}), input_size=size).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 1, size, size))
     assert out.shape == (2, 14) and torch.isfinite(out).all()

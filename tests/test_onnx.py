@@ -26,6 +26,10 @@ SMALL = {
     "vgg_like": {"widths": [4, 8], "fc": 16},
     "resnet18": {"weights": "none"},
     "densenet121": {"weights": "none"},
+    "convnext_tiny": {"weights": "none"},
+    "efficientnet_b0": {"weights": "none"},
+    "vit_small_patch16_224": {"weights": "none"},
+    "timm": {"timm_name": "resnet10t", "weights": "none"},
 }
 PROVENANCE = {
     "run": "r",
@@ -39,7 +43,7 @@ PROVENANCE = {
 
 def _bundle(tmp_path, arch) -> str:
     torch.manual_seed(0)
-    model = build_model(arch, len(LABELS), **SMALL[arch]).eval()
+    model = build_model(arch, len(LABELS), **SMALL[arch], input_size=32).eval()
     average = np.random.default_rng(0).uniform(0, 255, (48, 48)).astype(np.float32)
     config = {"arch": arch, "run": "r", "input_size": 32, **SMALL[arch]}
     ckpt = {"config": config, "labels": list(LABELS), "weights_used": "none", "best_epoch": 1}

@@ -8,7 +8,7 @@ import pytest
 
 from cxr14 import DataError
 from cxr14.layouts.nih import LABELS, read_data_entry
-from cxr14.splits import make_splits, patient_folds, stratified_group_split
+from cxr14.splits import label_subset, make_splits, patient_folds, stratified_group_split
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +164,35 @@ def test_kfold_splits_on_real_metadata(labels_csv, tmp_path):
 def test_kfold_split_refuses_a_fold_outside_the_folds(labels_csv, tmp_path):
     with pytest.raises(ValueError, match=r"fold must be between 1 and split.folds \(3\), not 4"):
         _split(labels_csv, tmp_path, method="patient_kfold", folds=3, fold=4)
+
+
+def test_label_fractions_are_nested_patient_wise_and_stratified(labels_csv, nih_dir, tmp_path):
+    """train.label_fraction on the official split's training images (real metadata): every
+    class present at 10% (Hernia: 0.2% of images) with its prevalence kept, the 1% inside the
+    10% inside the 25%, whole patients, and the image counts as asked."""
+    splits, _ = _split(
+        labels_csv,
+        tmp_path,
+        method="official",
+        train_val_list=nih_dir / "train_val_list.txt",
+        test_list=nih_dir / "test_list.txt",
+        val_fraction=0.1,
+    )
+    train = (splits["split"] == "train").to_numpy()
+    y = pd.read_csv(labels_csv)[list(LABELS)].to_numpy(dtype=float)[train]
+    patients = splits["patient"].to_numpy()[train]
+    subsets = {f: label_subset(y, patients, f, seed=42) for f in (0.01, 0.1, 0.25)}
+    for f, keep in subsets.items():
+        assert keep.sum() == pytest.approx(f * len(keep), rel=0.01)  # whole patients: close
+        assert not set(patients[keep]) & set(patients[~keep])
+    assert (subsets[0.01] <= subsets[0.1]).all() and (subsets[0.1] <= subsets[0.25]).all()
+    ten = subsets[0.1]
+    assert (y[ten].sum(0) > 0).all(), dict(zip(LABELS, y[ten].sum(0), strict=True))
+    # Patients with each finding: a tenth of them, rarest included (measured 0.093-0.104).
+    with_finding = pd.DataFrame(y > 0).groupby(patients).any()
+    share = with_finding.loc[np.unique(patients[ten])].sum() / with_finding.sum()
+    assert share.between(0.09, 0.11).all(), share.round(3).to_dict()
+    assert (y[subsets[0.01]].sum(0) > 0).all()  # even 1% (786 images): Hernia has 1
+    assert (label_subset(y, patients, 0.1, seed=42) == ten).all()  # fixed by the seed
+    assert not (label_subset(y, patients, 0.1, seed=7) == ten).all()
+    assert label_subset(y, patients, 1.0, seed=42).all()

@@ -118,6 +118,24 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_data, sig
     """Kill a real training process after its 2nd epoch; rerunning finishes with exactly the
     weights and history of an uninterrupted run."""
     settings = {**VGG, "epochs": 6, "input_size": 64, "milestones": [4]}
+    _kill_and_resume(tmp_path, tiny_data, settings, sig, after=2)
+
+
+@pytest.mark.parametrize("arch", ["convnext_tiny", "efficientnet_b0", "vit_small_patch16_224"])
+def test_timm_backbones_train_and_resume_after_a_kill(tmp_path, tiny_data, arch):
+    """Each named timm backbone fine-tunes (the backbone at a tenth of the head's rate) and
+    resumes bit-identically after a SIGKILL, like the others."""
+    base = {k: VGG[k] for k in ("input_size", "device", "seed")}
+    settings = full_settings({**base, "arch": arch, "epochs": 3, "batch_size": 32}) | {
+        "weights": "none",
+        "backbone_lr_scale": 0.1,
+    }
+    _kill_and_resume(tmp_path, tiny_data, settings, signal.SIGKILL, after=1)
+    history = pd.read_csv(tmp_path / "run/history.csv")
+    assert history["train_loss"].notna().all() and (history["lr"] == settings["lr"]).all()
+
+
+def _kill_and_resume(tmp_path, tiny_data, settings, sig, after):
     train(settings, **tiny_data, out_dir=tmp_path / "ref", threads=1)
 
     out = tmp_path / "run"
@@ -139,26 +157,26 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_data, sig
     )
     last = out / RESUME_DIR / "last.pt"
 
-    def after_epoch_2() -> bool:
+    def after_epoch() -> bool:
         try:
-            return last.exists() and torch.load(last, weights_only=True)["epoch"] >= 2
+            return last.exists() and torch.load(last, weights_only=True)["epoch"] >= after
         except (RuntimeError, EOFError, FileNotFoundError):
             return False  # replaced while reading
 
-    caught = hangguard.wait_for(after_epoch_2, hangguard.TRAINING_EPOCHS, proc=proc)
+    caught = hangguard.wait_for(after_epoch, hangguard.TRAINING_EPOCHS, proc=proc)
     assert caught and proc.poll() is None, "training finished before it could be killed"
     proc.send_signal(sig)
     proc.wait()
     assert not (out / "history.csv").exists()  # the run did not complete
     resumed_from = torch.load(last, weights_only=True)["epoch"]
-    assert 2 <= resumed_from < 6
+    assert after <= resumed_from < settings["epochs"]
 
     history = train(settings, **tiny_data, out_dir=out, threads=1)
     assert _same_weights(out / "last.pt", tmp_path / "ref/last.pt")
     assert _same_weights(out / "best.pt", tmp_path / "ref/best.pt")
     ref = pd.read_csv(tmp_path / "ref/history.csv").drop(columns=TIMING)
     assert pd.read_csv(out / "history.csv").drop(columns=TIMING).equals(ref)
-    assert len(history) == 6 and not (out / RESUME_DIR).exists()
+    assert len(history) == settings["epochs"] and not (out / RESUME_DIR).exists()
 
 
 def test_changed_settings_do_not_resume_a_stale_run(tmp_path, tiny_data, caplog):

@@ -171,10 +171,11 @@ def load_bundle(path: str | os.PathLike) -> dict:
 
 def bundle_scorer(bundle: dict, device: str = "auto") -> Scorer:
     """The bundle's network and normalisation as a Scorer (eval mode, on ``device``)."""
-    settings = {**bundle["model_settings"], "weights": "none"}  # the state dict has them
+    pre = bundle["preprocess"]
+    # The state dict has the weights; a vision transformer is built for its input size.
+    settings = {**bundle["model_settings"], "weights": "none", "input_size": pre["input_size"]}
     model = build_model(bundle["arch"], len(bundle["labels"]), **settings)
     model.load_state_dict(bundle["state_dict"])
-    pre = bundle["preprocess"]
     normalize = Normalizer(pre["average"].numpy(), pre["std"], pre["input_size"])
     dev = resolve_device(device)
     prov = bundle["provenance"]

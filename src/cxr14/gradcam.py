@@ -8,11 +8,25 @@ from __future__ import annotations
 
 import torch
 
+from cxr14.models import unwrap
+from cxr14.timm_nets import tokens_to_map
+
 
 def grad_cam(model, layer, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017) at ``layer`` of ``classes[i]`` for image ``x[i]``,
     upsampled to the input size and scaled to [0, 1] per image. ``x``: normalised (B, 1, H, W).
     """
+    cam = cam_grid(model, layer, x, classes)
+    cam = torch.nn.functional.interpolate(
+        cam, size=x.shape[-2:], mode="bilinear", align_corners=False
+    )[:, 0]
+    peak = cam.flatten(1).max(1).values.clamp(min=1e-12)[:, None, None]
+    return cam / peak
+
+
+def cam_grid(model, layer, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """The Grad-CAM at ``layer``'s own resolution, (B, 1, h, w), unscaled. A transformer
+    layer's tokens (B, N, C) are read as a map of its patch grid."""
     store = {}
 
     def keep(module, inputs, output):
@@ -35,9 +49,7 @@ def grad_cam(model, layer, x: torch.Tensor, classes: torch.Tensor) -> torch.Tens
         for m in inplace:
             m.inplace = True
     a, g = store["a"].detach(), store["g"].detach()
-    cam = torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True))
-    cam = torch.nn.functional.interpolate(
-        cam, size=x.shape[-2:], mode="bilinear", align_corners=False
-    )[:, 0]
-    peak = cam.flatten(1).max(1).values.clamp(min=1e-12)[:, None, None]
-    return cam / peak
+    if a.ndim == 3:
+        prefix = getattr(unwrap(model), "num_prefix_tokens", 0)
+        a, g = (tokens_to_map(t, prefix, *x.shape[-2:]) for t in (a, g))
+    return torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True))

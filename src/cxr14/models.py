@@ -1,9 +1,11 @@
-"""The architecture registry: the reference study's three networks and CheXNet's DenseNet-121.
+"""The architecture registry: the reference study's three networks, CheXNet's DenseNet-121 and
+timm's backbones (ConvNeXt, EfficientNet, ViT, or any timm model by name).
 
-Every model takes a 1-channel image batch (B, 1, H, W) of any size >= 32 and returns one logit
-per class. An architecture is one ``ARCHITECTURES`` entry: its factory, the names of the model
-settings it accepts (their defaults: ``models.<arch>`` in config/config.yaml) and the layer
-Grad-CAM reads. Adding one: docs/training.md.
+Every model takes a 1-channel image batch (B, 1, H, W) and returns one logit per class; the
+convolutional nets take any size >= 32, a vision transformer the size it was built for
+(``train.input_size``). An architecture is one ``ARCHITECTURES`` entry: its factory, the names
+of the model settings it accepts (their defaults: ``models.<arch>`` in config/config.yaml), its
+head and the layer Grad-CAM reads. Adding one: docs/training.md.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cxr14 import timm_nets
 from cxr14.settings import default_config
 
 log = logging.getLogger(__name__)
@@ -172,30 +175,48 @@ def _gray_first_conv(conv: nn.Conv2d) -> nn.Conv2d:
     return new
 
 
-def resolve_weights(arch: str, weights: str) -> Path | None:
+def resolve_weights(arch: str, weights: str, timm_name: str = "") -> Path | None:
     """Map the config's ``weights`` (imagenet | none | auto | path) to a file, or None.
+    ``timm_name``: the model of the generic ``timm`` entry.
 
     Never downloads: compute nodes are often offline, and a silent download hides what ran.
     """
     if weights == "none":
         return None
+    entry = get_architecture(arch)
+    if entry.timm is not None and weights not in ("imagenet", "auto"):
+        try:
+            return timm_nets.weights_file(Path(weights))
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"models.{arch}.weights: {exc}") from None
     if weights in ("imagenet", "auto"):
-        path = imagenet_weights_file(arch)
-        if path.is_file():
+        path, where, source = _pretrained_file(arch, entry.timm or timm_name)
+        if path is not None and path.is_file():
             return path
         if weights == "auto":
-            log.warning("%s: no cached ImageNet weights at %s; random initialisation", arch, path)
+            log.warning("%s: no cached ImageNet weights at %s; random initialisation", arch, where)
             return None
         raise FileNotFoundError(
-            f"ImageNet weights for {arch} not found at {path}. Download "
-            f"{ARCHITECTURES[arch].torchvision.weights_url()} on a machine with internet access "
-            f"and copy it there (or set TORCH_HOME), or set models.{arch}.weights to a local "
-            ".pth file, or to 'none' for random initialisation."
+            f"ImageNet weights for {arch} not found at {where}. On a machine with internet "
+            f"access, {source}; or set models.{arch}.weights to a local file, or to 'none' for "
+            "random initialisation."
         )
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"models.{arch}.weights: file {path} does not exist")
     return path
+
+
+def _pretrained_file(arch: str, timm_name: str) -> tuple[Path | None, str, str]:
+    """(the cached ImageNet weights or None, where they are looked for, where to get them)."""
+    if get_architecture(arch).timm is None:
+        path = imagenet_weights_file(arch)
+        url = ARCHITECTURES[arch].torchvision.weights_url()
+        return path, str(path), f"download {url} and copy it there (TORCH_HOME sets the cache)"
+    hub = timm_nets.hub_id(timm_name)
+    where = f"{timm_nets.hub_cache() or 'the Hugging Face cache'} as {hub}"
+    how = f"run `hf download {hub}` and copy the cache there (or set weights to its folder)"
+    return timm_nets.cached_weights(timm_name), where, how
 
 
 def _read_state_dict(path: Path, arch: str, spec: TorchvisionNet) -> dict:
@@ -213,10 +234,9 @@ def _read_state_dict(path: Path, arch: str, spec: TorchvisionNet) -> dict:
     return {k: v for k, v in state.items() if not k.startswith(spec.head + ".")}
 
 
-def _load_backbone(model: nn.Module, arch: str, path: Path) -> None:
-    """Load a torchvision-format state dict (3-channel stem, 1000-class head) into ``model``."""
-    spec = ARCHITECTURES[arch].torchvision
-    state = _read_state_dict(path, arch, spec)
+def load_checked(model: nn.Module, state: dict, path: Path, arch: str, head: str) -> None:
+    """Load ``state`` (read from ``path``, without its head) into ``model``, or say which keys
+    do not fit: a file of another network is refused, never half-loaded."""
     own = model.state_dict()
     # BatchNorm fills in `num_batches_tracked` for state dicts older than that buffer (as
     # torchvision's published ImageNet files are), so torch accepts them without it.
@@ -224,7 +244,7 @@ def _load_backbone(model: nn.Module, arch: str, path: Path) -> None:
         k
         for k in own
         if k not in state
-        and not k.startswith(spec.head + ".")
+        and not k.startswith(head + ".")
         and not k.endswith(".num_batches_tracked")
     ]
     unexpected = [k for k in state if k not in own]
@@ -236,6 +256,7 @@ def _load_backbone(model: nn.Module, arch: str, path: Path) -> None:
             f"{len(wrong)} of the wrong shape (e.g. {wrong[:3]})"
         )
     model.load_state_dict(state, strict=False)
+    log.info("%s: backbone weights from %s", arch, path)
 
 
 class FrozenBackbone(nn.Module):
@@ -252,7 +273,7 @@ class FrozenBackbone(nn.Module):
     def train(self, mode: bool = True) -> FrozenBackbone:
         super().train(mode)
         self.net.eval()
-        getattr(self.net, self.head).train(mode)
+        self.net.get_submodule(self.head).train(mode)
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -274,15 +295,31 @@ def _torchvision_net(arch: str, num_classes: int, weights: str, freeze: str) -> 
     setattr(net, spec.head, nn.Linear(head.in_features, num_classes))
     path = resolve_weights(arch, weights)
     if path is not None:
-        _load_backbone(net, arch, path)
-        log.info("%s: backbone weights from %s", arch, path)
-    weights_used = str(path) if path else "none (random initialisation)"
+        load_checked(net, _read_state_dict(path, arch, spec), path, arch, spec.head)
+    return _frozen(net, arch, spec.head, freeze, path)
+
+
+def _frozen(net: nn.Module, arch: str, head: str, freeze: str, path: Path | None) -> nn.Module:
+    """``net`` as the run trains it (``freeze: backbone``: only its head), with the origin of
+    its starting weights."""
     if freeze == "backbone":
-        net = FrozenBackbone(net, spec.head)
+        net = FrozenBackbone(net, head)
     elif freeze != "none":
         raise ValueError(f"models.{arch}.freeze must be 'backbone' or 'none', not {freeze!r}")
-    net.weights_used = weights_used
+    net.weights_used = str(path) if path else "none (random initialisation)"
     return net
+
+
+def _timm_net(
+    arch: str, num_classes: int, weights: str, freeze: str, input_size: int, timm_name: str = ""
+) -> nn.Module:
+    name = ARCHITECTURES[arch].timm or timm_name
+    net = timm_nets.create(name, num_classes, input_size)
+    path = resolve_weights(arch, weights, name)
+    head = timm_nets.head_name(net)
+    if path is not None:
+        load_checked(net, timm_nets.read_state_dict(path, net), path, arch, head)
+    return _frozen(net, arch, head, freeze, path)
 
 
 # ------------------------------------------------------------------------------ the registry
@@ -297,7 +334,23 @@ class Architecture:
     build: Callable[..., nn.Module]
     settings: tuple[str, ...]
     cam_layer: Callable[[nn.Module], nn.Module]
+    # The module path of the head (its last linear layer): what a linear probe trains and
+    # `backbone_lr_scale` leaves at the full learning rate.
+    head: Callable[[nn.Module], str] = field(default=lambda model: "classifier")
     torchvision: TorchvisionNet | None = field(default=None)
+    # timm's model name ("": the run's `timm_name`); its build also takes `input_size`.
+    timm: str | None = field(default=None)
+
+
+def _timm_entry(name: str) -> Architecture:
+    settings = ("weights", "freeze") if name else ("timm_name", "weights", "freeze")
+    return Architecture(
+        build=partial(_timm_net, name or "timm"),
+        settings=settings,
+        cam_layer=lambda model: timm_nets.cam_module(unwrap(model)),
+        head=lambda model: timm_nets.head_name(unwrap(model)),
+        timm=name,
+    )
 
 
 def _before_last_pool(model: nn.Module) -> nn.Module:
@@ -320,6 +373,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         build=partial(_torchvision_net, "resnet18"),
         settings=("weights", "freeze"),
         cam_layer=lambda model: unwrap(model).layer4,
+        head=lambda model: "fc",
         torchvision=TorchvisionNet(
             "resnet18",
             "ResNet18_Weights.IMAGENET1K_V1",
@@ -338,6 +392,11 @@ ARCHITECTURES: dict[str, Architecture] = {
             head="classifier",
         ),
     ),
+    # timm's backbones: the tested ones by name, and any other by `timm_name`.
+    "convnext_tiny": _timm_entry("convnext_tiny"),
+    "efficientnet_b0": _timm_entry("efficientnet_b0"),
+    "vit_small_patch16_224": _timm_entry("vit_small_patch16_224"),
+    "timm": _timm_entry(""),
 }
 
 
@@ -358,7 +417,12 @@ def model_settings(arch: str, settings: dict) -> dict:
 def build_model(arch: str, num_classes: int, /, **settings) -> nn.Module:
     """Instantiate ``arch`` with ``num_classes`` outputs; keys other than its model settings
     (training settings) are ignored."""
-    model = get_architecture(arch).build(num_classes, **model_settings(arch, settings))
+    entry = get_architecture(arch)
+    sized = {}
+    if entry.timm is not None:  # a vision transformer is built for its input size
+        size = settings.get("input_size") or default_config()["train"]["input_size"]
+        sized = {"input_size": size}
+    model = entry.build(num_classes, **model_settings(arch, settings), **sized)
     if not hasattr(model, "weights_used"):
         model.weights_used = "none (trained from scratch)"
     return model
@@ -373,6 +437,14 @@ def cam_layer(arch: str, model: nn.Module, path: str = "") -> nn.Module:
         return unwrap(model).get_submodule(path)
     except AttributeError:
         raise ValueError(f"eval.cam_layers: {arch} has no module {path!r}") from None
+
+
+def head_parameters(arch: str, model: nn.Module) -> tuple[list, list]:
+    """(the backbone's trainable parameters, the head's) of ``model`` (an ``arch``)."""
+    head = get_architecture(arch).head(model) + "."
+    named = [(n, p) for n, p in unwrap(model).named_parameters() if p.requires_grad]
+    backbone = [p for n, p in named if not n.startswith(head)]
+    return backbone, [p for n, p in named if n.startswith(head)]
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

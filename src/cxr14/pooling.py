@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ import pandas as pd
 
 from cxr14.findings import FINDING, pooled_findings, targets_for
 from cxr14.metadata import label_columns, label_targets, read_labels
+from cxr14.splits import label_subset
 
 POOLING = ("proportional", "equal")
 
@@ -35,6 +36,7 @@ class DataSet:
     targets: np.ndarray  # (n, classes), 1/0/NaN
     split: np.ndarray  # (n,) train/val/test
     index: np.ndarray  # training store rows, repeated by the oversampling (or plain)
+    patients: np.ndarray  # (n,) patient ids
 
 
 def as_list(paths) -> list:
@@ -62,13 +64,24 @@ def read_dataset(
     """A data set's targets on the model's ``classes`` (under its label ``policy``), its split
     and its training index (``index_npy``; None: every training image once)."""
     table, labels = read_labels(labels_csv)
-    split = pd.read_csv(splits_csv)["split"].to_numpy()
+    splits = pd.read_csv(splits_csv)
+    split = splits["split"].to_numpy()
     if len(split) != len(table):
         raise ValueError(f"{splits_csv} and {labels_csv} have different row counts")
     y = pd.DataFrame(label_targets(table[labels], *policy), columns=labels)
     targets = targets_for(classes, class_vocabulary, y, vocabulary, findings)
     index = np.load(index_npy) if index_npy else np.flatnonzero(split == "train")
-    return DataSet(targets.astype(np.float32), split, np.asarray(index, dtype=np.int64))
+    index = np.asarray(index, dtype=np.int64)
+    return DataSet(targets.astype(np.float32), split, index, splits["patient"].to_numpy())
+
+
+def labelled(part: DataSet, fraction: float, seed: int) -> DataSet:
+    """``part`` learning from ``fraction`` of its training images (``splits.label_subset``:
+    whole patients, stratified, nested); its index keeps only their rows, repeats included."""
+    train = part.split == "train"
+    keep = np.zeros(len(train), dtype=bool)
+    keep[train] = label_subset(part.targets[train], part.patients[train], fraction, seed)
+    return replace(part, index=part.index[keep[part.index]])
 
 
 def pooled_index(parts: Sequence[DataSet], pooling: str, seed: int) -> list[np.ndarray]:

@@ -47,6 +47,8 @@ TRAIN_KEYS = (
     "channels_last",
     "compile",
     "fused_adam",
+    "backbone_lr_scale",
+    "label_fraction",
 )
 RUN_NAME = re.compile(r"[A-Za-z0-9_-]+")
 REPO = Path(__file__).resolve().parents[2]
@@ -153,9 +155,50 @@ def train_settings(
         settings = {k: v for k, v in settings.items() if k not in POOL_KEYS}
     if len(sets) <= 1 and policies:
         settings |= next(iter(policies.values()))
+    if settings["label_fraction"] < 1:  # its patients are drawn in an order fixed by the split
+        settings["label_seed"] = config["split"]["seed"]
     # In key order: Snakemake compares params as written, so the order in which configuration
     # files happen to list keys must not look like a change (a spurious retraining).
     return dict(sorted(settings.items()))
+
+
+# What a label-efficiency group's runs may differ in besides their fraction: the schedule (fewer
+# labels usually get more epochs of a smaller training set).
+SCHEDULE_KEYS = ("epochs", "milestones")
+
+
+def label_efficiency(config: dict) -> list[dict]:
+    """The runs that differ only in ``label_fraction`` (and their schedule, ``SCHEDULE_KEYS``),
+    grouped: one dict per run of a group with at least two fractions, each once: ``run``,
+    ``group`` (its architecture and, where it has one, linear probe or fine-tune) and
+    ``fraction``, in the configuration's order. Runs of one fraction that differ in their
+    schedule are grouped by it too."""
+    groups: dict[str, list[str]] = {}
+    for run in runs(config):
+        for loose in (True, False):
+            groups.setdefault(_efficiency_key(config, run, loose), []).append(run)
+    rows, names, placed = [], set(), set()
+    for members in groups.values():
+        fractions = [train_settings(config, r, 0)["label_fraction"] for r in members]
+        if len(set(fractions)) < 2 or len(set(fractions)) < len(members) or placed & set(members):
+            continue
+        placed |= set(members)
+        s = train_settings(config, members[0], 0)
+        regime = {"backbone": ", linear probe", "none": ", fine-tune"}.get(s.get("freeze"), "")
+        name = s["arch"] + regime
+        name = f"{name} ({members[0]})" if name in names else name
+        names.add(name)
+        rows += [
+            {"run": r, "group": name, "fraction": f}
+            for r, f in zip(members, fractions, strict=True)
+        ]
+    return rows
+
+
+def _efficiency_key(config: dict, run: str, loose: bool) -> str:
+    skip = ("run", "label_fraction", "label_seed", *(SCHEDULE_KEYS if loose else ()))
+    settings = {k: v for k, v in train_settings(config, run, 0).items() if k not in skip}
+    return repr((loose, sorted(settings.items()), train_on(config, run)))
 
 
 def run_name(settings: dict) -> str:
@@ -318,20 +361,24 @@ def weights_problems(config: dict) -> list[str]:
     """Pretrained weights a run asks for (``weights: imagenet`` or a file) that are not on
     disk, each naming the run, as training would find them; the registry (torch) is imported
     only when a run asks for a file."""
-    asked: dict[tuple[str, str], str] = {}
+    asked: dict[tuple[str, str, str], str] = {}
     for run in runs(config):
         settings = train_settings(config, run, 0)
-        if settings.get("weights", "none") not in ("none", "auto"):
-            asked.setdefault((settings["arch"], settings["weights"]), run)
+        if settings.get("weights", "none") not in ("none", "auto") or "timm_name" in settings:
+            key = (settings["arch"], settings.get("weights", "none"), settings.get("timm_name", ""))
+            asked.setdefault(key, run)
     if not asked:
         return []
     from cxr14.models import resolve_weights
+    from cxr14.timm_nets import check_name
 
     problems = []
-    for (arch, weights), run in asked.items():
+    for (arch, weights, timm_name), run in asked.items():
         try:
-            resolve_weights(arch, weights)
-        except FileNotFoundError as exc:
+            if timm_name:
+                check_name(timm_name)
+            resolve_weights(arch, weights, timm_name)
+        except (FileNotFoundError, ValueError) as exc:
             problems.append(f"runs ({run!r}): {exc}")
     return problems
 

@@ -65,6 +65,39 @@ def stratified_group_split(
     return np.array(names, dtype=object)[assigned[inverse]]
 
 
+def label_order(labels: np.ndarray, groups: np.ndarray, seed: int) -> np.ndarray:
+    """The groups (patients) in the order a label-efficiency subset takes them: any prefix is
+    stratified by class. Each patient is filed under its rarest positive class (or under none),
+    shuffled within it (``seed``), and placed at (rank + 1/2) / size of its class: each class's
+    patients spread evenly along the order. ``labels``: (n, k) 1/0/NaN per row."""
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    g_pos = np.zeros((len(uniq), labels.shape[1]), dtype=np.int64)
+    np.add.at(g_pos, inverse, np.nan_to_num(labels, nan=0.0).astype(np.int64))
+    has = g_pos > 0
+    rarity = np.where(has, has.sum(0)[None, :], np.iinfo(np.int64).max)
+    stratum = np.where(has.any(1), rarity.argmin(1), labels.shape[1])
+    rng = np.random.default_rng(seed)
+    shuffle = rng.permutation(len(uniq))
+    position = np.empty(len(uniq))
+    for s in np.unique(stratum):
+        members = shuffle[stratum[shuffle] == s]
+        position[members] = (np.arange(len(members)) + 0.5) / len(members)
+    return uniq[np.lexsort((rng.random(len(uniq)), position))]
+
+
+def label_subset(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Rows (a boolean mask) of the first whole patients of ``label_order`` holding
+    ``fraction`` of the images (at least one patient): nested across fractions for one seed."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label_fraction must be in (0, 1], not {fraction}")
+    if fraction == 1:
+        return np.ones(len(groups), dtype=bool)
+    order = label_order(labels, groups, seed)
+    sizes = pd.Series(groups).value_counts().reindex(order).to_numpy()
+    n = max(1, int(np.searchsorted(np.cumsum(sizes), fraction * len(groups)) + 1))
+    return np.isin(groups, order[:n])
+
+
 def patient_folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Fold number (0..k-1) of each row: k patient-disjoint folds of about equal size,
     stratified over the labels like ``stratified_group_split`` (every patient in exactly one

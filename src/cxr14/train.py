@@ -48,9 +48,10 @@ from cxr14.findings import read_findings
 from cxr14.logs import CONSOLE, console_progress
 from cxr14.losses import build_loss
 from cxr14.metrics import nanmean, per_class_auroc
-from cxr14.models import build_model, model_settings
+from cxr14.models import build_model, head_parameters, model_settings
 from cxr14.pooling import (
     as_list,
+    labelled,
     model_classes,
     pooled_index,
     pooled_normalization,
@@ -160,6 +161,9 @@ def load_data(
     classes, vocabulary = model_classes(labels_csvs, vocabularies, findings)
     paths = (labels_csvs, as_list(splits_csv), as_list(index_npy))
     parts = _data_sets(settings, *paths, classes, vocabulary, vocabularies, findings)
+    fraction = settings.get("label_fraction", 1.0)
+    if fraction < 1:
+        parts = [labelled(p, fraction, int(settings["label_seed"])) for p in parts]
     # Set k's row r is offsets[k] + r; its epoch samples follow the pooling.
     offsets = np.cumsum([0] + [len(p.split) for p in parts])[:-1]
     indexes = pooled_index(parts, settings.get("pooling", "proportional"), int(settings["seed"]))
@@ -241,10 +245,16 @@ def build_model_and_optimizer(settings: dict, y_train: torch.Tensor, proc: Proce
         # Compiles the forward (and DDP's) graph; ``model`` stays the plain module, so its
         # state dict - and every checkpoint - has the eager names and loads either way.
         net = torch.compile(net)
-    params = [p for p in model.parameters() if p.requires_grad]
+    lr, scale = settings["lr"], settings.get("backbone_lr_scale", 1.0)
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    if scale != 1:  # the head first: the history's `lr` is the head's
+        backbone, head = head_parameters(settings["arch"], model)
+        groups = [{"params": head}, {"params": backbone, "lr": lr * scale}]
     # fused=None (off) leaves torch its default implementation.
     fused = settings["fused_adam"] or None
-    optimizer = torch.optim.Adam(params, lr=settings["lr"], betas=(0.9, 0.999), fused=fused)
+    optimizer = torch.optim.Adam(
+        [g for g in groups if g["params"]], lr=lr, betas=(0.9, 0.999), fused=fused
+    )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, settings["milestones"], settings["gamma"]
     )
