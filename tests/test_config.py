@@ -10,7 +10,8 @@ import pytest
 import yaml
 from snakemake.utils import update_config, validate
 
-from cxr14.settings import config_problems, runs, train_settings
+from cxr14.settings import config_problems, label_efficiency, runs, train_settings
+from cxr14.testing.weights import placeholder_caches
 from cxr14.testing.workflow import REPO, planned_jobs, snakemake
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
@@ -140,17 +141,11 @@ def test_seed_study_preset_holds_the_reference_studys_runs_and_comparisons():
     assert config_problems(_merged("seed_study.yaml")) == []
 
 
-def _imagenet_cache(torch_home: Path) -> None:
-    """Files where torchvision's cache keeps the ImageNet weights (empty: a dry run only
-    checks that they are there)."""
-    from cxr14.models import ARCHITECTURES, imagenet_weights_file
-
-    for arch, entry in ARCHITECTURES.items():
-        if entry.torchvision is not None:
-            path = imagenet_weights_file(arch)
-            assert path.is_relative_to(torch_home)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
+def _weight_caches(folder: Path, monkeypatch) -> None:
+    """Placeholder ImageNet weights of every architecture in caches under ``folder``, and the
+    environment pointing torchvision and Hugging Face there (for the workflow's dry runs)."""
+    for key, value in placeholder_caches(folder).items():
+        monkeypatch.setenv(key, value)
 
 
 def test_results_of_another_data_set_are_never_overwritten(tmp_path):
@@ -180,20 +175,41 @@ def test_missing_pretrained_weights_stop_the_run_before_any_job(tmp_path, monkey
     assert proc.returncode != 0 and "Job stats" not in out
     assert f"runs ('resnet18'): ImageNet weights for resnet18 not found at {tmp_path}" in out
     assert "runs ('densenet121'): models.densenet121.weights: file x.pth does not exist" in out
-    _imagenet_cache(tmp_path / "torch")
+    _weight_caches(tmp_path, monkeypatch)
     (tmp_path / "x.pth").touch()
     assert _dry_run(tmp_path, cfg).returncode == 0
 
 
 def test_seed_study_plans_every_job_on_the_real_metadata(tmp_path, nih_dir, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    _imagenet_cache(tmp_path / "torch")  # the NIH preset asks for ImageNet weights
+    _weight_caches(tmp_path, monkeypatch)  # the presets ask for ImageNet weights
     cfg = copy.deepcopy(_load("seed_study.yaml"))
     cfg["data"] = {"source": "nih", "nih_dir": str(nih_dir)}
     jobs = planned_jobs_of(tmp_path, cfg, "nih.yaml")
     assert jobs["train_model"] == 7 * 3 and jobs["evaluate_model"] == 21
     assert jobs["compare_runs"] == 6 and jobs["collect_comparisons"] == 1
     assert jobs["aggregate_run"] == 7 and jobs["make_splits"] == 1
+
+
+def test_the_backbones_preset_plans_every_backbone_regime_and_fraction(
+    tmp_path, nih_dir, monkeypatch
+):
+    """config/backbones.yaml over the NIH preset, on the real metadata: 4 backbones x probe and
+    fine-tune x 1/10/100% x 3 seeds, the label-efficiency table (8 lines of 3 fractions) and
+    ten comparisons."""
+    _weight_caches(tmp_path, monkeypatch)  # ImageNet weights of all four, looked for first
+    cfg = _merged("nih.yaml", "backbones.yaml")
+    assert config_problems(cfg) == []
+    rows = label_efficiency(cfg)
+    assert len(rows) == 24 and len({r["group"] for r in rows}) == 8
+    assert {r["fraction"] for r in rows} == {0.01, 0.1, 1.0}
+    tune = train_settings(cfg, "vit_small_tune", 0)
+    assert (tune["freeze"], tune["lr"], tune["backbone_lr_scale"]) == ("none", 1e-3, 0.1)
+    assert tune["input_size"] == 256 and tune["weights"] == "imagenet"
+    jobs = planned_jobs_of(
+        tmp_path, {"data": {"nih_dir": str(nih_dir)}}, "nih.yaml", "backbones.yaml"
+    )
+    assert jobs["train_model"] == 24 * 3 and jobs["evaluate_model"] == 72
+    assert jobs["compare_runs"] == 10 and jobs["collect_label_efficiency"] == 1
 
 
 def _leaves(d: dict, prefix: tuple = ()):
@@ -257,8 +273,7 @@ def _data_set(kind: str, folder: Path) -> dict:
 def test_each_data_set_preset_plans_the_whole_study(tmp_path, kind, monkeypatch):
     """config/<layout>.yaml with only its data folder changed: valid, and planned end to end
     (no localisation or expert jobs where the data set has no boxes or expert labels)."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    _imagenet_cache(tmp_path / "torch")  # the presets ask for ImageNet weights
+    _weight_caches(tmp_path, monkeypatch)  # the presets ask for ImageNet weights
     data = _data_set(kind, tmp_path / "release")
     split = {"split": {"method": "official"}} if kind == "manifest" else {}
     jobs = planned_jobs_of(tmp_path, {"data": data, **split}, f"{kind}.yaml")
@@ -272,8 +287,7 @@ def test_the_cross_dataset_preset_plans_every_run_on_every_test_set(tmp_path, mo
     built once, four trainings, each tested on the three test splits, the transfer matrix."""
     from cxr14.synthetic import generate
 
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    _imagenet_cache(tmp_path / "torch")
+    _weight_caches(tmp_path, monkeypatch)  # the presets ask for ImageNet weights
     generate(tmp_path / "nih", n_images=40, image_size=32)
     datasets = {
         "nih": {"nih_dir": str(tmp_path / "nih")},

@@ -12,6 +12,7 @@ from cxr14.settings import (
     check_complete,
     config_problems,
     fold_problems,
+    label_efficiency,
     replicates,
     schema_problems,
     split_ids,
@@ -163,3 +164,43 @@ def test_a_jobs_settings_do_not_depend_on_the_order_of_keys_in_the_files():
     a = _config()
     b = {**a, "train": dict(reversed(a["train"].items()))}  # as another file's order gives it
     assert list(train_settings(a, "cnn", 0).items()) == list(train_settings(b, "cnn", 0).items())
+
+
+def test_label_efficiency_groups_runs_that_differ_only_in_their_fraction():
+    cfg = _config(
+        runs=[
+            {"name": "cnn", "arch": "simple_cnn"},
+            {"name": "cnn10", "arch": "simple_cnn", "label_fraction": 0.1},
+            {"name": "cnn10-lr", "arch": "simple_cnn", "label_fraction": 0.1, "lr": 0.01},
+            {"name": "probe1", "arch": "resnet18", "freeze": "backbone", "label_fraction": 0.01},
+            {"name": "probe", "arch": "resnet18", "freeze": "backbone"},
+            {"name": "tune1", "arch": "resnet18", "freeze": "none", "label_fraction": 0.01},
+            {"name": "tune", "arch": "resnet18", "freeze": "none"},
+        ]
+    )
+    rows = label_efficiency(cfg)
+    assert [(r["run"], r["group"], r["fraction"]) for r in rows] == [
+        ("cnn", "simple_cnn", 1.0),
+        ("cnn10", "simple_cnn", 0.1),
+        ("probe1", "resnet18, linear probe", 0.01),
+        ("probe", "resnet18, linear probe", 1.0),
+        ("tune1", "resnet18, fine-tune", 0.01),
+        ("tune", "resnet18, fine-tune", 1.0),
+    ]
+    # The subset is drawn in an order fixed by the split's seed, carried only where it is used.
+    assert train_settings(cfg, "cnn10", 0)["label_seed"] == cfg["split"]["seed"]
+    assert "label_seed" not in train_settings(cfg, "cnn", 0)
+
+
+def test_label_efficiency_runs_may_differ_in_their_schedule():
+    cfg = _config(
+        runs=[
+            {"name": "full", "arch": "simple_cnn", "epochs": 10},
+            {"name": "tenth", "arch": "simple_cnn", "label_fraction": 0.1, "epochs": 40},
+            {"name": "tenth-long", "arch": "simple_cnn", "label_fraction": 0.1, "epochs": 80},
+        ]
+    )
+    # Two runs of one fraction: grouped by schedule, the one with its full-data twin only.
+    assert label_efficiency(cfg) == []
+    cfg["runs"].append({"name": "full-long", "arch": "simple_cnn", "epochs": 80})
+    assert [r["run"] for r in label_efficiency(cfg)] == ["tenth-long", "full-long"]

@@ -404,6 +404,26 @@ def plot_subgroups(subgroups_csv, out_png, name: str, model_json=None) -> None:
     _save(fig, out_png)
 
 
+def plot_label_efficiency(table: pd.DataFrame, out_png) -> None:
+    """Mean AUROC (95% CI band) against the fraction of training labels, log axis, a line per
+    group (architecture, linear probe or fine-tune)."""
+    fig, ax = _subplots(figsize=(6.4, 4.2))
+    for group, rows in table.groupby("group", sort=False):
+        x = rows["fraction"] * 100
+        (line,) = ax.plot(x, rows["mean_auroc"], marker="o", label=group)
+        ax.fill_between(x, rows["ci_low"], rows["ci_high"], color=line.get_color(), alpha=0.2)
+    ax.set_xscale("log")
+    ticks = sorted(set(table["fraction"] * 100))
+    ax.set_xticks(ticks, [f"{t:g}%" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("training labels used (share of the training split's images)")
+    ax.set_ylabel("test mean AUROC (95% CI)")
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Label efficiency: every point a run, its seeds and test patients in the CI")
+    _save(fig, out_png)
+
+
 def plot_transfer(table: pd.DataFrame, out_png) -> None:
     """The transfer matrix as a heat map: a row per run (its training sets), a column per test
     set, each cell's mean AUROC over the findings every cell shares with its 95% CI written

@@ -19,6 +19,32 @@ from cxr14.predictions import aligned_runs, pool_seeds
 log = logging.getLogger(__name__)
 
 
+def label_efficiency(rows: list[dict], run_tables, out_csv, out_png) -> pd.DataFrame:
+    """Mean AUROC with its seed-and-patient 95% CI against the label fraction: a row per run of
+    ``rows`` (``settings.label_efficiency``) from its ``replicates.csv`` (``run_tables``, in the
+    same order), and the figure (a line per group, log fraction axis)."""
+    table = pd.DataFrame(rows)
+    means = [pd.read_csv(p, index_col=0).loc["mean"] for p in run_tables]
+    for key in ("mean", "ci_low", "ci_high", "n"):
+        table[key] = [m[key] for m in means]
+    table = table.rename(columns={"mean": "mean_auroc", "n": "replicates"})
+    table["replicates"] = table["replicates"].astype(int)
+    table = table.sort_values(["group", "fraction"], kind="stable").reset_index(drop=True)
+    table.to_csv(out_csv, index=False, float_format="%.4f")
+    figures.plot_label_efficiency(table, out_png)
+    for _, r in table.iterrows():
+        log.info(
+            "%s at %g of the labels: mean AUROC %.4f (%.4f-%.4f)",
+            r["group"],
+            r["fraction"],
+            r["mean_auroc"],
+            r["ci_low"],
+            r["ci_high"],
+            extra=CONSOLE,
+        )
+    return table
+
+
 def count_classes(labels_csv: str | os.PathLike, out_csv, out_png) -> pd.DataFrame:
     """Images per class as a table and a bar chart."""
     table, labels = read_labels(labels_csv)

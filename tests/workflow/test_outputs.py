@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import h5py
 import numpy as np
@@ -234,3 +235,24 @@ def test_comparison_table_and_figure(done):
         assert np.isnan(mean["ci_low"]) and np.isnan(mean["p_bootstrap"])
     with Image.open(done / "results/report/comparisons.png") as im:
         assert np.asarray(im.convert("L")).std() > 5
+
+
+def test_the_label_efficiency_study(done):
+    """simple_cnn and simple_cnn_half differ only in train.label_fraction: the half run learns
+    from whole patients holding half the training images (its log), and the report's table
+    gives both with their seed-and-patient CIs (the figure is checked in the HTML report)."""
+    splits = pd.read_csv(done / "results/splits/synthetic/holdout/splits.csv")
+    n_train = int((splits["split"] == "train").sum())
+    log = (done / "logs/train_model/simple_cnn_half/holdout/seed0.log").read_text()
+    used = int(re.search(r"(\d+) training images", log).group(1))
+    assert 0.45 * n_train <= used < 0.7 * n_train, (used, n_train)
+    half = torch.load(done / f"{model('simple_cnn_half')}/best.pt", weights_only=True)
+    assert half["config"]["label_fraction"] == 0.5 and half["config"]["label_seed"] == 1
+    table = pd.read_csv(done / "results/report/label_efficiency.csv")
+    assert table["run"].tolist() == ["simple_cnn_half", "simple_cnn"]
+    assert table["group"].unique().tolist() == ["simple_cnn"]
+    assert table["fraction"].tolist() == [0.5, 1.0] and (table["replicates"] == 2).all()
+    full = pd.read_csv(done / "results/eval/simple_cnn/synthetic/replicates.csv", index_col=0)
+    assert table["mean_auroc"].iloc[1] == pytest.approx(full.loc["mean", "mean"], abs=1e-4)
+    assert (table["ci_low"] <= table["mean_auroc"]).all()
+    assert (table["mean_auroc"] <= table["ci_high"]).all()

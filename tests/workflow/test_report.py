@@ -85,8 +85,9 @@ def test_html_report_renders_in_chromium(done, tmp_path):
     # Every embedded figure decodes in the browser (naturalWidth > 0).
     uris = re.findall(r'"data_uri": "(data:image/png;[^"]+)"', html)
     # Per run: history, roc, calibration, filters, cam; overall: class counts, average image,
-    # oversampling, AUROC comparison, forest plot.
-    assert len(uris) == len(FIGURES) * len(NAMES) + 5
+    # oversampling, AUROC comparison, forest plot, label efficiency.
+    assert len(uris) == len(FIGURES) * len(NAMES) + 6
+    assert "Label efficiency: test mean AUROC" in html
     for uri in uris:
         assert base64.b64decode(uri.split("base64,", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     page = tmp_path / "figures.html"

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from cxr14.testing.workflow import TINY_CONFIG, write_config
 
-# Every architecture, and a second simple_cnn run (unweighted loss) compared with the first;
-# the two simple_cnn runs have two seeds each.
-RUNS = [*TINY_CONFIG["runs"], {"name": "simple_cnn_bce", "arch": "simple_cnn", "loss": "bce"}]
+# Every architecture, a second simple_cnn run (unweighted loss) compared with the first, and a
+# third on half the training labels (a label-efficiency study with the first); the simple_cnn
+# runs have two seeds each.
+RUNS = [
+    *TINY_CONFIG["runs"],
+    {"name": "simple_cnn_bce", "arch": "simple_cnn", "loss": "bce"},
+    {"name": "simple_cnn_half", "arch": "simple_cnn", "label_fraction": 0.5},
+]
 RUNS = [{**r, "seeds": [0, 1]} if r["arch"] == "simple_cnn" else r for r in RUNS]
 COMPARE = [["simple_cnn", "simple_cnn_bce"]]
 NAMES = [r["name"] for r in RUNS]
@@ -114,6 +119,8 @@ OUTPUTS = [
     "results/report/replicates.csv",
     "results/report/summary.md",
     "results/report/auroc_comparison.png",
+    "results/report/label_efficiency.csv",
+    "results/report/label_efficiency.png",
 ]
 
 

@@ -16,6 +16,7 @@ from cxr14.settings import (
     datasets,
     fold_number,
     fold_problems,
+    label_efficiency,
     replicates,
     runs,
     split_ids,
@@ -321,6 +322,11 @@ def get_eval_outputs():
         outputs += ["results/report/transfer.csv", "results/report/transfer.png"]
     if COMPARE:
         outputs += ["results/report/comparisons.csv", "results/report/comparisons.png"]
+    if LABEL_EFFICIENCY:
+        outputs += [
+            "results/report/label_efficiency.csv",
+            "results/report/label_efficiency.png",
+        ]
     if config["predict"]["input_dir"]:
         outputs += expand("results/predict/{run}/predictions.csv", run=RUNS)
     return outputs
@@ -459,6 +465,10 @@ TRANSFER_CELLS = [
     for r in RUNS
     for d in TEST_ON[r]
 ]
+
+
+# Runs that differ only in train.label_fraction, each tested on its (first) training set.
+LABEL_EFFICIENCY = label_efficiency(config)
 
 
 # The summary (beside the first data set's published results) covers the runs trained on the

@@ -121,6 +121,39 @@ if len(DATASETS) > 1:
             "../scripts/collect_transfer.py"
 
 
+# Only where some runs differ in nothing but train.label_fraction.
+if LABEL_EFFICIENCY:
+
+    rule collect_label_efficiency:
+        input:
+            run_tables=[
+                f"results/eval/{r['run']}/{HOME[r['run']]}/replicates.csv"
+                for r in LABEL_EFFICIENCY
+            ],
+        output:
+            table=report(
+                "results/report/label_efficiency.csv",
+                caption="../report/captions/label_efficiency.rst",
+                category="5. Summary",
+                labels={"table": "label efficiency: mean AUROC per label fraction"},
+            ),
+            figure=report(
+                "results/report/label_efficiency.png",
+                caption="../report/captions/label_efficiency_png.rst",
+                category="5. Summary",
+                labels={"figure": "label efficiency (AUROC against label fraction)"},
+            ),
+        log:
+            "logs/collect_label_efficiency.log",
+        conda:
+            "../../envs/cxr14.yaml"
+        threads: 1
+        params:
+            rows=LABEL_EFFICIENCY,
+        script:
+            "../scripts/collect_label_efficiency.py"
+
+
 rule summarize_models:
     input:
         unpack(get_summary_inputs),
