@@ -22,6 +22,11 @@ with the peak GPU memory of each and the achieved TFLOP/s (FLOPs per image count
 ``torch.utils.flop_counter``, forward and backward) as a share of the card's dense bf16 peak
 (``bench/gpu_peaks.csv``).
 
+``--backbones`` times each architecture's training step with the project's loader side by side
+(two rounds in opposite orders), as images/s and as a ratio to the first (densenet121 vs. timm's
+backbones: ``--archs densenet121 convnext_tiny efficientnet_b0 vit_small_patch16_224``; also on
+a CPU with ``--device cpu``).
+
 ``--e2e N`` writes N synthetic 1024x1024 PNGs and times one training epoch of densenet121 over
 the training split from the files: this pipeline (store build, then train() at 256x256, bf16,
 channels_last) against the CheXNet reimplementations' loop (``bench/chexnet_baseline.py``:
@@ -51,7 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cxr14.data import DeviceData, Normalizer, read_rows
 from cxr14.losses import wcel
-from cxr14.models import build_model
+from cxr14.models import ARCHITECTURES, build_model
 from cxr14.settings import preset
 
 # The NIH preset's model settings (the reference study's layouts), every layer trained, no
@@ -59,6 +64,10 @@ from cxr14.settings import preset
 REFERENCE_SETTINGS = {
     arch: {**settings, "weights": "none", "freeze": "none"} if "weights" in settings else settings
     for arch, settings in preset("nih.yaml")["models"].items()
+} | {  # timm's backbones (every layer trained, random weights), built for 256x256
+    arch: {"weights": "none", "freeze": "none", "input_size": 256}
+    for arch, entry in ARCHITECTURES.items()
+    if entry.timm
 }
 
 
@@ -183,6 +192,20 @@ def loader_table(archs, images, labels, steps, batch, device) -> None:
             f"{arch:12s}  {r['pre']:11.2f}  {r['device']:10.2f} ({dev:.3f})"
             f"  {r['host']:10.2f} ({host:.3f})"
         )
+
+
+def backbone_table(archs, images, labels, steps, batch, device) -> None:
+    """Training throughput of each architecture with the project's loader (store on the
+    device), side by side: two rounds in opposite orders, the faster of each counts; the ratio
+    is to the first architecture's images/s."""
+    ms: dict[str, list[float]] = {a: [] for a in archs}
+    for arch in [*archs, *reversed(archs)]:
+        ms[arch].append(step_times(arch, images, labels, "device", steps, batch, device)[0])
+    print(f"\narch (batch {batch}, {images.shape[-1]} px): ms/step, images/s, ratio")
+    first = batch * 1000 / min(ms[archs[0]])
+    for arch in archs:
+        rate = batch * 1000 / min(ms[arch])
+        print(f"{arch:22s}  {min(ms[arch]):9.1f}  {rate:8.1f}  {rate / first:.2f}")
 
 
 def variant_table(archs, images, labels, steps, batch, device, peak) -> None:
@@ -339,6 +362,7 @@ def main():
     ap.add_argument("--demo-epochs", type=int, default=3)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--variants", action="store_true")
+    ap.add_argument("--backbones", action="store_true", help="throughput side by side")
     ap.add_argument("--e2e", type=int, default=0, help="PNGs for the end-to-end epoch (0: skip)")
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument(
@@ -361,6 +385,8 @@ def main():
         labels = torch.as_tensor(rng.random((args.images, 14)) < 0.1, dtype=torch.float32)
         if args.loader:
             loader_table(args.archs, images, labels, args.steps, args.batch, device)
+        if args.backbones:
+            backbone_table(args.archs, images, labels, args.steps, args.batch, device)
         if args.variants:
             peak, source = dense_bf16_peak(name)
             print(f"dense bf16 peak of {name}: {peak} TFLOP/s ({source})")

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The GPU figures of BENCHMARKS.md (training variants, an epoch from PNGs, `cxr14 predict`) in
-# one call of under 10 minutes on a 16-core machine with one CUDA GPU: phases in order of value, each capped by `timeout`, each
-# writing its output to $OUT as it goes, so a phase cut short loses only itself.
+# The GPU figures of BENCHMARKS.md (training variants, an epoch from PNGs, `cxr14 predict`,
+# timm's backbones) in one call of at most 11 minutes on a 16-core machine with one CUDA GPU:
+# phases in order of value, each capped by `timeout`, each writing its output to $OUT as it
+# goes, so a phase cut short loses only itself.
 #
 #   bash bench/gpu_session.sh                      # OUT defaults to results/gpu_session
 #   DEVICE=cpu STEPS=2 IMAGES=64 BATCH=8 E2E=40 ARCH_FIRST=simple_cnn ARCHS_REST=simple_cnn \
-#       bash bench/gpu_session.sh                  # its plumbing on a CPU, in about 3 min
+#       BACKBONES=simple_cnn bash bench/gpu_session.sh   # its plumbing on a CPU, in about 3 min
 #
 # bench_predict reads the real NIH sample images from $CXR14_NIH_SAMPLE (default
 # ../shared/data/nih, else .gpu/nih: an ignored folder for a clone without ../shared beside it).
@@ -44,3 +45,7 @@ phase e2e 230 "$PY" bench/bench_gpu.py "${gpu[@]}" --archs densenet121 --no-load
 # shellcheck disable=SC2086 # ARCHS_REST is a list of names
 phase variants_rest 100 "$PY" bench/bench_gpu.py "${gpu[@]}" --archs $ARCHS_REST --variants
 phase predict 40 "$PY" bench/bench_predict.py --device "$DEVICE" --copies 4 --repeats 2
+# timm's backbones against densenet121, training images/s side by side.
+BACKBONES=${BACKBONES:-densenet121 convnext_tiny efficientnet_b0 vit_small_patch16_224}
+# shellcheck disable=SC2086 # BACKBONES is a list of names
+phase backbones 60 "$PY" bench/bench_gpu.py "${gpu[@]}" --archs $BACKBONES --no-loader --backbones
