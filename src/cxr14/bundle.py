@@ -220,6 +220,12 @@ def _card_rows(bundle: dict) -> list[str]:
     return rows
 
 
+def _fraction_note(settings: dict) -> str:
+    """'; trained on 10% of the training labels' for a label-efficiency run, else ''."""
+    fraction = settings.get("label_fraction", 1.0)
+    return f"; trained on {fraction:.0%} of the training split's labels" if fraction < 1 else ""
+
+
 def model_card(bundle: dict) -> str:
     """A short Markdown model card of a bundle of this format: data, split, metrics with
     CIs, thresholds, temperatures, intended use and known limits. A model not trained on real
@@ -236,7 +242,7 @@ def model_card(bundle: dict) -> str:
             "",
             f"- Data: {prov['dataset']}; split `{prov['split']}` ({prov['split_method']}), "
             f"seed {prov['seed']}; best epoch {prov['best_epoch']}; weights: "
-            f"{prov['weights_used']}.",
+            f"{prov['weights_used']}{_fraction_note(prov.get('settings', {}))}.",
             f"- Input: grayscale, resized to {pre['store_size']}x{pre['store_size']} "
             f"({pre['resample']}), minus the training average image, divided by "
             f"{pre['std']:.2f}, resized to {pre['input_size']}x{pre['input_size']}.",

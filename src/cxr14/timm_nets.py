@@ -10,6 +10,7 @@ the Hugging Face cache.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import sys
@@ -38,7 +39,7 @@ def check_name(name: str) -> str:
     """``name`` if timm can create it, else a ValueError naming close matches."""
     timm = _timm()
     if not name or not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('.')[0][:8]}*")[:5] if name else []
+        close = difflib.get_close_matches(name, timm.list_models(), n=5) if name else []
         hint = f"; close: {', '.join(close)}" if close else ""
         raise ValueError(f"timm has no model {name!r} (timm.list_models() lists them){hint}")
     return name

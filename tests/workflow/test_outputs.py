@@ -248,6 +248,12 @@ def test_the_label_efficiency_study(done):
     assert 0.45 * n_train <= used < 0.7 * n_train, (used, n_train)
     half = torch.load(done / f"{model('simple_cnn_half')}/best.pt", weights_only=True)
     assert half["config"]["label_fraction"] == 0.5 and half["config"]["label_seed"] == 1
+    card = (done / "results/models/simple_cnn_half/model_card.md").read_text()
+    assert "trained on 50% of the training split's labels" in card
+    assert (
+        "of the training split's labels"
+        not in (done / "results/models/simple_cnn/model_card.md").read_text()
+    )
     table = pd.read_csv(done / "results/report/label_efficiency.csv")
     assert table["run"].tolist() == ["simple_cnn_half", "simple_cnn"]
     assert table["group"].unique().tolist() == ["simple_cnn"]
