@@ -14,7 +14,7 @@ import torch
 from timm.layers import resample_abs_pos_embed
 
 from cxr14.gradcam import cam_grid, grad_cam
-from cxr14.models import build_model, cam_layer, head_parameters
+from cxr14.models import build_model, cam_layer, head_parameters, sync_batchnorm
 
 NAMED = ["convnext_tiny", "efficientnet_b0", "vit_small_patch16_224"]
 STEMS = {
@@ -121,3 +121,15 @@ def test_grad_cam_reads_the_backbones_own_grid(name, grid):
     assert raw.shape == (2, 1, grid, grid) and (raw > 0).any()
     cam = grad_cam(model, cam_layer(name, model), x, classes)
     assert cam.shape == (2, 64, 64) and cam.max() == pytest.approx(1.0)
+
+
+def test_ddp_keeps_timms_fused_norm_and_activation():
+    """Synchronised BatchNorm for DDP: EfficientNet's BatchNorm + SiLU layers stay whole (torch's
+    own converter would turn them into a bare SyncBatchNorm, dropping the activation)."""
+    from timm.layers import BatchNormAct2d, SyncBatchNormAct
+
+    model = build_model("efficientnet_b0", 3, weights="none", freeze="backbone")
+    fused = sum(isinstance(m, BatchNormAct2d) for m in model.modules())
+    synced = sync_batchnorm("efficientnet_b0", model)
+    assert fused > 0 and sum(isinstance(m, SyncBatchNormAct) for m in synced.modules()) == fused
+    assert not any(type(m) is torch.nn.SyncBatchNorm for m in synced.modules())

@@ -334,7 +334,7 @@ class Architecture:
     build: Callable[..., nn.Module]
     settings: tuple[str, ...]
     cam_layer: Callable[[nn.Module], nn.Module]
-    # The module path of the head (its last linear layer): what a linear probe trains and
+    # The module path of the head (the classifier after pooling): what a linear probe trains and
     # `backbone_lr_scale` leaves at the full learning rate.
     head: Callable[[nn.Module], str] = field(default=lambda model: "classifier")
     torchvision: TorchvisionNet | None = field(default=None)
@@ -437,6 +437,13 @@ def cam_layer(arch: str, model: nn.Module, path: str = "") -> nn.Module:
         return unwrap(model).get_submodule(path)
     except AttributeError:
         raise ValueError(f"eval.cam_layers: {arch} has no module {path!r}") from None
+
+
+def sync_batchnorm(arch: str, model: nn.Module) -> nn.Module:
+    """``model`` (an ``arch``) with BatchNorm synchronised across DDP processes."""
+    if get_architecture(arch).timm is not None:
+        return timm_nets.sync_batchnorm(model)
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def head_parameters(arch: str, model: nn.Module) -> tuple[list, list]:

@@ -141,6 +141,13 @@ def read_state_dict(path: Path, model: nn.Module) -> dict:
     return {k: v for k, v in state.items() if not k.startswith(head + ".")}
 
 
+def sync_batchnorm(model: nn.Module) -> nn.Module:
+    """``model`` with synchronised BatchNorm for DDP, timm's fused norm + activation layers
+    (EfficientNet's ``BatchNormAct2d``) kept whole: torch's converter would drop their
+    activation."""
+    return _timm().layers.convert_sync_batchnorm(model)
+
+
 def tokens_to_map(a: torch.Tensor, prefix: int, height: int, width: int) -> torch.Tensor:
     """A transformer's tokens (B, prefix + h*w, C) as a feature map (B, C, h, w) of the
     patch grid of an input of ``height`` x ``width``."""

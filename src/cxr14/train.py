@@ -48,7 +48,7 @@ from cxr14.findings import read_findings
 from cxr14.logs import CONSOLE, console_progress
 from cxr14.losses import build_loss
 from cxr14.metrics import nanmean, per_class_auroc
-from cxr14.models import build_model, head_parameters, model_settings
+from cxr14.models import build_model, head_parameters, model_settings, sync_batchnorm
 from cxr14.pooling import (
     as_list,
     labelled,
@@ -237,7 +237,7 @@ def build_model_and_optimizer(settings: dict, y_train: torch.Tensor, proc: Proce
     net = model
     if proc.world > 1:
         if use_cuda:  # SyncBatchNorm needs CUDA tensors
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            model = sync_batchnorm(settings["arch"], model)
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[proc.local_rank] if use_cuda else None
         )
