@@ -36,7 +36,7 @@ class DataSet:
     targets: np.ndarray  # (n, classes), 1/0/NaN
     split: np.ndarray  # (n,) train/val/test
     index: np.ndarray  # training store rows, repeated by the oversampling (or plain)
-    patients: np.ndarray  # (n,) patient ids
+    patients: np.ndarray | None = None  # (n,) patient ids (for a share of the labels)
 
 
 def as_list(paths) -> list:

@@ -359,8 +359,8 @@ def _source(path: tuple, files) -> str:
 
 def weights_problems(config: dict) -> list[str]:
     """Pretrained weights a run asks for (``weights: imagenet`` or a file) that are not on
-    disk, each naming the run, as training would find them; the registry (torch) is imported
-    only when a run asks for a file."""
+    disk, and a ``timm_name`` timm cannot create, each naming the run, as training would find
+    them; the registry (torch, and timm for its backbones) is imported only when a run asks."""
     asked: dict[tuple[str, str, str], str] = {}
     for run in runs(config):
         settings = train_settings(config, run, 0)

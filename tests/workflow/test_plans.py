@@ -44,8 +44,7 @@ def kfold(tmp_path_factory):
     """Two runs cross-validated over 3 patient-wise folds, and their comparison (the figures,
     localisation and bundles, which `done` builds for a holdout split, are only planned)."""
     wd = tmp_path_factory.mktemp("kfold")
-    runs = [r for r in RUNS if r["arch"] == "simple_cnn"]
-    runs = [{**r, "seeds": [0]} for r in runs]
+    runs = [{**r, "seeds": [0]} for r in RUNS if r["name"] in COMPARE[0]]
     split = {"method": "patient_kfold", "folds": 3, "seed": 1}
     train = {**TINY_CONFIG["train"], "threads": 1}  # as EVAL: jobs run two at a time
     write_config(

@@ -87,6 +87,7 @@ EVALUATION = {
     "aggregate_run",
     "compare_runs",
     "collect_comparisons",
+    "collect_label_efficiency",
     "export_model",
     "summarize_models",
 }
