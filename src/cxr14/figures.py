@@ -155,9 +155,10 @@ def filters_title(facts: dict, n_layers: int) -> str:
     """The filter figure's title (``facts``: ``read_model_facts``); a frozen backbone's
     kernels are its starting weights (only the head trained), and the title says so."""
     name = facts["name"]
-    title = f"{name}: learned filters, first {n_layers} layers with k >= 3"
+    first = "the first conv layer" if n_layers == 1 else f"first {n_layers} conv layers"
+    title = f"{name}: learned filters, {first} with k >= 3"
     if facts["freeze"] == "backbone":
-        title = f"{name}: first {n_layers} conv layers with k >= 3, NOT trained here"
+        title = f"{name}: {first} with k >= 3, NOT trained here"
         title += f"\n(frozen backbone: the kernels of {facts['weights_used']})"
     return title + _caveat_of(facts, "\n")
 
@@ -176,7 +177,8 @@ def plot_filters(filters_npz, model_json, out_png, max_layers: int = 6, max_filt
     convs = read_kernels(filters_npz, max_layers)
     cols = min(3, max(len(convs), 1))
     rows = int(np.ceil(max(len(convs), 1) / cols))
-    fig, axes = _subplots(rows, cols, figsize=(3.6 * cols, 3.9 * rows), squeeze=False)
+    # At least two panels wide: the title is as long with one layer (a ViT's patch embedding).
+    fig, axes = _subplots(rows, cols, figsize=(3.6 * max(cols, 2), 3.9 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (name, shape, kernels) in zip(axes.flat, convs, strict=False):

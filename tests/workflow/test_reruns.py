@@ -15,6 +15,7 @@ from tiny_workflow import (
     tiny_runs,
 )
 
+from cxr14.settings import default_config
 from cxr14.testing import hangguard
 from cxr14.testing.workflow import TINY_CONFIG, planned_jobs, snakemake
 
@@ -47,17 +48,28 @@ def _planned_models(workdir, names=NAMES) -> set[str]:
     return {r for r in names if f"output: results/models/{r}/" in out}
 
 
+def _using_the_shared(key: str) -> list:
+    """The replicates whose runs take ``key`` from `train` (no models section of theirs sets it)."""
+    merged = default_config()["models"]
+    for arch, section in TINY_CONFIG["models"].items():
+        merged[arch] = {**merged[arch], **section}
+    arch = {r["name"]: r["arch"] for r in RUNS}
+    return [rep for rep in REPLICATES if key not in merged[arch[rep[0]]]]
+
+
 def test_training_setting_reruns_no_preprocessing(done):
     try:
-        # resnet18 takes its lr from its models section (config/config.yaml): not concerned.
+        # resnet18 and the timm backbones take their lr from their models sections
+        # (config/config.yaml): not concerned.
         tiny_runs(done, {"train": {**TINY_CONFIG["train"], "lr": 5e-4}})
         jobs = planned_jobs(done)
-        not_resnet18 = [r for r in REPLICATES if r[0] != "resnet18"]
-        assert jobs.pop("train_model") == len(not_resnet18) and set(jobs) <= EVALUATION | {"all"}
-        # Every models section but vgg_like's sets `epochs`: only vgg_like uses the shared one.
+        assert jobs.pop("train_model") == len(_using_the_shared("lr"))
+        assert set(jobs) <= EVALUATION | {"all"}
+        # Only vgg_like's and vit_small's models sections leave `epochs` to the shared one.
         tiny_runs(done, {"train": {**TINY_CONFIG["train"], "epochs": 3}})
         jobs = planned_jobs(done)
-        assert jobs.pop("train_model") == 1 and set(jobs) <= EVALUATION | {"all"}
+        assert jobs.pop("train_model") == len(_using_the_shared("epochs")) == 2
+        assert set(jobs) <= EVALUATION | {"all"}
         # One architecture's hyperparameter: only that architecture's training.
         models = {**TINY_CONFIG["models"], "vgg_like": {"widths": [4, 8], "fc": 16, "lr": 3e-4}}
         tiny_runs(done, {"models": models})

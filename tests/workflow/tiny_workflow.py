@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from cxr14.testing.workflow import TINY_CONFIG, write_config
 
-# Every architecture, a second simple_cnn run (unweighted loss) compared with the first, and a
-# third on half the training labels (a label-efficiency study with the first); the simple_cnn
-# runs have two seeds each.
+# The reference study's architectures and densenet121, a timm vision transformer (its patch
+# tokens make the odd Grad-CAM), a second simple_cnn run (unweighted loss) compared with the
+# first, and a third on half the training labels (a label-efficiency study with the first);
+# the simple_cnn runs have two seeds each.
 RUNS = [
     *TINY_CONFIG["runs"],
+    {"name": "vit_small", "arch": "vit_small_patch16_224", "weights": "none"},
     {"name": "simple_cnn_bce", "arch": "simple_cnn", "loss": "bce"},
     {"name": "simple_cnn_half", "arch": "simple_cnn", "label_fraction": 0.5},
 ]
