@@ -62,15 +62,17 @@ def test_split_does_not_depend_on_row_order():
     assert (shuffled == base[perm]).all()
 
 
+def _official(labels_csv, nih_dir, tmp_path):
+    """NIH's official split, 10% of the train/val images (whole patients) as validation."""
+    lists = {
+        "train_val_list": nih_dir / "train_val_list.txt",
+        "test_list": nih_dir / "test_list.txt",
+    }
+    return _split(labels_csv, tmp_path, method="official", **lists, val_fraction=0.1)
+
+
 def test_official_split(labels_csv, nih_dir, tmp_path):
-    splits, counts = _split(
-        labels_csv,
-        tmp_path,
-        method="official",
-        train_val_list=nih_dir / "train_val_list.txt",
-        test_list=nih_dir / "test_list.txt",
-        val_fraction=0.1,
-    )
+    splits, counts = _official(labels_csv, nih_dir, tmp_path)
     test = set((nih_dir / "test_list.txt").read_text().split())
     assert set(splits.loc[splits["split"] == "test", "image"]) == test
     assert splits.groupby("patient")["split"].nunique().max() == 1
@@ -170,14 +172,7 @@ def test_label_fractions_are_nested_patient_wise_and_stratified(labels_csv, nih_
     """train.label_fraction on the official split's training images (real metadata): every
     class present at 10% (Hernia: 0.2% of images) with its prevalence kept, the 1% inside the
     10% inside the 25%, whole patients, and the image counts as asked."""
-    splits, _ = _split(
-        labels_csv,
-        tmp_path,
-        method="official",
-        train_val_list=nih_dir / "train_val_list.txt",
-        test_list=nih_dir / "test_list.txt",
-        val_fraction=0.1,
-    )
+    splits, _ = _official(labels_csv, nih_dir, tmp_path)
     train = (splits["split"] == "train").to_numpy()
     y = pd.read_csv(labels_csv)[list(LABELS)].to_numpy(dtype=float)[train]
     patients = splits["patient"].to_numpy()[train]
