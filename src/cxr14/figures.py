@@ -308,7 +308,7 @@ def plot_comparisons(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
     for ax in axes[1:, 0]:
         ax.sharex(axes[0, 0])  # before drawing, so that the limits cover every panel
     for ax, pair in zip(axes[:, 0], pairs, strict=True):
-        _forest_panel(ax, table[(table[keys] == pair).all(axis=1)])
+        _forest_panel(ax, table[(table[keys] == pd.Series(pair, index=keys)).all(axis=1)])
     axes[-1, 0].set_xlabel("AUROC difference (as titled), paired patient-bootstrap 95% CI")
     _save(fig, out_png)
 
