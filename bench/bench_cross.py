@@ -24,6 +24,7 @@ from bench_scale import CHEXPERT, NIH, timed
 
 from cxr14.layouts.synthetic import MAX_IMAGES_PER_PATIENT, sample_metadata
 from cxr14.synthetic_mimic_cxr import write_tables
+from cxr14.testing.weights import placeholder_caches
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,17 +47,6 @@ def folders(wd: Path, mimic_studies: int) -> dict:
     }
 
 
-def imagenet_placeholder(torch_home: Path) -> None:
-    """The preset asks for ImageNet weights, which are looked for before any job: a dry run
-    needs the file, not its contents (an empty one in a cache of the work folder)."""
-    os.environ["TORCH_HOME"] = str(torch_home)
-    from cxr14.models import imagenet_weights_file
-
-    path = imagenet_weights_file("densenet121")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mimic-studies", type=int, default=227_835)
@@ -71,7 +61,9 @@ def main() -> None:
     for name, keys in datasets.items():
         cfg["datasets"][name].update(keys)
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    imagenet_placeholder(wd / "torch")
+    # The preset asks for ImageNet weights, looked for before any job: a dry run needs the
+    # files, not their contents (empty placeholders in caches of the work folder).
+    os.environ.update(placeholder_caches(wd / "caches"))
     dt, out = timed(wd, "-n", "--quiet", "rules")
     print(f"snakemake -n of config/cross_dataset.yaml, nothing built: {dt:.2f} s; plans:")
     print(job_table(out))

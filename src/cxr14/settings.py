@@ -173,17 +173,18 @@ def label_efficiency(config: dict) -> list[dict]:
     ``group`` (its architecture and, where it has one, linear probe or fine-tune) and
     ``fraction``, in the configuration's order. Runs of one fraction that differ in their
     schedule are grouped by it too."""
+    settings = {run: train_settings(config, run, 0) for run in runs(config)}
     groups: dict[str, list[str]] = {}
-    for run in runs(config):
+    for run, s in settings.items():
         for loose in (True, False):
-            groups.setdefault(_efficiency_key(config, run, loose), []).append(run)
+            groups.setdefault(_efficiency_key(s, train_on(config, run), loose), []).append(run)
     rows, names, placed = [], set(), set()
     for members in groups.values():
-        fractions = [train_settings(config, r, 0)["label_fraction"] for r in members]
+        fractions = [settings[r]["label_fraction"] for r in members]
         if len(set(fractions)) < 2 or len(set(fractions)) < len(members) or placed & set(members):
             continue
         placed |= set(members)
-        s = train_settings(config, members[0], 0)
+        s = settings[members[0]]
         regime = {"backbone": ", linear probe", "none": ", fine-tune"}.get(s.get("freeze"), "")
         name = s["arch"] + regime
         name = f"{name} ({members[0]})" if name in names else name
@@ -195,10 +196,10 @@ def label_efficiency(config: dict) -> list[dict]:
     return rows
 
 
-def _efficiency_key(config: dict, run: str, loose: bool) -> str:
+def _efficiency_key(settings: dict, sets: list[str], loose: bool) -> str:
     skip = ("run", "label_fraction", "label_seed", *(SCHEDULE_KEYS if loose else ()))
-    settings = {k: v for k, v in train_settings(config, run, 0).items() if k not in skip}
-    return repr((loose, sorted(settings.items()), train_on(config, run)))
+    same = {k: v for k, v in settings.items() if k not in skip}
+    return repr((loose, sorted(same.items()), sets))
 
 
 def run_name(settings: dict) -> str:
