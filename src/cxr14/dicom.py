@@ -1,6 +1,6 @@
 """Reading a DICOM radiograph into the 8-bit grayscale the models were trained on (pydicom),
 and ``load_image``: the one decoder of every format (PNG, JPEG, DICOM) that the store and
-``cxr14 predict`` share.
+``cxr14 predict`` share (``decode_images``: many files on threads, in order).
 
 Pixel data go through the modality LUT (rescale slope and intercept), then the VOI
 transformation when the file has one (window centre and width, DICOM PS3.3 C.11.2.1.2.1, or a
@@ -12,6 +12,10 @@ inverted. Multi-frame files and pixel data that pydicom cannot decode are refuse
 from __future__ import annotations
 
 import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +103,37 @@ def load_image(path, size: int, resample: str = "bilinear", formats=FORMATS) -> 
     if "DICOM" in formats and (is_dicom(path) or Path(path).suffix.lower() in (".dcm", ".dicom")):
         return load_dicom(path, size, resample)
     return load_gray(path, size, resample, formats=tuple(f for f in formats if f != "DICOM"))
+
+
+def _try_load(path, size: int, resample: str, formats) -> tuple[np.ndarray | None, str | None]:
+    try:
+        return load_image(path, size, resample, formats), None
+    except BadImage as exc:
+        return None, exc.reason
+
+
+def decode_images(
+    paths: Sequence, size: int, resample: str, threads: int, formats=FORMATS, window=None
+) -> Iterator[tuple[np.ndarray | None, str | None]]:
+    """Yield (array, None) or (None, reason) per path, in order (``load_image``), decoded on
+    ``threads`` threads (0: in the caller's thread, one at a time) at most ``window`` images
+    (default ``4 * threads``) ahead of the consumer, which keeps memory flat. PIL releases the
+    GIL while decoding and resizing, so the threads scale and overlap the consumer's work.
+    Closing the iterator early cancels the decoding not yet started."""
+    args = (size, resample, tuple(formats))
+    if threads < 1:
+        for p in paths:
+            yield _try_load(p, *args)
+        return
+    window = max(1, window or 4 * threads)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="cxr14-decode")
+    try:
+        todo = iter(paths)
+        pending = deque(pool.submit(_try_load, p, *args) for p in islice(todo, window))
+        while pending:
+            result = pending.popleft().result()
+            # One submitted per one consumed: never more than ``window`` in flight.
+            pending.extend(pool.submit(_try_load, p, *args) for p in islice(todo, 1))
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
@@ -26,10 +25,9 @@ import pandas as pd
 from tqdm import tqdm
 
 import cxr14
-from cxr14.dicom import load_image
+from cxr14.dicom import decode_images
 from cxr14.errors import DataError
 from cxr14.files import replacing
-from cxr14.imageio import BadImage
 from cxr14.logs import console_progress
 from cxr14.metadata import META_COLUMNS, label_columns
 
@@ -47,36 +45,6 @@ def shard_bounds(n_rows: int, shard: int, n_shards: int) -> tuple[int, int]:
     base, extra = divmod(n_rows, n_shards)
     start = shard * base + min(shard, extra)
     return start, start + base + (shard < extra)
-
-
-def _decode_all(
-    paths: Sequence[str], size: int, resample: str, threads: int, formats=("PNG",)
-) -> Iterator[tuple[np.ndarray | None, str | None]]:
-    """Yield (array, None) or (None, reason) per path, in order, decoding on ``threads`` threads.
-
-    PIL releases the GIL while decoding and resizing, so threads scale. At most
-    ``4 * threads`` images are in flight, which keeps memory flat.
-    """
-
-    def work(p: str) -> tuple[np.ndarray | None, str | None]:
-        try:
-            return load_image(p, size, resample, formats), None
-        except BadImage as exc:
-            return None, exc.reason
-
-    if threads <= 1:
-        yield from map(work, paths)
-        return
-    window = 4 * threads
-    with ThreadPoolExecutor(threads) as pool:
-        pending = [pool.submit(work, p) for p in paths[:window]]
-        nxt = len(pending)
-        for i in range(len(paths)):
-            yield pending[i].result()
-            pending[i] = None  # drop the finished result
-            if nxt < len(paths):
-                pending.append(pool.submit(work, paths[nxt]))
-                nxt += 1
 
 
 class _ShardWriter:
@@ -133,7 +101,8 @@ def downsample_shard(
     skipped: list[tuple[str, str, str]] = []
     with replacing(out_h5, ".partial") as tmp, h5py.File(tmp, "w") as h5:
         writer = _ShardWriter(h5, size, len(part))
-        decoded = _decode_all(paths, size, resample, threads, tuple(formats))
+        # One thread decodes in the loop's own thread (no pool).
+        decoded = decode_images(paths, size, resample, threads if threads > 1 else 0, formats)
         rows = zip(part["image"], part["path"], paths, decoded, strict=True)
         desc = f"shard {shard + 1}/{n_shards}"
         bar = tqdm(rows, total=len(paths), desc=desc, mininterval=5)
