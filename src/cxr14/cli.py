@@ -51,6 +51,12 @@ def _add_evaluate(sub) -> None:
     )
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxr14", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         "(results/models/<run>/bundle.pt). Writes one row per image (probabilities, and "
         "positive/negative at the bundle's validation-chosen thresholds) and, beside it, "
         "<out>_failures.csv. Exit status 1 when any input could not be scored, 2 when no "
-        "image was found or the model is not a bundle.",
+        "image was found, the model is not a bundle or the backend asked for cannot run it.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--model", required=True, help="a model bundle (bundle.pt)")
@@ -73,7 +79,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cam",
         metavar="DIR",
-        help="also write a Grad-CAM overlay PNG per image of its 3 most probable findings",
+        help="also write a Grad-CAM overlay PNG per image of its 3 most probable findings "
+        "(drawn by PyTorch, whatever the backend)",
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnx"],
+        help="the network's runtime: onnxruntime on the CPU (the bundle's ONNX graph, exported "
+        "once into a cache beside the bundle), PyTorch, or auto: onnxruntime where the device "
+        "is the CPU and the graph can be built, else PyTorch (default: %(default)s)",
+    )
+    p.add_argument(
+        "--onnx",
+        metavar="FILE",
+        help="the bundle's graph exported with `cxr14 export-onnx`, instead of the cache",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        help="CPU threads of the network and of image decoding "
+        "(default: the CPUs this process may use)",
     )
     _add_evaluate(sub)
     e = sub.add_parser(
@@ -95,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("cxr14").setLevel(logging.INFO)
     # torch is imported only for a command that needs it (`--help` stays instant).
+    from cxr14.backends import BackendError
     from cxr14.bundle import BundleError
     from cxr14.errors import DataError
 
@@ -125,9 +152,17 @@ def main(argv: list[str] | None = None) -> int:
         from cxr14.predict import predict
 
         _, failures = predict(
-            args.model, args.inputs, args.out, args.device, args.batch_size, args.cam
+            args.model,
+            args.inputs,
+            args.out,
+            args.device,
+            args.batch_size,
+            args.cam,
+            backend=args.backend,
+            threads=args.threads,
+            onnx_file=args.onnx,
         )
-    except (BundleError, DataError) as exc:
+    except (BackendError, BundleError, DataError) as exc:
         print(f"cxr14 {args.command}: {exc}", file=sys.stderr)
         return 2
     return 1 if failures else 0

@@ -7,6 +7,7 @@ Needs the ``onnx`` extra (onnx, onnxscript for torch's exporter, onnxruntime for
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 
@@ -34,7 +35,13 @@ class ImageToProbabilities(nn.Module):
         return torch.sigmoid(self.model(self.normalize(image)))
 
 
-def _metadata(bundle: dict) -> dict[str, str]:
+def bundle_sha256(path) -> str:
+    """The sha256 of a bundle file: what an exported graph records as the bundle it is of."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _metadata(bundle: dict, sha256: str) -> dict[str, str]:
     """What a user of the ONNX file alone needs: label order, thresholds, the recalibration
     (the calibrated probability of class k is sigmoid(a_k logit(p_k) + b_k), a the slopes, b
     the intercepts; a format-2 bundle's temperatures T give a = 1/T, b = 0), input size."""
@@ -54,6 +61,7 @@ def _metadata(bundle: dict) -> dict[str, str]:
         f"resized with PIL {pre['resample']} (antialiased)",
         "run": str(bundle["provenance"]["run"]),
         "dataset": str(bundle["provenance"]["dataset"]),
+        "bundle_sha256": sha256,
     }
 
 
@@ -78,9 +86,14 @@ def check_onnx(path, graph: nn.Module, size: int, batch: int = 3, seed: int = 0)
 def export_onnx(model, out_onnx) -> float:
     """Write the bundle ``model`` as ONNX to ``out_onnx`` (only if onnxruntime reproduces
     PyTorch's probabilities within TOLERANCE); returns the measured difference."""
+    return export_graph(load_bundle(model), out_onnx, bundle_sha256(model))
+
+
+def export_graph(bundle: dict, out_onnx, sha256: str) -> float:
+    """``export_onnx`` of a loaded bundle whose file has the hash ``sha256`` (recorded in the
+    graph's metadata as ``bundle_sha256``)."""
     import onnx
 
-    bundle = load_bundle(model)
     scorer = bundle_scorer(bundle, "cpu")
     graph = ImageToProbabilities(scorer.model, scorer.normalize).eval()
     size = bundle["preprocess"]["store_size"]
@@ -95,7 +108,7 @@ def export_onnx(model, out_onnx) -> float:
         verbose=False,  # the exporter's own progress lines: the result's line says it all
     )
     proto = program.model_proto
-    onnx.helper.set_model_props(proto, _metadata(bundle))
+    onnx.helper.set_model_props(proto, _metadata(bundle, sha256))
     with replacing(out_onnx) as tmp:
         onnx.save(proto, tmp)
         diff = max(check_onnx(tmp, graph, size, batch) for batch in (1, 3))

@@ -6,6 +6,8 @@ other files are still scored. Outputs appear whole or not at all."""
 from __future__ import annotations
 
 import logging
+from contextlib import closing
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +16,13 @@ import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from cxr14.backends import cpu_threads, open_network, torch_threads
 from cxr14.bundle import bundle_scorer, load_bundle
 from cxr14.calibration import calibrate
-from cxr14.dicom import is_dicom, load_image
+from cxr14.dicom import decode_images, is_dicom
 from cxr14.errors import DataError
 from cxr14.files import replacing
 from cxr14.gradcam import grad_cam
-from cxr14.imageio import BadImage
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +71,6 @@ def find_inputs(inputs) -> tuple[list[Path], list[tuple[str, str]]]:
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
     with replacing(path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-
-
-def _decode(paths, size: int, resample: str, failures: list) -> tuple[list[str], np.ndarray]:
-    names, images = [], []
-    for p in paths:
-        try:
-            images.append(load_image(p, size, resample))
-            names.append(str(p))
-        except BadImage as exc:
-            failures.append((str(p), exc.reason))
-    return names, np.stack(images) if images else np.zeros((0, size, size), np.uint8)
 
 
 def _cam_name(path: str, taken: set[str]) -> str:
@@ -135,26 +126,46 @@ def _prediction_rows(bundle: dict, names: list[str], probs: np.ndarray) -> pd.Da
     return part
 
 
+def _batches(paths, pre: dict, batch_size: int, threads: int, prefetch: int, failures: list):
+    """(names, images) per ``batch_size`` paths (images None where none could be read),
+    decoded on ``threads`` threads at most ``prefetch`` batches ahead (0: each batch when it
+    is needed, in this thread); the unreadable ones appended to ``failures``, in order."""
+    window = prefetch * batch_size
+    args = (pre["store_size"], pre["resample"], threads if window else 0)
+    with closing(decode_images(paths, *args, window=window)) as decoded:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            names, images = [], []
+            for path, (image, reason) in zip(chunk, islice(decoded, len(chunk)), strict=True):
+                if image is None:
+                    failures.append((str(path), reason))
+                else:
+                    names.append(str(path))
+                    images.append(image)
+            yield names, np.stack(images) if images else None
+
+
 def score_files(
-    bundle, paths, device="auto", batch_size=32, cam_dir=None
+    bundle, paths, network, batch_size=32, cam_dir=None, threads=1, prefetch=2, device="auto"
 ) -> tuple[pd.DataFrame, list]:
-    """Probabilities of every readable file, and (path, reason) of the others; with
-    ``cam_dir``, a Grad-CAM overlay of each image's top findings there."""
-    scorer = bundle_scorer(bundle, device)
-    pre = bundle["preprocess"]
+    """Probabilities of every readable file by ``network`` (``cxr14.backends``), and (path,
+    reason) of the others; with ``cam_dir``, a Grad-CAM overlay of each image's top findings
+    there (by the PyTorch model on ``device``: gradients)."""
     failures, parts = [], []
-    chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
-    for chunk in tqdm(chunks, desc="predict", unit="batch", disable=len(chunks) < 2):
-        names, images = _decode(chunk, pre["store_size"], pre["resample"], failures)
-        if not names:
-            continue
-        probs = scorer.predict(torch.from_numpy(images), batch_size)
-        part = _prediction_rows(bundle, names, probs)
-        if cam_dir is not None:
-            thresholds = bundle["thresholds"]["youden"]
-            note = f"\ntrained on {trained_on(bundle)}" if synthetic_warning(bundle) else ""
-            part["cam"] = write_cams(scorer, images, names, probs, thresholds, cam_dir, 3, note)
-        parts.append(part)
+    cams = cam_dir is not None and (network.scorer or bundle_scorer(bundle, device))
+    note = f"\ntrained on {trained_on(bundle)}" if synthetic_warning(bundle) else ""
+    n = -(-len(paths) // batch_size)
+    batches = _batches(paths, bundle["preprocess"], batch_size, threads, prefetch, failures)
+    with closing(batches):
+        for names, images in tqdm(batches, total=n, desc="predict", unit="batch", disable=n < 2):
+            if not names:
+                continue
+            probs = network.predict(images)
+            part = _prediction_rows(bundle, names, probs)
+            if cams:
+                thresholds = bundle["thresholds"]["youden"]
+                part["cam"] = write_cams(cams, images, names, probs, thresholds, cam_dir, 3, note)
+            parts.append(part)
     empty = _prediction_rows(bundle, [], np.zeros((0, len(bundle["labels"]))))
     table = pd.concat(parts, ignore_index=True) if parts else empty
     return table, failures
@@ -185,14 +196,29 @@ def failures_path(out_csv) -> Path:
 
 
 def predict(
-    model, inputs, out_csv, device="auto", batch_size=32, cam_dir=None
+    model,
+    inputs,
+    out_csv,
+    device="auto",
+    batch_size=32,
+    cam_dir=None,
+    *,
+    backend="auto",
+    threads=None,
+    onnx_file=None,
+    prefetch=2,
 ) -> tuple[pd.DataFrame, list]:
     """Score ``inputs`` with the bundle ``model``; write ``out_csv`` (one row per image: the
     data set the model was trained on, the network's probabilities, per class positive at the
     bundle's Youden thresholds, the recalibrated probabilities (``calibrated_<class>``;
     not for a format-1 bundle); with ``cam_dir``, the path of its Grad-CAM overlay) and
     ``failures_path(out_csv)`` (every input not scored, with its reason). No image among
-    ``inputs`` is a DataError naming them."""
+    ``inputs`` is a DataError naming them.
+
+    ``backend``, ``onnx_file``: ``cxr14.backends.open_network``. ``threads`` (default: the
+    CPUs this process may use) are the network's intra-op threads and the decoding threads,
+    which work at most ``prefetch`` batches ahead of the network (0: decode each batch when
+    it is needed)."""
     bundle = load_bundle(model)
     paths, failures = find_inputs(inputs)
     if not paths and not failures:
@@ -200,7 +226,12 @@ def predict(
         raise DataError(f"no image (PNG, JPEG or DICOM) in {names}")
     if warning := synthetic_warning(bundle):
         log.warning("%s", warning)
-    table, bad = score_files(bundle, paths, device, batch_size, cam_dir)
+    threads = threads or cpu_threads()
+    with torch_threads(threads):
+        network = open_network(bundle, model, backend, device, threads, batch_size, onnx_file)
+        log.info("scoring %d file(s) with %s, %d thread(s)", len(paths), network.where, threads)
+        args = (batch_size, cam_dir, threads, prefetch, device)
+        table, bad = score_files(bundle, paths, network, *args)
     failures += bad
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)

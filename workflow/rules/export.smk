@@ -43,5 +43,6 @@ rule predict_images:
     params:
         device=config["eval"]["device"],
         batch_size=config["eval"]["batch_size"],
+        backend=config["predict"]["backend"],
     script:
         "../scripts/predict_images.py"

@@ -1,5 +1,5 @@
 """Rule predict_images: see cxr14.predict.predict (files that cannot be read are listed in
-predictions_failures.csv; the job still succeeds)."""
+predictions_failures.csv; the job still succeeds), as `cxr14 predict` scores them."""
 
 from cxr14.logs import log_to
 from cxr14.predict import predict
@@ -12,4 +12,6 @@ with log_to(snakemake.log[0]):
         device=snakemake.params.device,
         batch_size=snakemake.params.batch_size,
         cam_dir=snakemake.output.get("cam"),
+        backend=snakemake.params.backend,
+        threads=snakemake.threads,
     )
