@@ -192,6 +192,10 @@ def test_predict_rule_scores_a_configured_folder(done, tmp_path):
             assert len(table) == 2 and table["cam"].map(lambda p: (done / p).is_file()).all()
             failures = pd.read_csv(done / f"results/predict/{run}/predictions_failures.csv")
             assert failures["image"].tolist() == [str(folder / "broken.png")]
+            # As `cxr14 predict` scores: onnxruntime on the CPU, the graph cached by the bundle.
+            log = (done / f"logs/predict_images/{run}.log").read_text()
+            assert "with onnxruntime (graph " in log, log
+            assert len(list((done / f"results/models/{run}").glob("bundle.*.onnx"))) == 1
     finally:
         tiny_runs(done)
     assert planned_jobs(done) == {}
