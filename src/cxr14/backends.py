@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,7 +105,13 @@ def _export_cached(bundle: dict, path: Path, sha256: str) -> None:
         from cxr14.onnx_export import export_graph
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        export_graph(bundle, path, sha256)
+        # First calls at once (a SLURM array on one bundle) each write their own, then rename.
+        part = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}")
+        try:
+            export_graph(bundle, part, sha256)
+            os.replace(part, path)
+        finally:
+            part.unlink(missing_ok=True)
     except ImportError as exc:
         raise BackendError(
             f"the ONNX exporter is not installed ({exc.name}; pip install 'cxr14[onnx]')"
