@@ -12,7 +12,7 @@ from cxr14.entries import build_entries
 from cxr14.files import replacing
 from cxr14.imageio import load_gray
 from cxr14.layouts.nih import LABELS
-from cxr14.store import downsample_shard, merge_shards, shard_bounds
+from cxr14.store import content_sha256, downsample_shard, merge_shards, shard_bounds
 
 
 @pytest.mark.parametrize("n, k", [(24, 5), (10, 10), (3, 5), (112_120, 32)])
@@ -55,6 +55,10 @@ def test_store_matches_direct_decoding(tmp_path, nih_copy):
         assert h5["images"].shape == (24, 64, 64) and h5["images"].dtype == np.uint8
         assert h5["image_index"].asstr()[:].tolist() == labels["image"].tolist()
         assert h5.attrs["source"] == "nih" and h5.attrs["size"] == 64
+        recorded = h5.attrs["content_sha256"]
+    # The content hash provenance records name the store by: its images and names, recomputed.
+    assert recorded == content_sha256(store) and len(recorded) == 64
+    with h5py.File(store) as h5:
         for i, name in enumerate(labels["image"]):
             expect = load_gray(nih_copy / "images" / name, 64)
             np.testing.assert_array_equal(h5["images"][i], expect)

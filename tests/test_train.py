@@ -77,6 +77,10 @@ def test_outputs_and_reproducibility(tmp_path, tiny_data):
     last = load_checkpoint(tmp_path / "a/last.pt", "vgg_like")
     assert {"model", "optimizer", "scheduler", "epoch", "config", "rng"} <= set(last)
     assert ckpt["config"]["seed"] == 1 and ckpt["weights_used"].startswith("none")
+    # What the training ran from: the code, and the device it ran on.
+    record = ckpt["provenance"]
+    assert record["cxr14_version"] and set(record["git"]) == {"commit", "dirty", "diff_sha256"}
+    assert record["environment"]["device"].startswith("cpu") and record["environment"]["torch"]
     model, _ = load_model(tmp_path / "a/best.pt")
     assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 14)
     # The checkpoint holds its normalisation: it scores without the training run's stats files

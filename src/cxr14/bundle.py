@@ -16,7 +16,9 @@ A bundle is a dict of plain tensors and Python values (it loads with ``weights_o
   ``intercepts`` of the logit, or isotonic ``knots`` ([scores, values]), that turn the
   network's probabilities into calibrated ones (``calibration.calibrate``); a format-2 bundle
   holds ``temperatures`` instead, a format-1 bundle None;
-- ``provenance``: run, split, seed, data set, training settings, package version;
+- ``provenance``: run, split, seed, data set, training settings, package version, and the
+  training's provenance ``record`` (``cxr14.provenance``: commit, uncommitted changes,
+  resolved configuration, data files' and store's hashes, versions, device);
 - ``test``: per class and mean, test AUROC with its patient-bootstrap 95% CI, and the
   expected calibration error before and after recalibration.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -99,6 +102,8 @@ def build_bundle(
             "weights_used": scorer.checkpoint.get("weights_used", "unknown"),
             "best_epoch": scorer.checkpoint.get("best_epoch"),
             "cxr14_version": cxr14.__version__,
+            # What the training ran from (cxr14.provenance; {}: trained before it was kept).
+            "record": scorer.checkpoint.get("provenance") or {},
         },
         "test": test,
     }
@@ -226,6 +231,36 @@ def _fraction_note(settings: dict) -> str:
     return f"; trained on {fraction:.0%} of the training split's labels" if fraction < 1 else ""
 
 
+def provenance_lines(bundle: dict) -> list[str]:
+    """The model card's provenance section: what the training ran from and how to rebuild it
+    (nothing for a model trained before records were kept)."""
+    record = bundle["provenance"].get("record") or {}
+    if not record:
+        return []
+    git, env = record["git"], record["environment"]
+    tree = "with uncommitted changes" if git["dirty"] else "clean"
+    if git["dirty"]:
+        tree += f" (diff sha256 {git['diff_sha256'][:16]})"
+    data = [
+        f"- Data `{name}` ({d['layout']}): "
+        + ", ".join(f"`{Path(f).name}` sha256 {h[:16]}" for f, h in d["metadata"].items())
+        + f"; store sha256 {(d['store_sha256'] or 'not recorded')[:16]}."
+        for name, d in (record.get("data") or {}).items()
+    ]
+    return [
+        "## Provenance",
+        "",
+        f"- Code: cxr14 {record['cxr14_version']}, commit {git['commit'] or 'unknown'}, {tree}.",
+        f"- Configuration: sha256 {(record['config_sha256'] or 'not recorded')[:16]}; "
+        "`cxr14 provenance --model bundle.pt --config config.yaml` writes it out, with the "
+        "commands that rebuild this model.",
+        *data,
+        f"- Environment: Python {env['python']}, torch {env['torch']}, torchvision "
+        f"{env['torchvision']}, CUDA {env['cuda'] or 'none'}, device {env['device']}.",
+        "",
+    ]
+
+
 def model_card(bundle: dict) -> str:
     """A short Markdown model card of a bundle of this format: data, split, metrics with
     CIs, thresholds, temperatures, intended use and known limits. A model not trained on real
@@ -261,6 +296,7 @@ def model_card(bundle: dict) -> str:
             "| --- | --- | --- | --- | --- | --- | --- |",
             *_card_rows(bundle),
             "",
+            *provenance_lines(bundle),
             "## Intended use",
             "",
             "Research on chest X-ray classification methods. Not a medical device and not for "

@@ -3,6 +3,7 @@
 cxr14 predict --model results/models/<run>/bundle.pt IMAGE_OR_FOLDER... [--out CSV]
 cxr14 evaluate --model results/models/<run>/bundle.pt --manifest labels.csv [--out DIR]
 cxr14 evaluate --model results/models/<run>/bundle.pt --layout chexpert --data DIR [--split test]
+cxr14 provenance --model results/models/<run>/bundle.pt [--config config.yaml]
 """
 
 from __future__ import annotations
@@ -112,7 +113,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--model", required=True, help="a model bundle (bundle.pt)")
     e.add_argument("--out", required=True, help="the ONNX file to write")
+    r = sub.add_parser(
+        "provenance",
+        help="what a model bundle was trained from, and the commands that rebuild it",
+        description="Print the bundle's provenance record as JSON (code commit and uncommitted "
+        "changes, resolved configuration, data files' and store's hashes, versions, device) "
+        "and the commands that rebuild its model.",
+    )
+    r.add_argument("--model", required=True, help="a model bundle (bundle.pt)")
+    r.add_argument(
+        "--config", metavar="FILE", help="also write the recorded configuration (YAML) here"
+    )
     return parser
+
+
+def _provenance(model, config_file) -> int:
+    """`cxr14 provenance`: the record on stdout, the rebuild commands on stderr."""
+    import json
+
+    import yaml
+
+    from cxr14.bundle import load_bundle
+    from cxr14.provenance import rebuild_commands
+
+    bundle = load_bundle(model)
+    record = bundle["provenance"].get("record") or {}
+    print(json.dumps(record, indent=1, default=str))
+    if not record.get("config"):
+        print(f"{model}: trained before cxr14 recorded its provenance", file=sys.stderr)
+        return 1
+    if config_file:
+        with open(config_file, "w") as f:
+            yaml.safe_dump(record["config"], f, sort_keys=False)
+    commands = rebuild_commands(bundle, config_file or "config.yaml")
+    print("# to rebuild this model:\n" + "\n".join(commands), file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     from cxr14.errors import DataError
 
     try:
+        if args.command == "provenance":
+            return _provenance(args.model, args.config)
         if args.command == "export-onnx":
             from cxr14.onnx_export import export_onnx
 

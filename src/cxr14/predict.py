@@ -5,6 +5,7 @@ other files are still scored. Outputs appear whole or not at all."""
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import closing
 from itertools import islice
@@ -23,6 +24,8 @@ from cxr14.dicom import decode_images, is_dicom
 from cxr14.errors import DataError
 from cxr14.files import replacing
 from cxr14.gradcam import grad_cam
+from cxr14.onnx_export import bundle_sha256
+from cxr14.provenance import collect
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +198,24 @@ def failures_path(out_csv) -> Path:
     return out_csv.with_name(f"{out_csv.stem}_failures.csv")
 
 
+def provenance_path(out_csv) -> Path:
+    """Where ``predict`` records what made the predictions ``out_csv``."""
+    out_csv = Path(out_csv)
+    return out_csv.with_name(f"{out_csv.stem}_provenance.json")
+
+
+def prediction_record(model, bundle: dict, scored: dict) -> dict:
+    """What made a prediction file: the bundle (its path and sha256), the model's provenance
+    as the bundle carries it (run, data set, training settings and the training's record) and
+    the ``scored`` record of this prediction (code, environment, backend)."""
+    return {
+        "bundle": str(model),
+        "bundle_sha256": bundle_sha256(model),
+        "model": bundle["provenance"],
+        "prediction": scored,
+    }
+
+
 def predict(
     model,
     inputs,
@@ -212,8 +233,9 @@ def predict(
     data set the model was trained on, the network's probabilities, per class positive at the
     bundle's Youden thresholds, the recalibrated probabilities (``calibrated_<class>``;
     not for a format-1 bundle); with ``cam_dir``, the path of its Grad-CAM overlay) and
-    ``failures_path(out_csv)`` (every input not scored, with its reason). No image among
-    ``inputs`` is a DataError naming them.
+    ``failures_path(out_csv)`` (every input not scored, with its reason) and
+    ``provenance_path(out_csv)`` (``prediction_record``). No image among ``inputs`` is a
+    DataError naming them.
 
     ``backend``, ``onnx_file``: ``cxr14.backends.open_network``. ``threads`` (default: the
     CPUs this process may use) are the network's intra-op threads and the decoding threads,
@@ -237,6 +259,9 @@ def predict(
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     _write_csv(table, out_csv)
     _write_csv(pd.DataFrame(failures, columns=["image", "reason"]), failures_path(out_csv))
+    scored = {**collect(), "backend": network.where, "threads": threads}
+    with replacing(provenance_path(out_csv)) as tmp:
+        tmp.write_text(json.dumps(prediction_record(model, bundle, scored), indent=1, default=str))
     for path, reason in failures:
         log.error("not scored: %s: %s", path, reason)
     log.info("%d image(s) scored into %s, %d not scored", len(table), out_csv, len(failures))

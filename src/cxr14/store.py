@@ -4,7 +4,8 @@ Layout of the merged store (``results/hdf5/images_<size>.h5``):
 
 - ``images``: (N, size, size) uint8, rows in the order of ``results/metadata/labels.csv``;
 - ``image_index``: (N,) file names, the same order;
-- attributes: source, data_dir, size, resize method, label order, creating package version.
+- attributes: source, data_dir, size, resize method, label order, creating package version,
+  ``content_sha256`` (``content_sha256``: what provenance records name the store by).
 
 Each shard job streams its rows in blocks (memory stays flat however large the data set) and
 writes to a temporary file that is renamed only when complete, so an interrupted run leaves no
@@ -13,6 +14,7 @@ half-written shard that could pass as finished.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -155,19 +157,33 @@ def _write_store(tmp: Path, shard_paths, kept: list[str], size: int, attrs: dict
             chunks=(min(64, n), size, size),
             track_times=False,
         )
-        row = 0
+        row, digest = 0, hashlib.sha256()
         for p in shard_paths:
             with h5py.File(p, "r") as h5:
                 src = h5["images"]
                 for i in range(0, src.shape[0], BLOCK):
                     block = src[i : i + BLOCK]
                     ds[row : row + len(block)] = block
+                    digest.update(np.ascontiguousarray(block).tobytes())
                     row += len(block)
         out.create_dataset(
             "image_index", data=np.array(kept, dtype=object), dtype=STR, track_times=False
         )
-        for k, v in attrs.items():
+        digest.update("\n".join(kept).encode())
+        for k, v in {**attrs, "content_sha256": digest.hexdigest()}.items():
             out.attrs[k] = v
+
+
+def content_sha256(store_h5) -> str:
+    """The hash of a store's content: its images' bytes in store order, then their names (one
+    per line). The merge records it as the ``content_sha256`` attribute."""
+    digest = hashlib.sha256()
+    with h5py.File(store_h5, "r") as h5:
+        images = h5["images"]
+        for i in range(0, images.shape[0], BLOCK):
+            digest.update(np.ascontiguousarray(images[i : i + BLOCK]).tobytes())
+        digest.update("\n".join(h5["image_index"].asstr()[:]).encode())
+    return digest.hexdigest()
 
 
 def merge_shards(

@@ -57,6 +57,7 @@ from cxr14.pooling import (
     pooled_normalization,
     read_dataset,
 )
+from cxr14.provenance import collect, environment
 from cxr14.settings import check_complete, run_name
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class Process:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    # What this training ran from (cxr14.provenance), recorded in its checkpoints.
+    record: dict = field(default_factory=dict)
 
     @property
     def main(self) -> bool:
@@ -413,9 +416,11 @@ def save_checkpoint(
     state: State,
     data: Data,
     improved: bool,
+    record: dict | None = None,
 ) -> None:
     """The resume state after ``state.epoch``; also the best so far when ``improved``. Both
-    hold the input normalisation, so that scoring needs nothing but the file and images."""
+    hold the input normalisation, so that scoring needs nothing but the file and images, and
+    the provenance ``record`` of the training."""
     ckpt = {
         "model": parts.model.state_dict(),
         "optimizer": parts.optimizer.state_dict(),
@@ -434,6 +439,7 @@ def save_checkpoint(
             "std": data.normalize.std,
         },
         "cxr14_version": cxr14.__version__,
+        "provenance": record or {},
     }
     if parts.scaler is not None:
         ckpt["scaler"] = parts.scaler.state_dict()
@@ -542,13 +548,17 @@ def train(
     threads: int | None = None,
     vocabularies=None,
     findings_csv=None,
+    provenance: dict | None = None,
 ) -> pd.DataFrame:
     """Train ``settings['arch']``; write best.pt, last.pt and history.csv into ``out_dir``.
     The data paths are one file each, or lists of one per data set trained on (pooled, with
-    their label ``vocabularies`` and the findings table ``findings_csv``: ``load_data``)."""
+    their label ``vocabularies`` and the findings table ``findings_csv``: ``load_data``).
+    ``provenance``: the workflow's record (``cxr14.provenance.collect``; default: the code's
+    and the environment's alone), completed with the device and kept in every checkpoint."""
     check_complete(settings)
     settings = {**settings, **model_settings(settings["arch"], settings)}
     proc = setup(settings, threads)
+    proc.record = {**(provenance or collect()), "environment": environment(proc.device)}
     out_dir = Path(out_dir)
     resume_dir = out_dir / RESUME_DIR
     if proc.main:
@@ -566,11 +576,8 @@ def train(
         findings_csv,
     )
     parts = build_model_and_optimizer(settings, data.train.labels.cpu(), proc)
-    caveat = model_caveat({"config": settings, "weights_used": parts.model.weights_used}, "")
-    if caveat and proc.main:  # on the console before the first epoch, not only in the summary
-        text = "%s: %s (models.%s.weights: %s)"
-        arch = settings["arch"]
-        log.warning(text, run_name(settings), caveat, arch, settings["weights"], extra=CONSOLE)
+    if proc.main:
+        _warn_of_weights(settings, parts.model.weights_used)
     state = resume(resume_dir / "last.pt", parts, settings)
     for epoch in range(state.epoch, settings["epochs"]):
         row = run_epoch(epoch, settings, data, parts, proc)
@@ -578,7 +585,7 @@ def train(
             _log_epoch(settings, row)
             state = record_epoch(state, row)
             improved = state.best_epoch == row["epoch"]
-            save_checkpoint(resume_dir, parts, settings, state, data, improved)
+            save_checkpoint(resume_dir, parts, settings, state, data, improved, proc.record)
         if proc.world > 1:
             dist.barrier()
     if proc.main:
@@ -587,6 +594,16 @@ def train(
         dist.barrier()
         dist.destroy_process_group()
     return pd.DataFrame(state.history)
+
+
+def _warn_of_weights(settings: dict, weights_used: str) -> None:
+    """On the console before the first epoch, not only in the summary: what the starting
+    weights mean for the results (random weights where pretrained ones were asked for)."""
+    caveat = model_caveat({"config": settings, "weights_used": weights_used}, "")
+    if caveat:
+        text = "%s: %s (models.%s.weights: %s)"
+        arch = settings["arch"]
+        log.warning(text, run_name(settings), caveat, arch, settings["weights"], extra=CONSOLE)
 
 
 def record_epoch(state: State, row: dict) -> State:
@@ -628,20 +645,24 @@ def _fd_or_none(stream):
         return None
 
 
-def run(settings: dict, gpus: int = 1, threads: int | None = None, **paths) -> None:
+def run(
+    settings: dict, gpus: int = 1, threads: int | None = None, provenance=None, **paths
+) -> None:
     """Train in this process (``gpus`` <= 1) or with DDP over ``gpus`` processes via torchrun.
 
     ``paths``: train()'s path arguments (store_h5, labels_csv, ..., out_dir). With torchrun the
     workers' output goes to this process's stdout/stderr (the Snakemake job's log).
     """
     if gpus <= 1:
-        train(settings, threads=threads, **paths)
+        train(settings, threads=threads, provenance=provenance, **paths)
         return
     job = Path(paths["out_dir"]) / RESUME_DIR / "job.json"
     job.parent.mkdir(parents=True, exist_ok=True)
     per_proc = max(1, (threads or 1) // gpus)
     paths = {k: _json_path(v) for k, v in paths.items()}
-    job.write_text(json.dumps({"settings": settings, "threads": per_proc, **paths}))
+    job.write_text(
+        json.dumps({"settings": settings, "threads": per_proc, "provenance": provenance, **paths})
+    )
     cmd = [
         sys.executable,
         "-m",

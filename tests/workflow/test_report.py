@@ -67,6 +67,9 @@ def test_html_report_renders_in_chromium(done, tmp_path):
     assert "simple_cnn = simple_cnn with loss wcel;" in text
     assert "simple_cnn_bce = simple_cnn with loss bce" in text
     assert re.search(r"report made on 20\d\d-\d\d-\d\d", text)
+    # The provenance of the invocation that made the report.
+    assert re.search(r"Made from: cxr14 \S+, (commit [0-9a-f]{40}|not a git work tree)", text)
+    assert re.search(r"configuration sha256 [0-9a-f]{16}; Python 3", text)
     for caption in (
         "of its maximum and the box of its largest region",  # localisation table
         "Per-class test AUROC of each model of this run",  # summary figure

@@ -199,3 +199,43 @@ def test_predict_rule_scores_a_configured_folder(done, tmp_path):
     finally:
         tiny_runs(done)
     assert planned_jobs(done) == {}
+
+
+def test_a_bundle_records_what_it_was_trained_from_enough_to_rebuild_it(done, tmp_path):
+    """The bundle's provenance record names the project's commit, the data set's metadata
+    files and store by their hashes, and the resolved configuration: given back to the
+    workflow as its only configuration file, it plans no job (the same plan, nothing stale)."""
+    import hashlib
+    import subprocess
+
+    import h5py
+    import yaml
+
+    from cxr14.bundle import load_bundle
+    from cxr14.testing.workflow import REPO
+
+    bundle = done / "results/models/vgg_like/bundle.pt"
+    record = load_bundle(bundle)["provenance"]["record"]
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True)
+    if head.returncode == 0:
+        assert record["git"]["commit"] == head.stdout.decode().strip()
+    (data,) = record["data"].values()
+    with h5py.File(done / data["store"]) as h5:
+        assert data["store_sha256"] == h5.attrs["content_sha256"]
+    for path, digest in data["metadata"].items():
+        assert hashlib.sha256((done / path).read_bytes()).hexdigest() == digest
+    assert record["environment"]["device"].startswith("cpu")
+    card = (done / "results/models/vgg_like/model_card.md").read_text()
+    assert f"- Configuration: sha256 {record['config_sha256'][:16]};" in card
+    exe = str(Path(sys.executable).with_name("cxr14"))
+    config = tmp_path / "recorded.yaml"
+    cmd = [exe, "provenance", "--model", str(bundle), "--config", str(config)]
+    proc = hangguard.run(cmd, guard=hangguard.COMMAND)
+    assert proc.returncode == 0 and "results/models/vgg_like/bundle.pt" in proc.stderr
+    try:
+        (done / "config.yaml").write_text(config.read_text())
+        assert yaml.safe_load(config.read_text())["runs"]
+        assert planned_jobs(done) == {}
+    finally:
+        tiny_runs(done)
+    assert planned_jobs(done) == {}

@@ -10,6 +10,7 @@ from cxr14.findings import FINDING, FINDINGS_CSV
 from cxr14.layouts import get_layout
 from cxr14.store import foreign_stores
 from cxr14.layouts import generated_twice
+from cxr14.provenance import collect
 from cxr14.settings import (
     config_problems,
     dataset_keys,
@@ -63,6 +64,9 @@ if not _problems:
         _problems += dataset_keys(_d, _mine, config)
 if _problems:
     raise WorkflowError("configuration problem(s):\n  " + "\n  ".join(_problems))
+# This invocation's provenance record (without the configuration itself), for the report's
+# landing page only: every job collects its own when it runs. "_" keys are never settings.
+config["_provenance"] = {k: v for k, v in collect(config).items() if k != "config"}
 SIZE = config["preprocess"]["size"]
 # Per data set (built once, shared by every run): its tables, store, splits and statistics.
 META = "results/metadata/{dataset}"

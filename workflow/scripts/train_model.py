@@ -3,11 +3,17 @@
 from pathlib import Path
 
 from cxr14.logs import log_to
+from cxr14.provenance import collect, data_record
 from cxr14.train import run
 
 with log_to(snakemake.log[0]):
+    stores = list(snakemake.input.store)
+    # A store is results/hdf5/<data set>/images_<size>.h5.
+    names = [Path(s).parent.name for s in stores]
     run(
         settings=dict(snakemake.params.settings),
+        # Read from the job's configuration, not params: a new commit reruns nothing.
+        provenance=collect(snakemake.config, data_record(snakemake.config, names, stores)),
         gpus=snakemake.params.gpus,
         threads=snakemake.threads,
         # One of each per data set trained on (in `train_on` order).
