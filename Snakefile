@@ -18,6 +18,10 @@ configfile: f"{workflow.basedir}/config/config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+# The image every job runs in with `--sdm apptainer` (the project's Dockerfile; "" none).
+container: config["container"] or None
+
+
 # common.smk checks the configuration first: against workflow/schemas/config.schema.yaml, then what
 # a schema cannot say (paths, runs, comparisons), each problem on one line naming its key and file.
 include: "workflow/rules/common.smk"

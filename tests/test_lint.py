@@ -45,6 +45,22 @@ def test_conda_env_pins_match_requirements():
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][^ ]*", p) for p in pins)
 
 
+def test_the_container_image_installs_the_pinned_environment():
+    """The Dockerfile installs requirements.txt itself (so its pins are those), on the Python of
+    envs/cxr14.yaml, and the package editable from the tree (provenance names its commit)."""
+    docker = (REPO / "Dockerfile").read_text()
+    python = next(
+        d
+        for d in yaml.safe_load((REPO / "envs/cxr14.yaml").read_text())["dependencies"]
+        if isinstance(d, str) and d.startswith("python")
+    )
+    assert re.search(r"^FROM python:(\S+)-slim", docker, re.M).group(1) == python.split("=")[-1]
+    assert "COPY requirements.txt ./\nRUN pip install --no-cache-dir -r requirements.txt" in docker
+    assert "pip install --no-cache-dir --no-deps -e ." in docker
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert {"results/", ".venv/", "*.pt"} <= set(ignored) and ".git/" not in ignored
+
+
 def test_every_rule_has_a_log_and_a_script_of_its_name():
     rules = {}
     for smk in (REPO / "workflow/rules").glob("*.smk"):

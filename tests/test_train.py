@@ -1,4 +1,4 @@
-"""Training runs on CPU: reproducibility, resume after a kill, DDP, checkpoints."""
+"""Training runs on CPU: reproducibility, resume after a kill, DDP, checkpoints, live tracking."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from helpers import full_settings
 import cxr14.train as train_module
 from cxr14.checkpoint import load_checkpoint, load_model
 from cxr14.testing import hangguard
+from cxr14.tracking import missing_tools
 from cxr14.train import RESUME_DIR, run, train
 
 pytestmark = pytest.mark.slow
@@ -326,3 +327,86 @@ def test_the_longest_demo_training_never_leaves_the_console_silent(
         assert any(what in line and "left" in line for line in lines), (what, lines)
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert max(gaps) < 30, (max(gaps), lines)
+
+
+# Live tracking of a training (TensorBoard event files, an MLflow run in a local SQLite store),
+# read back through each library's own API: every value equal to history.csv; a training
+# interrupted and resumed still one curve per metric, one value per epoch.
+
+
+def _track(tmp_path) -> dict:
+    return {
+        "tools": ["tensorboard", "mlflow"],
+        "name": "vgg_like/holdout/seed1",
+        "tensorboard_dir": str(tmp_path / "tb"),
+        "mlflow_uri": f"sqlite:///{tmp_path}/ml/mlflow.db",
+        "mlflow_artifacts": str(tmp_path / "ml" / "artifacts"),
+        "experiment": "cxr14-test",
+    }
+
+
+def tensorboard_scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of the event files in ``folder``: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}
+
+
+def mlflow_runs(track: dict):
+    """The MLflow runs of the track's experiment, and the client."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(track["mlflow_uri"])
+    experiment = client.get_experiment_by_name(track["experiment"])
+    return client.search_runs([experiment.experiment_id]), client
+
+
+def assert_tracked_as_history(track: dict, history: pd.DataFrame) -> None:
+    """Both tools hold every column of ``history`` per epoch, exactly once."""
+    scalars = tensorboard_scalars(f"{track['tensorboard_dir']}/{track['name']}")
+    columns = [c for c in history.columns if c != "epoch"]
+    assert set(scalars) == set(columns)
+    (run,), client = mlflow_runs(track)
+    for column in columns:
+        want = list(zip(history["epoch"], history[column].astype(float), strict=True))
+        assert [(s, pytest.approx(v, nan_ok=True)) for s, v in want] == scalars[column], column
+        got = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, column)]
+        assert sorted(got) == [(s, pytest.approx(v, nan_ok=True)) for s, v in want], column
+    assert run.info.status == "FINISHED" and run.data.tags["cxr14.replicate"] == track["name"]
+    assert run.data.params["arch"] == "vgg_like" and json.loads(run.data.params["widths"]) == [
+        8,
+        16,
+    ]
+    record = client.download_artifacts(run.info.run_id, "provenance.json")
+    assert json.loads(open(record).read())["environment"]["device"].startswith("cpu")
+
+
+def test_tensorboard_and_mlflow_hold_the_history(tmp_path, tiny_data):
+    track = _track(tmp_path)
+    history = train(VGG, **tiny_data, out_dir=tmp_path / "out", threads=2, tracking=track)
+    assert history.equals(pd.read_csv(tmp_path / "out" / "history.csv"))
+    assert_tracked_as_history(track, pd.read_csv(tmp_path / "out" / "history.csv"))
+
+
+def test_an_interrupted_training_resumes_its_own_curves(tmp_path, tiny_data, monkeypatch):
+    track = _track(tmp_path)
+    _stop_after(1, monkeypatch)  # epoch 2 is trained and tracked, then the job dies
+    with pytest.raises(_Interrupt):
+        train(VGG, **tiny_data, out_dir=tmp_path / "out", threads=2, tracking=track)
+    monkeypatch.undo()
+    (run,), _ = mlflow_runs(track)
+    assert run.info.status == "RUNNING"  # left open for the resumed job
+    train(VGG, **tiny_data, out_dir=tmp_path / "out", threads=2, tracking=track)
+    assert_tracked_as_history(track, pd.read_csv(tmp_path / "out" / "history.csv"))
+
+
+def test_a_tool_that_is_not_installed_is_named_before_any_job(monkeypatch):
+    import cxr14.tracking
+
+    monkeypatch.setattr(cxr14.tracking, "find_spec", lambda name: None)
+    assert missing_tools({"tools": ["mlflow"]}) == [
+        "track.tools: mlflow is not installed (pip install 'cxr14[mlflow]')"
+    ]
+    assert missing_tools({"tools": []}) == []

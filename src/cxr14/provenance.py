@@ -102,7 +102,8 @@ def data_record(config: dict, names, stores) -> dict:
             content = h5.attrs.get("content_sha256")
         out[name] = {
             "layout": own["data"]["source"],
-            "metadata": {str(f): sha256_file(f) for f in files.values()},
+            # Files only: a layout may list its image folder (the synthetic ones do).
+            "metadata": {str(f): sha256_file(f) for f in files.values() if Path(f).is_file()},
             "store": str(store),
             "store_sha256": None if content is None else str(content),
         }

@@ -59,6 +59,7 @@ from cxr14.pooling import (
 )
 from cxr14.provenance import collect, environment
 from cxr14.settings import check_complete, run_name
+from cxr14.tracking import open_trackers
 
 log = logging.getLogger(__name__)
 RESUME_DIR = ".resume"
@@ -549,12 +550,14 @@ def train(
     vocabularies=None,
     findings_csv=None,
     provenance: dict | None = None,
+    tracking: dict | None = None,
 ) -> pd.DataFrame:
     """Train ``settings['arch']``; write best.pt, last.pt and history.csv into ``out_dir``.
     The data paths are one file each, or lists of one per data set trained on (pooled, with
     their label ``vocabularies`` and the findings table ``findings_csv``: ``load_data``).
     ``provenance``: the workflow's record (``cxr14.provenance.collect``; default: the code's
-    and the environment's alone), completed with the device and kept in every checkpoint."""
+    and the environment's alone), completed with the device and kept in every checkpoint;
+    ``tracking``: live curves (``cxr14.tracking.open_trackers``; None: none)."""
     check_complete(settings)
     settings = {**settings, **model_settings(settings["arch"], settings)}
     proc = setup(settings, threads)
@@ -579,21 +582,32 @@ def train(
     if proc.main:
         _warn_of_weights(settings, parts.model.weights_used)
     state = resume(resume_dir / "last.pt", parts, settings)
+    trackers = open_trackers(tracking, settings, proc.record, state.epoch) if proc.main else []
+    state = train_epochs(state, settings, data, parts, proc, trackers, resume_dir)
+    if proc.main:
+        finish(out_dir, state, settings, parts.model.weights_used)
+        for tracker in trackers:  # an interrupted job leaves its run open, to be resumed
+            tracker.close()
+    if proc.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return pd.DataFrame(state.history)
+
+
+def train_epochs(state: State, settings, data, parts, proc, trackers, resume_dir) -> State:
+    """The epochs from ``state`` on; rank 0 logs, tracks and checkpoints each."""
     for epoch in range(state.epoch, settings["epochs"]):
         row = run_epoch(epoch, settings, data, parts, proc)
         if proc.main:
             _log_epoch(settings, row)
+            for tracker in trackers:
+                tracker.epoch(row)
             state = record_epoch(state, row)
             improved = state.best_epoch == row["epoch"]
             save_checkpoint(resume_dir, parts, settings, state, data, improved, proc.record)
         if proc.world > 1:
             dist.barrier()
-    if proc.main:
-        finish(out_dir, state, settings, parts.model.weights_used)
-    if proc.world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return pd.DataFrame(state.history)
+    return state
 
 
 def _warn_of_weights(settings: dict, weights_used: str) -> None:
@@ -646,7 +660,12 @@ def _fd_or_none(stream):
 
 
 def run(
-    settings: dict, gpus: int = 1, threads: int | None = None, provenance=None, **paths
+    settings: dict,
+    gpus: int = 1,
+    threads: int | None = None,
+    provenance=None,
+    tracking=None,
+    **paths,
 ) -> None:
     """Train in this process (``gpus`` <= 1) or with DDP over ``gpus`` processes via torchrun.
 
@@ -654,14 +673,22 @@ def run(
     workers' output goes to this process's stdout/stderr (the Snakemake job's log).
     """
     if gpus <= 1:
-        train(settings, threads=threads, provenance=provenance, **paths)
+        train(settings, threads=threads, provenance=provenance, tracking=tracking, **paths)
         return
     job = Path(paths["out_dir"]) / RESUME_DIR / "job.json"
     job.parent.mkdir(parents=True, exist_ok=True)
     per_proc = max(1, (threads or 1) // gpus)
     paths = {k: _json_path(v) for k, v in paths.items()}
     job.write_text(
-        json.dumps({"settings": settings, "threads": per_proc, "provenance": provenance, **paths})
+        json.dumps(
+            {
+                "settings": settings,
+                "threads": per_proc,
+                "provenance": provenance,
+                "tracking": tracking,
+                **paths,
+            }
+        )
     )
     cmd = [
         sys.executable,

@@ -103,3 +103,67 @@ def test_html_report_renders_in_chromium(done, tmp_path):
     dom = chromium_run(chromium, tmp_path / "u3", "--dump-dom", page)
     widths = [int(w) for w in re.search(r'data-widths="([^"]*)"', dom).group(1).split(",")]
     assert len(widths) == len(uris) and min(widths) > 300
+
+
+# Drives the report's own app (its global `app`) as a reader would: a run's evaluation page,
+# then its training page, where the two seeds' histories are one row with a seed toggle.
+DRIVE = """
+<script>
+const wait = (ms) => new Promise((done) => setTimeout(done, ms));
+const cells = (sel) => [...document.querySelectorAll(sel)].map((c) => c.textContent.trim());
+async function info() {  // the path of the first row's item, as its info button opens it
+  document.querySelectorAll("#app tr td:last-child a")[1].click();
+  await wait(300);
+  return app.state.resultPath;
+}
+window.addEventListener("load", () => setTimeout(async () => {
+  const out = {};
+  const page = {navbarMode: "subcategory", category: "4. Evaluation", subcategory: "simple_cnn"};
+  app.setView(page);
+  await wait(300);
+  out.header = cells("#app th").filter(Boolean);
+  out.rows = [...document.querySelectorAll("#app tr")]
+    .map((r) => [...r.querySelectorAll("td")].map((c) => c.textContent.trim()).join("|"))
+    .filter((r) => r.length > 1);
+  const training = {navbarMode: "subcategory", category: "3. Training", subcategory: "simple_cnn"};
+  app.setView(training);
+  await wait(300);
+  out.toggles = [...document.querySelectorAll("#app input[type=radio]")].map((i) => i.id);
+  out.first = await info();
+  app.setView(training);
+  await wait(300);
+  document.getElementById("toggle-seed-1").click();
+  await wait(300);
+  out.second = await info();
+  document.body.dataset.result = JSON.stringify(out);
+}, 300));
+</script>
+"""
+
+
+def test_report_labels_filter_runs_splits_seeds_and_data_sets(done, tmp_path):
+    """With 2 runs x 2 seeds the report groups each run's items on its own page, with columns
+    for its labels (data set, split, seed) and, where a run's items differ by seed only, a
+    seed toggle that switches the row to the other seed's file (headless Chromium)."""
+    import html
+    import json
+    import re
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    report = tmp_path / "report.html"
+    snakemake(done, "--report", str(report), guard=hangguard.COMMAND)
+    page = tmp_path / "driven.html"
+    page.write_text(report.read_text().replace("</body>", DRIVE + "</body>"))
+    dom = chromium_run(chromium, tmp_path / "u", "--dump-dom", page)
+    found = re.search(r'data-result="([^"]*)"', dom)
+    assert found, "the page script did not finish"
+    out = json.loads(html.unescape(found.group(1)))
+    assert out["header"][:5] == ["run", "data set", "split", "seed", "table"], out["header"]
+    seeds = {row.split("|")[3] for row in out["rows"] if row.startswith("simple_cnn|synthetic|")}
+    assert seeds == {"0", "1"}, out["rows"]  # both replicates' metrics, on the run's own page
+    assert all(row.startswith("simple_cnn|") for row in out["rows"])
+    assert out["toggles"] == ["toggle-seed-0", "toggle-seed-1"]
+    assert out["first"].endswith("simple_cnn/holdout/seed0/history.csv"), out["first"]
+    assert out["second"].endswith("simple_cnn/holdout/seed1/history.csv"), out["second"]

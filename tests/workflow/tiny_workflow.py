@@ -61,9 +61,14 @@ def figures(run: str) -> list[str]:
 EVAL = {**TINY_CONFIG["eval"], "threads": 1}
 
 
+# Every training tracked live, with both tools (parallel jobs writing one MLflow SQLite store).
+TRACK = {"tools": ["tensorboard", "mlflow"]}
+
+
 def tiny_runs(wd, overrides=None):
-    """The end-to-end test's configuration: TINY_CONFIG with RUNS, COMPARE and EVAL."""
-    return write_config(wd, {"runs": RUNS, "compare": COMPARE, "eval": EVAL, **(overrides or {})})
+    """The end-to-end test's configuration: TINY_CONFIG with RUNS, COMPARE, EVAL and TRACK."""
+    base = {"runs": RUNS, "compare": COMPARE, "eval": EVAL, "track": TRACK}
+    return write_config(wd, {**base, **(overrides or {})})
 
 
 PREPROCESSING = {

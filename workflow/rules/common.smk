@@ -11,6 +11,7 @@ from cxr14.layouts import get_layout
 from cxr14.store import foreign_stores
 from cxr14.layouts import generated_twice
 from cxr14.provenance import collect
+from cxr14.tracking import missing_tools
 from cxr14.settings import (
     config_problems,
     dataset_keys,
@@ -53,6 +54,7 @@ if not _problems:
     DATASETS = datasets(config)
     LAYOUTS = {d: get_layout(own["data"]["source"]) for d, own in DATASETS.items()}
     _problems = weights_problems(config) + generated_twice(LAYOUTS)
+    _problems += missing_tools(config["track"])
     for _d, _own in DATASETS.items():
         _layout = LAYOUTS[_d]
         _mine = _layout.view_problems(_own) + _layout.missing_paths(_own)

@@ -11,7 +11,8 @@ rule train_model:
             subcategory="{run}",
             labels={
                 "run": "{run}",
-                "replicate": "{split} seed{seed}",
+                "split": "{split}",
+                "seed": "{seed}",
                 "table": "history",
             },
         ),

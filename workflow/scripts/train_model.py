@@ -10,8 +10,11 @@ with log_to(snakemake.log[0]):
     stores = list(snakemake.input.store)
     # A store is results/hdf5/<data set>/images_<size>.h5.
     names = [Path(s).parent.name for s in stores]
+    w, track = snakemake.wildcards, snakemake.config["track"]
     run(
         settings=dict(snakemake.params.settings),
+        # Live curves, named by replicate (cxr14.tracking); like provenance, not a param.
+        tracking={**track, "name": f"{w.run}/{w.split}/seed{w.seed}"} if track["tools"] else None,
         # Read from the job's configuration, not params: a new commit reruns nothing.
         provenance=collect(snakemake.config, data_record(snakemake.config, names, stores)),
         gpus=snakemake.params.gpus,
