@@ -46,7 +46,8 @@ def _git(repo: Path, *args: str) -> bytes:
 def git_state(repo=REPO) -> dict:
     """``commit`` (None where ``repo`` is no git work tree), ``dirty`` (uncommitted changes or
     untracked files that are not ignored) and ``diff_sha256``: a hash of those changes (the
-    diff against the commit, and each untracked file's name and content), None when clean."""
+    diff against the commit, and each untracked file's name and content, or size when over
+    ``UNTRACKED_CONTENT``), None when clean."""
     try:
         commit = _git(repo, "rev-parse", "HEAD").decode().strip()
         diff = _git(repo, "diff", "HEAD", "--binary")
@@ -55,9 +56,21 @@ def git_state(repo=REPO) -> dict:
         return {"commit": None, "dirty": None, "diff_sha256": None}
     digest = hashlib.sha256(diff)
     for name in sorted(n for n in untracked if n):
-        digest.update(b"\0" + name + b"\0" + bytes.fromhex(sha256_file(repo / name.decode())))
+        digest.update(b"\0" + name + b"\0" + _untracked_digest(repo / name.decode()))
     dirty = bool(diff) or any(untracked)
     return {"commit": commit, "dirty": dirty, "diff_sha256": digest.hexdigest() if dirty else None}
+
+
+# Untracked files up to this size are hashed by content, larger ones (data left in the tree)
+# by size: the record is made at every parse of the workflow and must stay quick.
+UNTRACKED_CONTENT = 1 << 20
+
+
+def _untracked_digest(path: Path) -> bytes:
+    size = path.stat().st_size
+    if size > UNTRACKED_CONTENT:
+        return f"size {size}".encode()
+    return bytes.fromhex(sha256_file(path))
 
 
 def environment(device=None) -> dict:
