@@ -105,46 +105,48 @@ def test_html_report_renders_in_chromium(done, tmp_path):
     assert len(widths) == len(uris) and min(widths) > 300
 
 
-# Drives the report's own app (its global `app`) as a reader would: a run's evaluation page,
-# then its training page, where the two seeds' histories are one row with a seed toggle.
+# Drives the report's own app (its global `app`) as a reader would, by way of the menu: a run's
+# evaluation and training pages, then a search for one replicate and that replicate's first item.
+# Each page: its rows as {label: value}.
 DRIVE = """
 <script>
 const wait = (ms) => new Promise((done) => setTimeout(done, ms));
-const cells = (sel) => [...document.querySelectorAll(sel)].map((c) => c.textContent.trim());
-async function info() {  // the path of the first row's item, as its info button opens it
-  document.querySelectorAll("#app tr td:last-child a")[1].click();
+function table() {
+  const header = [...document.querySelectorAll("#app th")].map((c) => c.textContent.trim());
+  return [...document.querySelectorAll("#app tr")]
+    .map((r) => [...r.querySelectorAll("td")].map((c) => c.textContent.trim()))
+    .filter((cells) => cells.length > 1)
+    .map((cells) => Object.fromEntries(header.map((h, i) => [h, cells[i]]).filter(([h]) => h)));
+}
+async function show(view) {
+  app.setView({navbarMode: "menu"});
   await wait(300);
-  return app.state.resultPath;
+  app.setView(view);
+  await wait(300);
+  return table();
 }
 window.addEventListener("load", () => setTimeout(async () => {
   const out = {};
-  const page = {navbarMode: "subcategory", category: "4. Evaluation", subcategory: "simple_cnn"};
-  app.setView(page);
-  await wait(300);
-  out.header = cells("#app th").filter(Boolean);
-  out.rows = [...document.querySelectorAll("#app tr")]
-    .map((r) => [...r.querySelectorAll("td")].map((c) => c.textContent.trim()).join("|"))
-    .filter((r) => r.length > 1);
-  const training = {navbarMode: "subcategory", category: "3. Training", subcategory: "simple_cnn"};
-  app.setView(training);
-  await wait(300);
-  out.toggles = [...document.querySelectorAll("#app input[type=radio]")].map((i) => i.id);
-  out.first = await info();
-  app.setView(training);
-  await wait(300);
-  document.getElementById("toggle-seed-1").click();
-  await wait(300);
-  out.second = await info();
+  try {
+    const page = (category) => ({navbarMode: "subcategory", category, subcategory: "simple_cnn"});
+    out.evaluation = await show(page("4. Evaluation"));
+    out.training = await show(page("3. Training"));
+    const term = "simple_cnn_bce/holdout/seed1/";
+    out.search = await show({navbarMode: "searchresults", searchTerm: term});
+    document.querySelectorAll("#app tr td:last-child a")[1].click();  // the first row's info
+    await wait(300);
+    out.opened = app.state.resultPath;
+  } catch (error) { out.error = String(error); }
   document.body.dataset.result = JSON.stringify(out);
 }, 300));
 </script>
 """
 
 
-def test_report_labels_filter_runs_splits_seeds_and_data_sets(done, tmp_path):
-    """With 2 runs x 2 seeds the report groups each run's items on its own page, with columns
-    for its labels (data set, split, seed) and, where a run's items differ by seed only, a
-    seed toggle that switches the row to the other seed's file (headless Chromium)."""
+def test_report_labels_sort_and_filter_runs_splits_seeds_and_data_sets(done, tmp_path):
+    """With 2 runs x 2 seeds the report gives each run a page whose items are a table with a
+    column per label (run, data set, split, seed), both seeds' rows on it, and its search
+    narrows the report to one replicate's files (headless Chromium driving the report's app)."""
     import html
     import json
     import re
@@ -154,16 +156,26 @@ def test_report_labels_filter_runs_splits_seeds_and_data_sets(done, tmp_path):
         pytest.skip("chromium not installed (apt-get install chromium)")
     report = tmp_path / "report.html"
     snakemake(done, "--report", str(report), guard=hangguard.COMMAND)
+    head, tail = report.read_text().rsplit("</body>", 1)  # the page's own, not a caption's
     page = tmp_path / "driven.html"
-    page.write_text(report.read_text().replace("</body>", DRIVE + "</body>"))
+    page.write_text(head + DRIVE + "</body>" + tail)
     dom = chromium_run(chromium, tmp_path / "u", "--dump-dom", page)
     found = re.search(r'data-result="([^"]*)"', dom)
     assert found, "the page script did not finish"
     out = json.loads(html.unescape(found.group(1)))
-    assert out["header"][:5] == ["run", "data set", "split", "seed", "table"], out["header"]
-    seeds = {row.split("|")[3] for row in out["rows"] if row.startswith("simple_cnn|synthetic|")}
-    assert seeds == {"0", "1"}, out["rows"]  # both replicates' metrics, on the run's own page
-    assert all(row.startswith("simple_cnn|") for row in out["rows"])
-    assert out["toggles"] == ["toggle-seed-0", "toggle-seed-1"]
-    assert out["first"].endswith("simple_cnn/holdout/seed0/history.csv"), out["first"]
-    assert out["second"].endswith("simple_cnn/holdout/seed1/history.csv"), out["second"]
+    assert "error" not in out, out
+    key = ("data set", "split", "seed")
+    assert {row["run"] for row in out["evaluation"]} == {"simple_cnn"}  # the run's own page
+    metrics = [r for r in out["evaluation"] if r["table"].startswith("metrics (AUROC")]
+    assert [tuple(r[k] for k in key) for r in metrics] == [
+        ("synthetic", "holdout", s) for s in "01"
+    ]
+    histories = [r for r in out["training"] if r.get("table") == "history"]
+    assert [(r["run"], r["split"], r["seed"]) for r in histories] == [
+        ("simple_cnn", "holdout", s) for s in "01"
+    ], out["training"]
+    assert out["search"], "the search found nothing"
+    assert {(r["run"], r["split"], r["seed"]) for r in out["search"]} == {
+        ("simple_cnn_bce", "holdout", "1")
+    }, out["search"]
+    assert "/simple_cnn_bce/holdout/seed1/" in out["opened"], out["opened"]
