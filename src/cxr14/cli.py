@@ -58,9 +58,8 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cxr14", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_predict(sub) -> None:
+    """The `predict` command's arguments."""
     p = sub.add_parser(
         "predict",
         help="score PNG, JPEG and DICOM files with a model bundle",
@@ -69,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         "PACS export's IM0001) with a model bundle made by the workflow "
         "(results/models/<run>/bundle.pt). Writes one row per image (probabilities, and "
         "positive/negative at the bundle's validation-chosen thresholds) and, beside it, "
-        "<out>_failures.csv. Exit status 1 when any input could not be scored, 2 when no "
-        "image was found, the model is not a bundle or the backend asked for cannot run it.",
+        "<out>_failures.csv and <out>_provenance.json. Exit status 1 when any input could "
+        "not be scored, 2 when no image was found, the model is not a bundle or the backend "
+        "asked for cannot run it.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--model", required=True, help="a model bundle (bundle.pt)")
@@ -102,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
         help="CPU threads of the network and of image decoding "
         "(default: the CPUs this process may use)",
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cxr14", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_predict(sub)
     _add_evaluate(sub)
     e = sub.add_parser(
         "export-onnx",
