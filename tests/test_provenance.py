@@ -54,6 +54,10 @@ def test_one_uncommitted_line_changes_the_record_and_nothing_else_does(repo):
     other = git_state(repo)
     assert other["dirty"] and other["diff_sha256"] != one["diff_sha256"]
     (repo / "train.py").write_text("lr = 0.001\nepochs = 3\n")
+    (repo / ".venv").symlink_to(repo.parent)  # a linked folder: one entry, by its target
+    linked = git_state(repo)
+    assert linked["dirty"] and linked["diff_sha256"] != one["diff_sha256"]
+    (repo / ".venv").unlink()
     (repo / "new.py").write_text("x = 1\n")  # an untracked file is a change too
     assert git_state(repo)["dirty"] and git_state(repo)["diff_sha256"] not in (
         None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -67,10 +68,17 @@ UNTRACKED_CONTENT = 1 << 20
 
 
 def _untracked_digest(path: Path) -> bytes:
-    size = path.stat().st_size
-    if size > UNTRACKED_CONTENT:
-        return f"size {size}".encode()
-    return bytes.fromhex(sha256_file(path))
+    """An untracked entry as the change hash sees it: a link by its target (git lists a link to
+    a folder, e.g. a linked .venv, as one entry), a file by content or size."""
+    if path.is_symlink():
+        return b"link " + os.fsencode(os.readlink(path))
+    try:
+        size = path.stat().st_size
+        if size > UNTRACKED_CONTENT or not path.is_file():
+            return f"size {size}".encode()
+        return bytes.fromhex(sha256_file(path))
+    except OSError as exc:  # unreadable: named, never fatal to the workflow's parse
+        return f"unreadable {exc.errno}".encode()
 
 
 def environment(device=None) -> dict:
