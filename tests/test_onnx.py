@@ -17,8 +17,9 @@ from helpers import small_bundle
 
 from cxr14.bundle import load_bundle
 from cxr14.models import ARCHITECTURES
-from cxr14.onnx_export import TOLERANCE, bundle_sha256
+from cxr14.onnx_export import TOLERANCE
 from cxr14.predict import predict
+from cxr14.provenance import sha256_file as bundle_sha256
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,9 @@ import cxr14.dicom
 import cxr14.onnx_export
 from cxr14 import cli
 from cxr14.backends import BackendError, Network, cpu_threads
-from cxr14.onnx_export import bundle_sha256, export_onnx
+from cxr14.onnx_export import export_onnx
 from cxr14.predict import predict
+from cxr14.provenance import sha256_file as bundle_sha256
 from cxr14.testing import hangguard
 
 

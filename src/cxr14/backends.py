@@ -27,7 +27,7 @@ import torch
 
 from cxr14.bundle import bundle_scorer
 from cxr14.inference import Scorer
-from cxr14.onnx_export import bundle_sha256
+from cxr14.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -158,14 +158,15 @@ def _session(path, threads: int, sha256: str):
     return session
 
 
-def onnx_network(bundle: dict, model_path, threads: int, onnx_file=None) -> Network:
+def onnx_network(bundle: dict, model_path, threads: int, onnx_file=None, sha256=None) -> Network:
     """onnxruntime on the bundle's graph: ``onnx_file``, or the cache (exported if missing,
-    again if unreadable); BackendError says why not."""
+    again if unreadable); BackendError says why not. ``sha256``: the bundle file's, when the
+    caller has it."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         raise BackendError("onnxruntime is not installed (pip install 'cxr14[onnx]')") from None
-    sha256 = bundle_sha256(model_path)
+    sha256 = sha256 or sha256_file(model_path)
     path = Path(onnx_file) if onnx_file else graph_cache(model_path, sha256)
     try:
         session = _session(path, threads, sha256)
@@ -189,10 +190,12 @@ def open_network(
     threads: int = 1,
     batch_size: int = 32,
     onnx_file=None,
+    sha256=None,
 ) -> Network:
     """The bundle's network on ``backend``: ``onnx`` (the CPU; ``onnx_file`` or the cache),
     ``torch`` (on ``device``), or ``auto``: onnxruntime where the device is the CPU and the
-    graph can be built, else PyTorch (the reason logged)."""
+    graph can be built, else PyTorch (the reason logged). ``sha256``: the bundle file's, when
+    the caller has it (the graph cache is keyed by it)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
@@ -201,10 +204,10 @@ def open_network(
     if backend == "onnx" or onnx_file:
         if device == "cuda":
             raise BackendError("onnxruntime scores on the CPU here: use --device cpu")
-        return onnx_network(bundle, model_path, threads, onnx_file)
+        return onnx_network(bundle, model_path, threads, onnx_file, sha256)
     if backend == "auto" and cpu:
         try:
-            return onnx_network(bundle, model_path, threads)
+            return onnx_network(bundle, model_path, threads, sha256=sha256)
         except BackendError as exc:
             log.warning("%s: %s; scoring with PyTorch", model_path, exc)
     return torch_network(bundle, device, batch_size)

@@ -7,7 +7,6 @@ Needs the ``onnx`` extra (onnx, onnxscript for torch's exporter, onnxruntime for
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 
@@ -17,6 +16,7 @@ from torch import nn
 
 from cxr14.bundle import bundle_scorer, load_bundle
 from cxr14.files import replacing
+from cxr14.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,6 @@ class ImageToProbabilities(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.model(self.normalize(image)))
-
-
-def bundle_sha256(path) -> str:
-    """The sha256 of a bundle file: what an exported graph records as the bundle it is of."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _metadata(bundle: dict, sha256: str) -> dict[str, str]:
@@ -86,7 +80,7 @@ def check_onnx(path, graph: nn.Module, size: int, batch: int = 3, seed: int = 0)
 def export_onnx(model, out_onnx) -> float:
     """Write the bundle ``model`` as ONNX to ``out_onnx`` (only if onnxruntime reproduces
     PyTorch's probabilities within TOLERANCE); returns the measured difference."""
-    return export_graph(load_bundle(model), out_onnx, bundle_sha256(model))
+    return export_graph(load_bundle(model), out_onnx, sha256_file(model))
 
 
 def export_graph(bundle: dict, out_onnx, sha256: str) -> float:

@@ -24,8 +24,7 @@ from cxr14.dicom import decode_images, is_dicom
 from cxr14.errors import DataError
 from cxr14.files import replacing
 from cxr14.gradcam import grad_cam
-from cxr14.onnx_export import bundle_sha256
-from cxr14.provenance import collect
+from cxr14.provenance import collect, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -191,26 +190,29 @@ def synthetic_warning(bundle: dict) -> str:
     )
 
 
-def failures_path(out_csv) -> Path:
-    """Where ``predict`` lists the inputs it did not score: named after ``out_csv``, so that
-    two predictions into one folder keep their own."""
+def _beside(out_csv, suffix: str) -> Path:
+    """A file named after ``out_csv``, so that two predictions into one folder keep their own."""
     out_csv = Path(out_csv)
-    return out_csv.with_name(f"{out_csv.stem}_failures.csv")
+    return out_csv.with_name(f"{out_csv.stem}{suffix}")
+
+
+def failures_path(out_csv) -> Path:
+    """Where ``predict`` lists the inputs it did not score."""
+    return _beside(out_csv, "_failures.csv")
 
 
 def provenance_path(out_csv) -> Path:
     """Where ``predict`` records what made the predictions ``out_csv``."""
-    out_csv = Path(out_csv)
-    return out_csv.with_name(f"{out_csv.stem}_provenance.json")
+    return _beside(out_csv, "_provenance.json")
 
 
-def prediction_record(model, bundle: dict, scored: dict) -> dict:
-    """What made a prediction file: the bundle (its path and sha256), the model's provenance
-    as the bundle carries it (run, data set, training settings and the training's record) and
-    the ``scored`` record of this prediction (code, environment, backend)."""
+def prediction_record(model, sha256: str, bundle: dict, scored: dict) -> dict:
+    """What made a prediction file: the bundle (its path and ``sha256``), the model's
+    provenance as the bundle carries it (run, data set, training settings and the training's
+    record) and the ``scored`` record of this prediction (code, environment, backend)."""
     return {
         "bundle": str(model),
-        "bundle_sha256": bundle_sha256(model),
+        "bundle_sha256": sha256,
         "model": bundle["provenance"],
         "prediction": scored,
     }
@@ -248,9 +250,10 @@ def predict(
         raise DataError(f"no image (PNG, JPEG or DICOM) in {names}")
     if warning := synthetic_warning(bundle):
         log.warning("%s", warning)
-    threads = threads or cpu_threads()
+    threads, digest = threads or cpu_threads(), sha256_file(model)
     with torch_threads(threads):
-        network = open_network(bundle, model, backend, device, threads, batch_size, onnx_file)
+        args = (backend, device, threads, batch_size, onnx_file, digest)
+        network = open_network(bundle, model, *args)
         log.info("scoring %d file(s) with %s, %d thread(s)", len(paths), network.where, threads)
         args = (batch_size, cam_dir, threads, prefetch, device)
         table, bad = score_files(bundle, paths, network, *args)
@@ -261,7 +264,8 @@ def predict(
     _write_csv(pd.DataFrame(failures, columns=["image", "reason"]), failures_path(out_csv))
     scored = {**collect(), "backend": network.where, "threads": threads}
     with replacing(provenance_path(out_csv)) as tmp:
-        tmp.write_text(json.dumps(prediction_record(model, bundle, scored), indent=1, default=str))
+        record = prediction_record(model, digest, bundle, scored)
+        tmp.write_text(json.dumps(record, indent=1, default=str))
     for path, reason in failures:
         log.error("not scored: %s: %s", path, reason)
     log.info("%d image(s) scored into %s, %d not scored", len(table), out_csv, len(failures))
