@@ -25,8 +25,10 @@ def _add_evaluate(sub) -> None:
         "AP images, all or its official test split). Writes the evaluation's metrics over the "
         "findings the model and the images share (AUROC and AP with patient-bootstrap 95% "
         "CIs, calibration, operating points at the bundle's validation thresholds), the "
-        "predictions, the images that failed and a short report into --out. Exit status 2 "
-        "when the images or the model cannot be read.",
+        "predictions, the images that failed, a short report and the provenance record into "
+        "--out. The images are scored as `cxr14 predict` scores them (--backend, --threads). "
+        "Exit status 2 when the images or the model cannot be read or the backend asked for "
+        "cannot run it.",
     )
     v.add_argument("--model", required=True, help="a model bundle (bundle.pt)")
     source = v.add_mutually_exclusive_group(required=True)
@@ -43,7 +45,7 @@ def _add_evaluate(sub) -> None:
     )
     v.add_argument("--out", default="external_validation", help="output folder (%(default)s)")
     v.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
-    v.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_scoring(v)
     v.add_argument(
         "--blank",
         default="negative",
@@ -75,8 +77,7 @@ def _add_predict(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--model", required=True, help="a model bundle (bundle.pt)")
     p.add_argument("--out", default="predictions.csv", help="output CSV (default: %(default)s)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--batch-size", type=int, default=32)
+    _add_scoring(p)
     p.add_argument(
         "--cam",
         metavar="DIR",
@@ -84,17 +85,23 @@ def _add_predict(sub) -> None:
         "(drawn by PyTorch, whatever the backend)",
     )
     p.add_argument(
+        "--onnx",
+        metavar="FILE",
+        help="the bundle's graph exported with `cxr14 export-onnx`, instead of the cache",
+    )
+
+
+def _add_scoring(p) -> None:
+    """How `predict` and `evaluate` run the network: device, batch, backend, threads."""
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument(
         "--backend",
         default="auto",
         choices=["auto", "torch", "onnx"],
         help="the network's runtime: onnxruntime on the CPU (the bundle's ONNX graph, exported "
         "once into a cache beside the bundle), PyTorch, or auto: onnxruntime where the device "
         "is the CPU and the graph can be built, else PyTorch (default: %(default)s)",
-    )
-    p.add_argument(
-        "--onnx",
-        metavar="FILE",
-        help="the bundle's graph exported with `cxr14 export-onnx`, instead of the cache",
     )
     p.add_argument(
         "--threads",
@@ -190,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                 layout=args.layout,
                 data_dir=args.data,
                 split=args.split,
+                backend=args.backend,
+                threads=args.threads,
+                batch_size=args.batch_size,
             )
             return 0
         from cxr14.predict import predict

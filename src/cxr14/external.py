@@ -20,18 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from cxr14.bundle import bundle_scorer, load_bundle
+from cxr14.bundle import load_bundle
 from cxr14.calibration import subset_calibration
-from cxr14.dicom import load_image
 from cxr14.errors import DataError
 from cxr14.evaluate import metrics_table
 from cxr14.findings import FINDING, read_findings, shared_labels
-from cxr14.imageio import BadImage
 from cxr14.layouts import LAYOUTS, get_layout
 from cxr14.layouts.manifest import OPTIONAL, REQUIRED, read_manifest
 from cxr14.metadata import label_targets, read_image_list
+from cxr14.predict import score_paths, write_record
 from cxr14.settings import default_config
 
 log = logging.getLogger(__name__)
@@ -41,18 +39,18 @@ THRESHOLDS = {"val": "youden", "sens": "at_sensitivity"}
 FOLDER_LAYOUTS = [n for n, lay in LAYOUTS.items() if lay.folder_key and not lay.generated]
 
 
-def _decode(table: pd.DataFrame, folder: Path, pre: dict):
-    """The manifest's images as the pipeline decodes them; (rows decoded, images, failures)."""
-    rows, images, failures = [], [], []
-    for i, rel in enumerate(table["path"]):
-        try:
-            images.append(load_image(folder / rel, pre["store_size"], pre["resample"]))
-            rows.append(i)
-        except BadImage as exc:
-            failures.append({"path": rel, "reason": exc.reason})
-    if not images:
-        raise DataError(f"no image of {folder} could be decoded ({len(failures)} failed)")
-    return np.array(rows), np.stack(images), pd.DataFrame(failures, columns=["path", "reason"])
+def _score(model, bundle: dict, table: pd.DataFrame, folder: Path, options: dict):
+    """The manifest's images scored as ``cxr14 predict`` scores them (``score_paths`` and its
+    keyword ``options``); (rows scored, their probabilities of every class, the failures by
+    the manifest's path, the prediction record)."""
+    paths = [str(folder / rel) for rel in table["path"]]
+    scored, bad, record = score_paths(model, bundle, paths, **options)
+    if scored.empty:
+        raise DataError(f"no image of {folder} could be decoded ({len(bad)} failed)")
+    failed, manifest_path = {p for p, _ in bad}, dict(zip(paths, table["path"], strict=True))
+    rows = np.array([i for i, p in enumerate(paths) if p not in failed])
+    failures = pd.DataFrame([(manifest_path[p], r) for p, r in bad], columns=["path", "reason"])
+    return rows, scored[[f"prob_{c}" for c in bundle["labels"]]].to_numpy(), failures, record
 
 
 def manifest_source(bundle: dict, manifest_csv) -> tuple[pd.DataFrame, Path, list]:
@@ -122,13 +120,19 @@ def evaluate_external(
     layout=None,
     data_dir=None,
     split="all",
+    *,
+    backend="auto",
+    threads=None,
+    batch_size=32,
 ) -> pd.DataFrame:
     """Score labelled images with the bundle ``model`` and write ``out_dir``/
-    ``metrics.csv``, ``predictions.csv``, ``failures.csv`` (images that could not be read)
-    and ``report.md``, over the classes the bundle and the data share. The images: a
-    ``manifest_csv`` (``manifest_source``), or the folder ``data_dir`` of a known ``layout``
-    (``layout_source``). An uncertain label is never scored; a blank one is negative or
-    unknown by ``blank``."""
+    ``metrics.csv``, ``predictions.csv``, ``failures.csv`` (images that could not be read),
+    ``report.md`` and ``provenance.json`` (``cxr14.predict.prediction_record``), over the
+    classes the bundle and the data share. The images: a ``manifest_csv``
+    (``manifest_source``), or the folder ``data_dir`` of a known ``layout``
+    (``layout_source``), scored as ``cxr14 predict`` scores (``backend``, ``threads``,
+    ``batch_size``: ``cxr14.predict.score_paths``). An uncertain label is never scored; a
+    blank one is negative or unknown by ``blank``."""
     bundle = load_bundle(model)
     if manifest_csv:
         table, folder, pairs = manifest_source(bundle, manifest_csv)
@@ -138,10 +142,11 @@ def evaluate_external(
         source = f"{data_dir} ({layout} layout, {split} images)"
     missing = table["path"].isna()
     table, lost = table[~missing].reset_index(drop=True), table.loc[missing, "image"]
-    rows, images, failures = _decode(table, folder, bundle["preprocess"])
+    options = dict(device=device, batch_size=batch_size, backend=backend, threads=threads)
+    rows, p, failures, record = _score(model, bundle, table, folder, options)
     failures = pd.concat([failures, pd.DataFrame({"path": lost, "reason": "missing file"})])
     classes, columns = [c for c, _ in pairs], [bundle["labels"].index(c) for c, _ in pairs]
-    p = bundle_scorer(bundle, device).predict(torch.from_numpy(images))[:, columns]
+    p = p[:, columns]
     y = label_targets(table.loc[rows, [col for _, col in pairs]], "ignore", blank)
     y = y.astype(np.float64)
     t = bundle["thresholds"]
@@ -150,6 +155,7 @@ def evaluate_external(
     cal = subset_calibration(bundle["calibration"], columns)
     metrics = metrics_table(y, p, patients, thresholds, classes, n_boot, seed, cal)
     _write(out_dir, bundle, source, table.loc[rows], classes, y, p, metrics, failures)
+    write_record({**record, "images": source}, Path(out_dir) / "provenance.json")
     return metrics
 
 

@@ -218,6 +218,41 @@ def prediction_record(model, sha256: str, bundle: dict, scored: dict) -> dict:
     }
 
 
+def score_paths(
+    model,
+    bundle,
+    paths,
+    device="auto",
+    batch_size=32,
+    cam_dir=None,
+    *,
+    backend="auto",
+    threads=None,
+    onnx_file=None,
+    prefetch=2,
+) -> tuple[pd.DataFrame, list, dict]:
+    """``score_files`` of ``paths`` with the bundle ``model`` (loaded: ``bundle``) on the
+    network ``cxr14.backends.open_network`` opens; (table, failures, ``prediction_record``).
+    ``threads`` (default: the CPUs this process may use) are the network's intra-op threads
+    and the decoding threads, which work at most ``prefetch`` batches ahead of the network
+    (0: decode each batch when it is needed)."""
+    threads, digest = threads or cpu_threads(), sha256_file(model)
+    with torch_threads(threads):
+        args = (backend, device, threads, batch_size, onnx_file, digest)
+        network = open_network(bundle, model, *args)
+        log.info("scoring %d file(s) with %s, %d thread(s)", len(paths), network.where, threads)
+        args = (batch_size, cam_dir, threads, prefetch, device)
+        table, failures = score_files(bundle, paths, network, *args)
+    scored = {**collect(), "backend": network.where, "threads": threads}
+    return table, failures, prediction_record(model, digest, bundle, scored)
+
+
+def write_record(record: dict, path) -> None:
+    """A provenance record as JSON at ``path``, whole or not at all."""
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, default=str))
+
+
 def predict(
     model,
     inputs,
@@ -239,10 +274,7 @@ def predict(
     ``provenance_path(out_csv)`` (``prediction_record``). No image among ``inputs`` is a
     DataError naming them.
 
-    ``backend``, ``onnx_file``: ``cxr14.backends.open_network``. ``threads`` (default: the
-    CPUs this process may use) are the network's intra-op threads and the decoding threads,
-    which work at most ``prefetch`` batches ahead of the network (0: decode each batch when
-    it is needed)."""
+    ``backend``, ``threads``, ``onnx_file``, ``prefetch``: ``score_paths``."""
     bundle = load_bundle(model)
     paths, failures = find_inputs(inputs)
     if not paths and not failures:
@@ -250,22 +282,14 @@ def predict(
         raise DataError(f"no image (PNG, JPEG or DICOM) in {names}")
     if warning := synthetic_warning(bundle):
         log.warning("%s", warning)
-    threads, digest = threads or cpu_threads(), sha256_file(model)
-    with torch_threads(threads):
-        args = (backend, device, threads, batch_size, onnx_file, digest)
-        network = open_network(bundle, model, *args)
-        log.info("scoring %d file(s) with %s, %d thread(s)", len(paths), network.where, threads)
-        args = (batch_size, cam_dir, threads, prefetch, device)
-        table, bad = score_files(bundle, paths, network, *args)
+    options = dict(backend=backend, threads=threads, onnx_file=onnx_file, prefetch=prefetch)
+    table, bad, record = score_paths(model, bundle, paths, device, batch_size, cam_dir, **options)
     failures += bad
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     _write_csv(table, out_csv)
     _write_csv(pd.DataFrame(failures, columns=["image", "reason"]), failures_path(out_csv))
-    scored = {**collect(), "backend": network.where, "threads": threads}
-    with replacing(provenance_path(out_csv)) as tmp:
-        record = prediction_record(model, digest, bundle, scored)
-        tmp.write_text(json.dumps(record, indent=1, default=str))
+    write_record(record, provenance_path(out_csv))
     for path, reason in failures:
         log.error("not scored: %s: %s", path, reason)
     log.info("%d image(s) scored into %s, %d not scored", len(table), out_csv, len(failures))

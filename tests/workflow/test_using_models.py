@@ -91,7 +91,8 @@ def test_external_validation_on_a_manifest_gives_the_workflows_aurocs(done, tmp_
     out = tmp_path / "ext"
     cmd = [exe, "evaluate", "--model", bundle, "--manifest", str(folder / "external_manifest.csv")]
     proc = hangguard.run(
-        [*cmd, "--out", str(out), "--device", "cpu", "--bootstrap", "20"], guard=hangguard.COMMAND
+        [*cmd, "--out", str(out), "--device", "cpu", "--bootstrap", "20", "--backend", "torch"],
+        guard=hangguard.COMMAND,
     )
     assert proc.returncode == 0, proc.stderr
     mine = pd.read_csv(out / "metrics.csv").set_index("label")["auroc"]
