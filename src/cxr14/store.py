@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import h5py
@@ -157,33 +157,44 @@ def _write_store(tmp: Path, shard_paths, kept: list[str], size: int, attrs: dict
             chunks=(min(64, n), size, size),
             track_times=False,
         )
-        row, digest = 0, hashlib.sha256()
-        for p in shard_paths:
-            with h5py.File(p, "r") as h5:
-                src = h5["images"]
-                for i in range(0, src.shape[0], BLOCK):
-                    block = src[i : i + BLOCK]
-                    ds[row : row + len(block)] = block
-                    digest.update(np.ascontiguousarray(block).tobytes())
-                    row += len(block)
+        # The content hash is taken of the blocks as they are copied: the store is read once.
+        digest = _content_digest(_copy_blocks(shard_paths, ds), kept)
         out.create_dataset(
             "image_index", data=np.array(kept, dtype=object), dtype=STR, track_times=False
         )
-        digest.update("\n".join(kept).encode())
-        for k, v in {**attrs, "content_sha256": digest.hexdigest()}.items():
+        for k, v in {**attrs, "content_sha256": digest}.items():
             out.attrs[k] = v
 
 
-def content_sha256(store_h5) -> str:
-    """The hash of a store's content: its images' bytes in store order, then their names (one
-    per line). The merge records it as the ``content_sha256`` attribute."""
+def _copy_blocks(shard_paths, ds) -> Iterator[np.ndarray]:
+    """Copy the shards' images into ``ds`` in order, BLOCK rows at a time; yield each block."""
+    row = 0
+    for p in shard_paths:
+        with h5py.File(p, "r") as h5:
+            src = h5["images"]
+            for i in range(0, src.shape[0], BLOCK):
+                block = src[i : i + BLOCK]
+                ds[row : row + len(block)] = block
+                row += len(block)
+                yield block
+
+
+def _content_digest(blocks: Iterable[np.ndarray], names: Iterable[str]) -> str:
+    """sha256 of the images' bytes in store order, then their names (one per line)."""
     digest = hashlib.sha256()
+    for block in blocks:
+        digest.update(np.ascontiguousarray(block).tobytes())
+    digest.update("\n".join(names).encode())
+    return digest.hexdigest()
+
+
+def content_sha256(store_h5) -> str:
+    """The hash of a store's content (``_content_digest``), recomputed from the file; the
+    merge records it as the ``content_sha256`` attribute."""
     with h5py.File(store_h5, "r") as h5:
         images = h5["images"]
-        for i in range(0, images.shape[0], BLOCK):
-            digest.update(np.ascontiguousarray(images[i : i + BLOCK]).tobytes())
-        digest.update("\n".join(h5["image_index"].asstr()[:]).encode())
-    return digest.hexdigest()
+        blocks = (images[i : i + BLOCK] for i in range(0, images.shape[0], BLOCK))
+        return _content_digest(blocks, h5["image_index"].asstr()[:])
 
 
 def merge_shards(
