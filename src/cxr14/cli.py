@@ -111,6 +111,11 @@ def _add_scoring(p) -> None:
     )
 
 
+def _scoring(args) -> dict:
+    """The `_add_scoring` arguments as ``cxr14.predict.score_paths``'s keywords."""
+    return {k: getattr(args, k) for k in ("device", "batch_size", "backend", "threads")}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxr14", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -191,15 +196,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.manifest,
                 args.out,
                 args.bootstrap,
-                0,
-                args.device,
-                args.blank,
+                blank=args.blank,
                 layout=args.layout,
                 data_dir=args.data,
                 split=args.split,
-                backend=args.backend,
-                threads=args.threads,
-                batch_size=args.batch_size,
+                **_scoring(args),
             )
             return 0
         from cxr14.predict import predict
@@ -208,12 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             args.model,
             args.inputs,
             args.out,
-            args.device,
-            args.batch_size,
-            args.cam,
-            backend=args.backend,
-            threads=args.threads,
+            cam_dir=args.cam,
             onnx_file=args.onnx,
+            **_scoring(args),
         )
     except (BackendError, BundleError, DataError) as exc:
         print(f"cxr14 {args.command}: {exc}", file=sys.stderr)

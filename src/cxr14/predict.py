@@ -260,11 +260,7 @@ def predict(
     device="auto",
     batch_size=32,
     cam_dir=None,
-    *,
-    backend="auto",
-    threads=None,
-    onnx_file=None,
-    prefetch=2,
+    **options,
 ) -> tuple[pd.DataFrame, list]:
     """Score ``inputs`` with the bundle ``model``; write ``out_csv`` (one row per image: the
     data set the model was trained on, the network's probabilities, per class positive at the
@@ -274,7 +270,8 @@ def predict(
     ``provenance_path(out_csv)`` (``prediction_record``). No image among ``inputs`` is a
     DataError naming them.
 
-    ``backend``, ``threads``, ``onnx_file``, ``prefetch``: ``score_paths``."""
+    ``options``: ``score_paths``'s keywords (``backend``, ``threads``, ``onnx_file``,
+    ``prefetch``)."""
     bundle = load_bundle(model)
     paths, failures = find_inputs(inputs)
     if not paths and not failures:
@@ -282,7 +279,6 @@ def predict(
         raise DataError(f"no image (PNG, JPEG or DICOM) in {names}")
     if warning := synthetic_warning(bundle):
         log.warning("%s", warning)
-    options = dict(backend=backend, threads=threads, onnx_file=onnx_file, prefetch=prefetch)
     table, bad, record = score_paths(model, bundle, paths, device, batch_size, cam_dir, **options)
     failures += bad
     out_csv = Path(out_csv)

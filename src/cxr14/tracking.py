@@ -34,6 +34,12 @@ TOOLS = {
 REPLICATE_TAG = "cxr14.replicate"
 
 
+def replicate_name(run: str, split: str, seed) -> str:
+    """A replicate's name in the trackers (``<run>/<split>/seed<seed>``): its TensorBoard
+    folder and MLflow run, shared by the training job and the bundle's export."""
+    return f"{run}/{split}/seed{seed}"
+
+
 def missing_tools(track: dict) -> list[str]:
     """One line per tool asked for in ``track`` that is not installed."""
     return [

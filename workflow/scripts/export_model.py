@@ -3,7 +3,7 @@ run when `track.tools` has mlflow: cxr14.tracking.log_bundle)."""
 
 from cxr14.bundle import export_model
 from cxr14.logs import log_to
-from cxr14.tracking import log_bundle
+from cxr14.tracking import log_bundle, replicate_name
 
 with log_to(snakemake.log[0]):
     provenance = dict(snakemake.params.provenance)
@@ -17,6 +17,6 @@ with log_to(snakemake.log[0]):
         cam_layer=snakemake.params.cam_layer,
         calibration=snakemake.params.calibration,
     )
-    replicate = f"{provenance['run']}/{provenance['split']}/seed{provenance['seed']}"
+    replicate = replicate_name(provenance["run"], provenance["split"], provenance["seed"])
     # From the job's configuration, not params: turning tracking on reruns nothing.
     log_bundle(snakemake.config["track"], replicate, snakemake.output.bundle, snakemake.output.card)
