@@ -101,3 +101,12 @@ def small_bundle(path, arch: str = "simple_cnn", seed: int = 0):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_save(build_bundle(scorer, y, p_val, preprocess, provenance, test, 0.9), path)
     return path
+
+
+def tensorboard_scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of the event files in ``folder``: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}

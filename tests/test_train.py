@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import full_settings
+from helpers import full_settings, tensorboard_scalars
 
 import cxr14.train as train_module
 from cxr14.checkpoint import load_checkpoint, load_model
@@ -343,15 +343,6 @@ def _track(tmp_path) -> dict:
         "mlflow_artifacts": str(tmp_path / "ml" / "artifacts"),
         "experiment": "cxr14-test",
     }
-
-
-def tensorboard_scalars(folder) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar of the event files in ``folder``: tag -> [(step, value)]."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(folder))
-    events.Reload()
-    return {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}
 
 
 def mlflow_runs(track: dict):

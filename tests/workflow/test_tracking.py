@@ -6,28 +6,28 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from helpers import tensorboard_scalars
 from tiny_workflow import NAMES, REPLICATES, model, tiny_runs
 
 from cxr14.testing.workflow import planned_jobs
+from cxr14.tracking import replicate_name
 
 pytestmark = pytest.mark.slow
 
 
 def test_every_training_is_tracked_as_its_history(done):
     from mlflow.tracking import MlflowClient
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     client = MlflowClient(f"sqlite:///{done}/results/tracking/mlflow.db")
     experiment = client.get_experiment_by_name("cxr14")
     runs = {
         r.data.tags["cxr14.replicate"]: r for r in client.search_runs([experiment.experiment_id])
     }
-    assert sorted(runs) == sorted(f"{r}/{s}/seed{seed}" for r, s, seed in REPLICATES)
+    assert sorted(runs) == sorted(replicate_name(*replicate) for replicate in REPLICATES)
     for run, split, seed in REPLICATES:
-        name = f"{run}/{split}/seed{seed}"
+        name = replicate_name(run, split, seed)
         history = pd.read_csv(done / model(run, split, seed) / "history.csv")
-        events = EventAccumulator(str(done / "results/tracking/tensorboard" / name))
-        events.Reload()
+        scalars = tensorboard_scalars(done / "results/tracking/tensorboard" / name)
         mlflow_run = runs[name]
         assert mlflow_run.info.status == "FINISHED"
         for column in ("train_loss", "val_mean_auroc", "lr", "val_auroc_Effusion"):
@@ -35,12 +35,14 @@ def test_every_training_is_tracked_as_its_history(done):
                 (e, pytest.approx(v, nan_ok=True))
                 for e, v in zip(history["epoch"], history[column], strict=True)
             ]
-            assert [(e.step, e.value) for e in events.Scalars(column)] == want, (name, column)
+            assert scalars[column] == want, (name, column)
             got = client.get_metric_history(mlflow_run.info.run_id, column)
             assert sorted((m.step, m.value) for m in got) == want, (name, column)
     # Each run's bundle and model card, in the MLflow run of the replicate it was made from.
     for run in NAMES:
-        artifacts = client.list_artifacts(runs[f"{run}/holdout/seed0"].info.run_id, "model")
+        artifacts = client.list_artifacts(
+            runs[replicate_name(run, "holdout", 0)].info.run_id, "model"
+        )
         assert sorted(a.path for a in artifacts) == ["model/bundle.pt", "model/model_card.md"]
 
 
